@@ -1,0 +1,16 @@
+//! Schema migrations for `credits`, one file per change. Migrations are immutable once landed:
+//! SeaORM tracks them by name only, so a schema change is always a new file.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_create_billing_tables;
+
+/// Every migration of the service, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_create_billing_tables::Migration)]
+    }
+}

@@ -1,0 +1,145 @@
+//! Wiring: `Application::build` opens the database, loads packs and binds both listeners (port 0
+//! works and the real addresses are exposed); `run_until_stopped` serves until the token fires.
+
+use std::{net::SocketAddr, time::Duration};
+
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+
+use crate::{
+    config::{AppEnv, Settings},
+    db,
+    grpc::{CreditsApi, pb},
+    health::Health,
+    ledger::{Ledger, packs, store},
+    stripe::StripeGateway,
+    webhook::{self, WebhookState},
+};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Packs(#[from] packs::PackFileError),
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Stripe client: {0}")]
+    Stripe(#[from] crate::stripe::StripeError),
+}
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A built, bound, not yet serving instance of the service.
+pub struct Application {
+    settings: Settings,
+    ledger: Ledger,
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let packs = packs::load_pack_file(&settings.credit_packs_file)?;
+        let db = db::connect(&settings).await?;
+        if settings.migrate_on_start {
+            db::migrate(&db).await?;
+        }
+        store::upsert_packs(&db, &packs, Utc::now()).await?;
+        let stripe = StripeGateway::new(&settings.stripe)?;
+        let ledger = Ledger::new(db, stripe, settings.frontend_url.clone());
+
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartupError::Bind { addr, source })
+        };
+        let grpc_listener = bind(settings.grpc_addr).await?;
+        let http_listener = bind(settings.http_addr).await?;
+        Ok(Self {
+            settings,
+            ledger,
+            grpc_listener,
+            http_listener,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_listener.local_addr().unwrap_or(self.settings.grpc_addr)
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_listener.local_addr().unwrap_or(self.settings.http_addr)
+    }
+
+    /// Serves gRPC and HTTP until `shutdown` fires, then: health NOT_SERVING → drain both
+    /// servers (bounded) → return.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let health = Health::new(reporter, self.ledger.db().clone(), Duration::from_secs(2));
+        let drain = CancellationToken::new();
+        let watcher = health.spawn_watcher(self.settings.health_check_interval, drain.clone());
+
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let api = CreditsApi::new(self.ledger.clone(), self.settings.stripe.publishable_key.clone());
+        let grpc_addr = self.grpc_addr();
+        let http_addr = self.http_addr();
+        let grpc_drain = drain.clone();
+        let grpc = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(pb::credits_service_server::CreditsServiceServer::new(api))
+            .serve_with_incoming_shutdown(TcpIncoming::from(self.grpc_listener), async move {
+                grpc_drain.cancelled().await;
+            });
+
+        if self.settings.stripe.webhook_secrets.is_empty() && self.settings.app_env == AppEnv::Development {
+            tracing::warn!(
+                "STRIPE_WEBHOOK_SECRET is unset: unsigned webhooks are accepted (development only)"
+            );
+        }
+        let router = health.router().merge(webhook::router(WebhookState {
+            ledger: self.ledger.clone(),
+            secrets: self.settings.stripe.webhook_secrets.clone(),
+            tolerance: self.settings.stripe.webhook_tolerance,
+        }));
+        let http_drain = drain.clone();
+        let http = axum::serve(self.http_listener, router).with_graceful_shutdown(async move {
+            http_drain.cancelled().await;
+        });
+
+        tracing::info!(%grpc_addr, %http_addr, "credits listening");
+        let grpc_task = tokio::spawn(grpc);
+        let http_task = tokio::spawn(async move { http.await });
+
+        shutdown.cancelled().await;
+        health.begin_shutdown().await;
+        drain.cancel();
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            let (grpc, http) = tokio::join!(grpc_task, http_task);
+            (grpc, http)
+        })
+        .await;
+        watcher.abort();
+        match drained {
+            Ok((grpc, http)) => {
+                grpc??;
+                http??;
+                tracing::info!("credits stopped");
+            }
+            Err(_) => tracing::warn!("shutdown grace of {SHUTDOWN_GRACE:?} elapsed; stopping anyway"),
+        }
+        Ok(())
+    }
+}

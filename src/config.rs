@@ -1,0 +1,340 @@
+//! Settings: parsed once from the environment (and `.env`), validated, secrets redacted.
+//! Nothing else in the crate reads `std::env`.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// Which safety rules apply: `production` refuses to run without Stripe secrets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Everything the service needs to run, parsed and checked at start.
+#[derive(Clone)]
+pub struct Settings {
+    pub app_env: AppEnv,
+    pub database_url: SecretString,
+    pub database_max_connections: u32,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub migrate_on_start: bool,
+    pub credit_packs_file: PathBuf,
+    pub stripe: StripeSettings,
+    pub frontend_url: Url,
+    pub log_format: LogFormat,
+    /// How often the database is probed for the health service.
+    pub health_check_interval: Duration,
+}
+
+/// Stripe keys and endpoints.
+#[derive(Clone)]
+pub struct StripeSettings {
+    pub secret_key: Option<SecretString>,
+    pub publishable_key: String,
+    /// Several during a secret rotation: any one verifies a webhook.
+    pub webhook_secrets: Vec<SecretString>,
+    pub webhook_tolerance: Duration,
+    pub api_base: Url,
+    pub timeout: Duration,
+}
+
+/// A variable that could not be used, named so the operator can fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            var,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the process environment, after loading `.env` when there is one.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is worth knowing about.
+        if let Err(err) = dotenvy::dotenv()
+            && !err.not_found()
+        {
+            return Err(ConfigError::new(".env", err.to_string()));
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Parses settings from any variable source; tests pass a map.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+
+        let app_env = match var("APP_ENV").as_deref().map(str::trim) {
+            None | Some("development") => AppEnv::Development,
+            Some("production") => AppEnv::Production,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "APP_ENV",
+                    format!("{other:?} is not one of development, production"),
+                ));
+            }
+        };
+
+        let database_url = var("DATABASE_URL").unwrap_or_else(|| "sqlite://credits.db?mode=rwc".into());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+
+        let secret_key = var("STRIPE_SECRET_KEY").map(SecretString::from);
+        let webhook_secrets: Vec<SecretString> = var("STRIPE_WEBHOOK_SECRET")
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(SecretString::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if app_env == AppEnv::Production {
+            if secret_key.is_none() {
+                return Err(ConfigError::new(
+                    "STRIPE_SECRET_KEY",
+                    "required when APP_ENV=production",
+                ));
+            }
+            if webhook_secrets.is_empty() {
+                return Err(ConfigError::new(
+                    "STRIPE_WEBHOOK_SECRET",
+                    "required when APP_ENV=production",
+                ));
+            }
+        }
+
+        let log_format = match var("LOG_FORMAT").as_deref() {
+            None if app_env == AppEnv::Production => LogFormat::Json,
+            None => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "LOG_FORMAT",
+                    format!("{other:?} is not one of json, pretty"),
+                ));
+            }
+        };
+
+        Ok(Self {
+            app_env,
+            database_url: SecretString::from(database_url),
+            database_max_connections: parse(&var, "DATABASE_MAX_CONNECTIONS", 10)?,
+            grpc_addr: parse(&var, "GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 50051)))?,
+            http_addr: parse(&var, "HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            migrate_on_start: parse_bool(&var, "MIGRATE_ON_START", true)?,
+            credit_packs_file: var("CREDIT_PACKS_FILE")
+                .unwrap_or_else(|| "packs.toml".into())
+                .into(),
+            stripe: StripeSettings {
+                secret_key,
+                publishable_key: var("STRIPE_PUBLISHABLE_KEY").unwrap_or_default(),
+                webhook_secrets,
+                webhook_tolerance: Duration::from_secs(parse(&var, "STRIPE_WEBHOOK_TOLERANCE_SECS", 300)?),
+                api_base: parse_http_url(&var, "STRIPE_API_BASE", "https://api.stripe.com")?,
+                timeout: Duration::from_millis(parse(&var, "STRIPE_TIMEOUT_MS", 10_000)?),
+            },
+            frontend_url: parse_http_url(&var, "FRONTEND_URL", "http://localhost:3000")?,
+            log_format,
+            health_check_interval: Duration::from_millis(parse(&var, "HEALTH_CHECK_INTERVAL_MS", 5_000)?),
+        })
+    }
+
+    /// The database URL with any password masked, for logs.
+    pub fn database_url_redacted(&self) -> String {
+        redact_url_password(self.database_url.expose_secret())
+    }
+}
+
+fn parse<T: FromStr>(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|err| ConfigError::new(name, format!("{raw:?}: {err}"))),
+    }
+}
+
+fn parse_bool(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match var(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => Err(ConfigError::new(name, format!("{other:?} is not true or false"))),
+    }
+}
+
+fn parse_http_url(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: &str,
+) -> Result<Url, ConfigError> {
+    let raw = var(name).unwrap_or_else(|| default.to_owned());
+    let url = Url::parse(raw.trim()).map_err(|err| ConfigError::new(name, format!("{raw:?}: {err}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::new(name, format!("{raw:?} is not an http(s) URL")));
+    }
+    Ok(url)
+}
+
+fn redact_url_password(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("****"));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+fn mask(secret: &Option<SecretString>) -> &'static str {
+    if secret.is_some() { "set" } else { "unset" }
+}
+
+impl fmt::Display for Settings {
+    /// One readable block for the start-up log; secrets only say whether they are set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "APP_ENV={:?} DATABASE_URL={} GRPC_ADDR={} HTTP_ADDR={} MIGRATE_ON_START={} \
+             CREDIT_PACKS_FILE={} STRIPE_API_BASE={} STRIPE_SECRET_KEY={} \
+             STRIPE_PUBLISHABLE_KEY={} STRIPE_WEBHOOK_SECRET={} FRONTEND_URL={}",
+            self.app_env,
+            self.database_url_redacted(),
+            self.grpc_addr,
+            self.http_addr,
+            self.migrate_on_start,
+            self.credit_packs_file.display(),
+            self.stripe.api_base,
+            mask(&self.stripe.secret_key),
+            if self.stripe.publishable_key.is_empty() {
+                "unset"
+            } else {
+                self.stripe.publishable_key.as_str()
+            },
+            match self.stripe.webhook_secrets.len() {
+                0 => "unset".to_owned(),
+                n => format!("{n} secret(s)"),
+            },
+            self.frontend_url,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_documented_table() {
+        let s = settings(&[]).expect("defaults are valid");
+        assert_eq!(s.app_env, AppEnv::Development);
+        assert_eq!(s.grpc_addr.to_string(), "0.0.0.0:50051");
+        assert_eq!(s.http_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(s.database_url.expose_secret(), "sqlite://credits.db?mode=rwc");
+        assert_eq!(s.stripe.api_base.as_str(), "https://api.stripe.com/");
+        assert_eq!(s.frontend_url.as_str(), "http://localhost:3000/");
+        assert!(s.migrate_on_start);
+        assert_eq!(s.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        assert_eq!(
+            settings(&[("GRPC_ADDR", "nope")]).err().map(|e| e.var),
+            Some("GRPC_ADDR")
+        );
+        assert_eq!(
+            settings(&[("APP_ENV", "staging")]).err().map(|e| e.var),
+            Some("APP_ENV")
+        );
+        assert_eq!(
+            settings(&[("FRONTEND_URL", "ftp://x")]).err().map(|e| e.var),
+            Some("FRONTEND_URL")
+        );
+        assert_eq!(
+            settings(&[("STRIPE_API_BASE", "::")]).err().map(|e| e.var),
+            Some("STRIPE_API_BASE")
+        );
+        assert_eq!(
+            settings(&[("MIGRATE_ON_START", "maybe")]).err().map(|e| e.var),
+            Some("MIGRATE_ON_START")
+        );
+    }
+
+    #[test]
+    fn production_requires_stripe_secrets() {
+        let err = settings(&[("APP_ENV", "production")]).err().map(|e| e.var);
+        assert_eq!(err, Some("STRIPE_SECRET_KEY"));
+        let err = settings(&[("APP_ENV", "production"), ("STRIPE_SECRET_KEY", "sk_live_x")])
+            .err()
+            .map(|e| e.var);
+        assert_eq!(err, Some("STRIPE_WEBHOOK_SECRET"));
+        let ok = settings(&[
+            ("APP_ENV", "production"),
+            ("STRIPE_SECRET_KEY", "sk_live_x"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_a, whsec_b"),
+        ])
+        .expect("complete production settings");
+        assert_eq!(ok.stripe.webhook_secrets.len(), 2);
+        assert_eq!(ok.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn display_never_shows_secrets() {
+        let s = settings(&[
+            ("STRIPE_SECRET_KEY", "sk_test_supersecret"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_supersecret"),
+            ("DATABASE_URL", "postgres://app:hunter2@db/credits"),
+        ])
+        .expect("valid");
+        let shown = s.to_string();
+        assert!(!shown.contains("supersecret"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

@@ -1,0 +1,121 @@
+//! Health: the gRPC health service (tonic-health) and the HTTP `/healthz` and `/readyz` probes.
+//! SERVING means the database would accept a write now and the process is not shutting down.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
+use sea_orm::DatabaseConnection;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::ledger::store;
+
+/// The service name health clients ask about, besides the whole server ("").
+pub const SERVICE_NAME: &str = "credits.v1.CreditsService";
+
+/// Shared view of whether this replica should receive traffic.
+#[derive(Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+    db: DatabaseConnection,
+    probe_timeout: Duration,
+    stopping: Arc<AtomicBool>,
+    serving: Arc<AtomicBool>,
+}
+
+impl Health {
+    pub fn new(reporter: HealthReporter, db: DatabaseConnection, probe_timeout: Duration) -> Self {
+        Self {
+            reporter,
+            db,
+            probe_timeout,
+            stopping: Arc::new(AtomicBool::new(false)),
+            serving: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// True when the database accepts a write within the probe timeout.
+    pub async fn database_ready(&self) -> bool {
+        matches!(
+            tokio::time::timeout(self.probe_timeout, store::probe_writable(&self.db)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    async fn publish(&self, serving: bool) {
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        self.reporter.set_service_status("", status).await;
+        self.reporter.set_service_status(SERVICE_NAME, status).await;
+        if self.serving.swap(serving, Ordering::SeqCst) != serving {
+            if serving {
+                tracing::info!("health: SERVING");
+            } else {
+                tracing::warn!("health: NOT_SERVING");
+            }
+        }
+    }
+
+    /// Probes the database every `interval` until `stop`, publishing the result.
+    pub fn spawn_watcher(&self, interval: Duration, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let health = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let ready = !health.stopping.load(Ordering::SeqCst) && health.database_ready().await;
+                if health.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                health.publish(ready).await;
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
+            }
+        })
+    }
+
+    /// First step of shutdown: stop taking traffic before draining.
+    pub async fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.publish(false).await;
+    }
+
+    /// `/healthz` and `/readyz`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .with_state(self.clone())
+    }
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(health): State<Health>) -> (StatusCode, Json<Value>) {
+    if health.stopping.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "shutting_down" })),
+        );
+    }
+    if health.database_ready().await {
+        (StatusCode::OK, Json(json!({ "status": "ready" })))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "database_unavailable" })),
+        )
+    }
+}

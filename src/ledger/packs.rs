@@ -1,0 +1,215 @@
+//! Credit packs as declared in `CREDIT_PACKS_FILE` (TOML), checked field by field so that a bad
+//! file stops start-up with the file, line and field named.
+
+use std::{collections::HashSet, ops::Range, path::Path};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A pack as the file declares it, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackSpec {
+    pub id: String,
+    pub name: String,
+    pub credits: i64,
+    pub unit_amount: i64,
+    pub currency: String,
+    pub stripe_price_id: Option<String>,
+}
+
+/// Why the packs file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PackFileError {
+    #[error("cannot read packs file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {field}: {reason}")]
+    Invalid {
+        path: String,
+        line: usize,
+        field: String,
+        reason: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackFile {
+    #[serde(default)]
+    pack: Vec<Spanned<RawPack>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPack {
+    id: Spanned<String>,
+    name: Spanned<String>,
+    credits: Spanned<i64>,
+    unit_amount: Spanned<i64>,
+    currency: Spanned<String>,
+    #[serde(default)]
+    stripe_price_id: Option<Spanned<String>>,
+}
+
+/// Reads and validates a packs file.
+pub fn load_pack_file(path: &Path) -> Result<Vec<PackSpec>, PackFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PackFileError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_packs(&path.display().to_string(), &text)
+}
+
+/// Parses pack TOML; `path` only labels errors.
+pub fn parse_packs(path: &str, text: &str) -> Result<Vec<PackSpec>, PackFileError> {
+    let invalid = |span: Option<Range<usize>>, field: &str, reason: String| PackFileError::Invalid {
+        path: path.to_owned(),
+        line: span.map_or(1, |s| line_of(text, s.start)),
+        field: field.to_owned(),
+        reason,
+    };
+    let file: PackFile = toml::from_str(text).map_err(|err| {
+        let field = err.message().split('`').nth(1).unwrap_or("pack").to_owned();
+        invalid(err.span(), &field, err.message().trim().to_owned())
+    })?;
+    if file.pack.is_empty() {
+        return Err(invalid(None, "pack", "no [[pack]] entries".into()));
+    }
+
+    let mut ids = HashSet::new();
+    let mut price_ids = HashSet::new();
+    let mut packs = Vec::with_capacity(file.pack.len());
+    for raw in file.pack {
+        let raw = raw.into_inner();
+        let id = raw.id.get_ref().trim();
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                Some(raw.id.span()),
+                "id",
+                "must be a slug of a-z, 0-9, - and _".into(),
+            ));
+        }
+        if !ids.insert(id.to_owned()) {
+            return Err(invalid(
+                Some(raw.id.span()),
+                "id",
+                format!("duplicate pack id {id:?}"),
+            ));
+        }
+        let name = raw.name.get_ref().trim();
+        if name.is_empty() {
+            return Err(invalid(Some(raw.name.span()), "name", "must not be empty".into()));
+        }
+        if *raw.credits.get_ref() <= 0 {
+            return Err(invalid(
+                Some(raw.credits.span()),
+                "credits",
+                "must be a positive integer".into(),
+            ));
+        }
+        if *raw.unit_amount.get_ref() <= 0 {
+            return Err(invalid(
+                Some(raw.unit_amount.span()),
+                "unit_amount",
+                "must be a positive integer of minor units".into(),
+            ));
+        }
+        let currency = raw.currency.get_ref().trim().to_ascii_lowercase();
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_lowercase()) {
+            return Err(invalid(
+                Some(raw.currency.span()),
+                "currency",
+                "must be a 3-letter ISO 4217 code".into(),
+            ));
+        }
+        let stripe_price_id = match raw.stripe_price_id {
+            None => None,
+            Some(price) if price.get_ref().trim().is_empty() => None,
+            Some(price) => {
+                let value = price.get_ref().trim().to_owned();
+                if !price_ids.insert(value.clone()) {
+                    return Err(invalid(
+                        Some(price.span()),
+                        "stripe_price_id",
+                        format!("duplicate price id {value:?}"),
+                    ));
+                }
+                Some(value)
+            }
+        };
+        packs.push(PackSpec {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            credits: *raw.credits.get_ref(),
+            unit_amount: *raw.unit_amount.get_ref(),
+            currency,
+            stripe_price_id,
+        });
+    }
+    Ok(packs)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(1, |head| head.matches('\n').count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[pack]]
+id = "starter"
+name = "Starter"
+credits = 100
+unit_amount = 500
+currency = "USD"
+
+[[pack]]
+id = "standard"
+name = "Standard"
+credits = 500
+unit_amount = 1500
+currency = "usd"
+stripe_price_id = "price_123"
+"#;
+
+    #[test]
+    fn a_good_file_parses() {
+        let packs = parse_packs("packs.toml", GOOD).expect("valid");
+        assert_eq!(packs.len(), 2);
+        assert_eq!(packs[0].currency, "usd");
+        assert_eq!(packs[0].stripe_price_id, None);
+        assert_eq!(packs[1].stripe_price_id.as_deref(), Some("price_123"));
+    }
+
+    fn error_of(text: &str) -> (usize, String) {
+        match parse_packs("p.toml", text) {
+            Err(PackFileError::Invalid { line, field, .. }) => (line, field),
+            other => panic!("expected an invalid-file error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let bad = GOOD.replace("credits = 500", "credits = -5");
+        assert_eq!(error_of(&bad), (12, "credits".into()));
+        let bad = GOOD.replace("currency = \"usd\"", "currency = \"dollars\"");
+        assert_eq!(error_of(&bad), (14, "currency".into()));
+        let bad = GOOD.replace("unit_amount = 500", "unit_amount = \"five\"");
+        assert_eq!(error_of(&bad).0, 6);
+        let bad = GOOD.replace("id = \"standard\"", "id = \"starter\"");
+        assert_eq!(error_of(&bad), (10, "id".into()));
+        let bad = GOOD.replace("name = \"Starter\"\n", "");
+        assert!(error_of(&bad).1.contains("name"), "{:?}", error_of(&bad));
+        assert_eq!(error_of("").1, "pack");
+    }
+}

@@ -1,0 +1,34 @@
+//! The `credits` binary: parse the command line, load settings, start logging, dispatch.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use credits::{
+    cli::{self, Cli, CliError},
+    config::Settings,
+    telemetry,
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("credits: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let _telemetry = telemetry::init(settings.log_format);
+    match cli::run(cli, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(err)) => {
+            eprintln!("credits: {err}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(err)) => {
+            eprintln!("credits: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The webhook's error answers: one enum, one mapping to HTTP status and JSON body.
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use super::{event::EventParseError, signature::SignatureError};
+use crate::{ledger::LedgerError, stripe::StripeError};
+
+/// Why a delivery was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("empty body")]
+    EmptyBody,
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error(transparent)]
+    Parse(#[from] EventParseError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl WebhookError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::EmptyBody => (StatusCode::BAD_REQUEST, "empty_body"),
+            Self::Signature(err) => (StatusCode::BAD_REQUEST, err.code()),
+            Self::Parse(EventParseError::NotJson(_)) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            Self::Parse(EventParseError::NotAnEvent(_)) => (StatusCode::BAD_REQUEST, "not_a_stripe_event"),
+            // Transient: Stripe retries on any non-2xx, so say so.
+            Self::Ledger(
+                LedgerError::DatabaseUnavailable(_) | LedgerError::Stripe(StripeError::Unavailable(_)),
+            ) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+            Self::Ledger(
+                LedgerError::InvalidInput(_)
+                | LedgerError::NotFound(_)
+                | LedgerError::EmailTaken(_)
+                | LedgerError::Stripe(StripeError::NotConfigured | StripeError::Rejected { .. })
+                | LedgerError::Unexpected(_),
+            ) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+}
+
+impl IntoResponse for WebhookError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        // Internal causes go to the log, not to the caller.
+        let message = if status.is_server_error() {
+            "the event could not be processed now; it will be accepted on redelivery".to_owned()
+        } else {
+            self.to_string()
+        };
+        (status, Json(json!({ "error": code, "message": message }))).into_response()
+    }
+}

@@ -1,0 +1,202 @@
+//! Serde types for the slice of Stripe's event payloads this service reads. Tolerant: unknown
+//! fields are ignored, nulls accepted wherever Stripe allows them, any API version.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::ledger::fulfilment::{CheckoutFacts, EventAction, StripeEvent};
+
+/// Why a body is not a Stripe event we can read.
+#[derive(Debug, thiserror::Error)]
+pub enum EventParseError {
+    #[error("body is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("body is not a Stripe event: {0}")]
+    NotAnEvent(String),
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    id: String,
+    #[serde(default)]
+    object: Option<String>,
+    #[serde(rename = "type")]
+    event_type: String,
+    data: EventData,
+}
+
+#[derive(Deserialize)]
+struct EventData {
+    object: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct CheckoutSession {
+    id: String,
+    #[serde(default)]
+    client_reference_id: Option<String>,
+    #[serde(default)]
+    customer_email: Option<String>,
+    #[serde(default)]
+    customer_details: Option<CustomerDetails>,
+    #[serde(default)]
+    metadata: Option<HashMap<String, serde_json::Value>>,
+    #[serde(default)]
+    payment_intent: Option<Expandable>,
+    #[serde(default)]
+    amount_total: Option<i64>,
+    #[serde(default)]
+    currency: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CustomerDetails {
+    #[serde(default)]
+    email: Option<String>,
+}
+
+/// Stripe sends either an id or, when expanded, the object.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Expandable {
+    Id(String),
+    Object { id: String },
+}
+
+impl Expandable {
+    fn into_id(self) -> String {
+        match self {
+            Self::Id(id) | Self::Object { id } => id,
+        }
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+impl CheckoutSession {
+    fn into_facts(self) -> CheckoutFacts {
+        let metadata = self.metadata.unwrap_or_default();
+        let meta = |key: &str| non_empty(metadata.get(key).and_then(|v| v.as_str()).map(str::to_owned));
+        CheckoutFacts {
+            metadata_account_id: meta("account_id"),
+            metadata_price_id: meta("price_id"),
+            email: non_empty(self.customer_details.and_then(|d| d.email))
+                .or_else(|| non_empty(self.customer_email)),
+            client_reference_id: non_empty(self.client_reference_id),
+            payment_intent_id: self.payment_intent.map(Expandable::into_id),
+            amount_total: self.amount_total,
+            currency: non_empty(self.currency),
+            session_id: self.id,
+        }
+    }
+}
+
+/// Reads a raw webhook body into a ledger event.
+pub fn parse_event(body: &[u8]) -> Result<StripeEvent, EventParseError> {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|err| {
+        if err.is_data() {
+            EventParseError::NotAnEvent(err.to_string())
+        } else {
+            EventParseError::NotJson(err)
+        }
+    })?;
+    if envelope.object.as_deref().is_some_and(|o| o != "event") {
+        return Err(EventParseError::NotAnEvent("object is not \"event\"".into()));
+    }
+    if envelope.id.trim().is_empty() || envelope.event_type.trim().is_empty() {
+        return Err(EventParseError::NotAnEvent("empty id or type".into()));
+    }
+    let session = || -> Result<CheckoutFacts, EventParseError> {
+        let session: CheckoutSession =
+            serde_json::from_value(envelope.data.object.clone()).map_err(|err| {
+                EventParseError::NotAnEvent(format!("data.object is not a Checkout Session: {err}"))
+            })?;
+        Ok(session.into_facts())
+    };
+    let payment_status = envelope
+        .data
+        .object
+        .get("payment_status")
+        .and_then(|v| v.as_str());
+    let action = match envelope.event_type.as_str() {
+        "checkout.session.completed" => match payment_status {
+            Some("paid" | "no_payment_required") => EventAction::Credit(session()?),
+            _ => EventAction::AwaitPayment(session()?),
+        },
+        "checkout.session.async_payment_succeeded" => EventAction::Credit(session()?),
+        "checkout.session.async_payment_failed" => EventAction::MarkFailed(session()?),
+        "checkout.session.expired" => EventAction::MarkExpired(session()?),
+        _ => EventAction::Ignore,
+    };
+    Ok(StripeEvent {
+        id: envelope.id,
+        event_type: envelope.event_type,
+        // Verified bytes that parsed as JSON are UTF-8.
+        payload: String::from_utf8_lossy(body).into_owned(),
+        action,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts_of(action: &EventAction) -> &CheckoutFacts {
+        match action {
+            EventAction::Credit(f)
+            | EventAction::AwaitPayment(f)
+            | EventAction::MarkFailed(f)
+            | EventAction::MarkExpired(f) => f,
+            EventAction::Ignore => panic!("no facts"),
+        }
+    }
+
+    #[test]
+    fn a_completed_paid_session_credits() {
+        let body = r#"{"id":"evt_1","object":"event","type":"checkout.session.completed","data":{"object":{
+            "id":"cs_1","client_reference_id":null,"customer_email":"A@B.co","customer_details":null,
+            "metadata":{"account_id":"u1","price_id":"price_1","extra":7},"payment_status":"paid",
+            "payment_intent":{"id":"pi_1","object":"payment_intent"},"amount_total":1500,"currency":"usd","new_field":[1]}}}"#;
+        let event = parse_event(body.as_bytes()).expect("parses");
+        assert!(matches!(event.action, EventAction::Credit(_)));
+        let facts = facts_of(&event.action);
+        assert_eq!(facts.session_id, "cs_1");
+        assert_eq!(facts.client_reference_id, None);
+        assert_eq!(facts.metadata_account_id.as_deref(), Some("u1"));
+        assert_eq!(facts.metadata_price_id.as_deref(), Some("price_1"));
+        assert_eq!(facts.email.as_deref(), Some("A@B.co"));
+        assert_eq!(facts.payment_intent_id.as_deref(), Some("pi_1"));
+    }
+
+    #[test]
+    fn unpaid_completion_waits_and_other_types_are_ignored() {
+        let unpaid = r#"{"id":"evt_2","type":"checkout.session.completed","data":{"object":{"id":"cs_2","payment_status":"unpaid","metadata":null}}}"#;
+        assert!(matches!(
+            parse_event(unpaid.as_bytes()).map(|e| e.action),
+            Ok(EventAction::AwaitPayment(_))
+        ));
+        let other = r#"{"id":"evt_3","type":"invoice.paid","data":{"object":{"id":"in_1"}}}"#;
+        assert!(matches!(
+            parse_event(other.as_bytes()).map(|e| e.action),
+            Ok(EventAction::Ignore)
+        ));
+    }
+
+    #[test]
+    fn junk_is_refused() {
+        for body in [
+            "",
+            "not json",
+            "[]",
+            "{}",
+            r#"{"id":"evt_1","type":"x"}"#,
+            r#"{"id":"x","object":"charge","type":"t","data":{"object":{}}}"#,
+            r#"{"id":"evt_1","type":"checkout.session.completed","data":{"object":{"payment_status":"paid"}}}"#,
+        ] {
+            assert!(parse_event(body.as_bytes()).is_err(), "{body:?} accepted");
+        }
+    }
+}

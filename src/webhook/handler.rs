@@ -1,0 +1,84 @@
+//! `POST /account/stripe-webhook/`: verify on the raw bytes, parse, apply exactly once, answer
+//! `{"status": "success"}`.
+
+use std::time::Instant;
+
+use axum::{Json, body::Bytes, extract::State, http::HeaderMap};
+use serde_json::{Value, json};
+
+use super::{WebhookState, error::WebhookError, event::parse_event, signature};
+
+pub async fn stripe_webhook(
+    State(state): State<WebhookState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, WebhookError> {
+    let started = Instant::now();
+    if body.is_empty() {
+        return Err(WebhookError::EmptyBody);
+    }
+    let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+    if state.secrets.is_empty() {
+        tracing::warn!("accepting an unsigned webhook: STRIPE_WEBHOOK_SECRET is unset (development only)");
+    } else if let Err(err) = signature::verify(
+        &body,
+        header,
+        &state.secrets,
+        state.tolerance,
+        chrono::Utc::now().timestamp(),
+    ) {
+        tracing::warn!(reason = err.code(), "webhook refused");
+        return Err(err.into());
+    }
+    let event = parse_event(&body)?;
+
+    match state.ledger.process_event(&event).await {
+        Ok(report) => {
+            let log = |level_error: bool| {
+                let ms = started.elapsed().as_millis() as u64;
+                let session_id = report.session_id.as_deref().unwrap_or("");
+                let account_id = report.account_id.as_deref().unwrap_or("");
+                let outcome = report.outcome.as_str();
+                let detail = report.detail.as_deref().unwrap_or("");
+                if level_error {
+                    tracing::error!(event_id = %event.id, event_type = %event.event_type, session_id, account_id, credits = report.credits, outcome, ms, detail, "stripe event not matched; replay it once the account or pack exists");
+                } else {
+                    tracing::info!(event_id = %event.id, event_type = %event.event_type, session_id, account_id, credits = report.credits, outcome, ms, "stripe event processed");
+                }
+            };
+            log(report.detail.is_some());
+            Ok(Json(json!({ "status": "success" })))
+        }
+        Err(err) => {
+            let ms = started.elapsed().as_millis() as u64;
+            let err = WebhookError::from(err);
+            let transient = matches!(
+                &err,
+                WebhookError::Ledger(
+                    crate::ledger::LedgerError::DatabaseUnavailable(_)
+                        | crate::ledger::LedgerError::Stripe(crate::stripe::StripeError::Unavailable(_))
+                )
+            );
+            if transient {
+                tracing::warn!(event_id = %event.id, event_type = %event.event_type, ms, error = %err_source(&err), "stripe event deferred; Stripe will redeliver");
+            } else {
+                tracing::error!(event_id = %event.id, event_type = %event.event_type, ms, error = ?err, "stripe event failed");
+                if let Err(record_err) = state.ledger.record_failed_event(&event, &err.to_string()).await {
+                    tracing::error!(event_id = %event.id, error = %record_err, "could not record the failed event");
+                }
+            }
+            Err(err)
+        }
+    }
+}
+
+fn err_source(err: &WebhookError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,36 @@
+//! Stripe's webhook route on the HTTP side.
+
+pub mod error;
+pub mod event;
+pub mod handler;
+pub mod signature;
+
+use std::time::Duration;
+
+use axum::{Router, extract::DefaultBodyLimit, routing::post};
+use secrecy::SecretString;
+
+use crate::ledger::Ledger;
+
+/// The path Stripe is configured to call, kept from the system this replaces.
+pub const WEBHOOK_PATH: &str = "/account/stripe-webhook/";
+
+/// Larger bodies are answered 413 before they are read whole.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What the handler needs.
+#[derive(Clone)]
+pub struct WebhookState {
+    pub ledger: Ledger,
+    /// Empty only in development, where unsigned events are accepted with a warning.
+    pub secrets: Vec<SecretString>,
+    pub tolerance: Duration,
+}
+
+/// The webhook route; merged into the HTTP router by `app`.
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route(WEBHOOK_PATH, post(handler::stripe_webhook))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
