@@ -35,9 +35,6 @@ pub enum StartupError {
     Stripe(#[from] crate::stripe::StripeError),
 }
 
-/// How long in-flight requests get to finish after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 /// A built, bound, not yet serving instance of the service.
 pub struct Application {
     settings: Settings,
@@ -86,7 +83,9 @@ impl Application {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let health = Health::new(reporter, self.ledger.db().clone(), Duration::from_secs(2));
         let drain = CancellationToken::new();
-        let watcher = health.spawn_watcher(self.settings.health_check_interval, drain.clone());
+        let watcher = health
+            .start_watcher(self.settings.health_check_interval, drain.clone())
+            .await;
 
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -120,14 +119,16 @@ impl Application {
         });
 
         tracing::info!(%grpc_addr, %http_addr, "credits listening");
-        let grpc_task = tokio::spawn(grpc);
-        let http_task = tokio::spawn(async move { http.await });
+        let mut grpc_task = tokio::spawn(grpc);
+        let mut http_task = tokio::spawn(async move { http.await });
 
         shutdown.cancelled().await;
         health.begin_shutdown().await;
         drain.cancel();
-        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            let (grpc, http) = tokio::join!(grpc_task, http_task);
+        let grace = self.settings.shutdown_grace;
+        let drained = tokio::time::timeout(grace, async {
+            let grpc = (&mut grpc_task).await;
+            let http = (&mut http_task).await;
             (grpc, http)
         })
         .await;
@@ -138,7 +139,12 @@ impl Application {
                 http??;
                 tracing::info!("credits stopped");
             }
-            Err(_) => tracing::warn!("shutdown grace of {SHUTDOWN_GRACE:?} elapsed; stopping anyway"),
+            Err(_) => {
+                // Long-lived streams (health watches) do not end by themselves.
+                grpc_task.abort();
+                http_task.abort();
+                tracing::warn!(?grace, "shutdown grace elapsed; remaining connections closed");
+            }
         }
         Ok(())
     }

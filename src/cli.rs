@@ -97,52 +97,55 @@ async fn migrate(settings: Settings, status_only: bool) -> Result<(), CliError> 
     Ok(())
 }
 
+/// The packs as the service sells them after its next start: the file's packs, with the price
+/// ids the database holds, then database packs no longer in the file (inactive).
 async fn list_packs(settings: Settings) -> Result<(), CliError> {
     let file_packs = packs::load_pack_file(&settings.credit_packs_file)?;
     let db = db::connect(&settings).await?;
     let migrated = db::migration_status(&db)
         .await
         .is_ok_and(|s| s.iter().all(|(_, applied)| *applied));
-    let rows: Vec<[String; 7]> = if migrated {
-        store::all_packs(&db)
-            .await?
-            .into_iter()
-            .map(|p| {
-                let price = p.stripe_price_id.unwrap_or_else(|| "-".into());
-                let amount = p.unit_amount.to_string();
-                [
-                    p.id,
-                    p.name,
-                    p.credits.to_string(),
-                    amount,
-                    p.currency,
-                    price,
-                    p.active.to_string(),
-                ]
-            })
-            .collect()
+    let stored = if migrated {
+        store::all_packs(&db).await?
     } else {
-        println!(
-            "(database not migrated: showing {})",
-            settings.credit_packs_file.display()
-        );
-        file_packs
-            .into_iter()
-            .map(|p| {
-                let price = p.stripe_price_id.unwrap_or_else(|| "-".into());
-                let amount = p.unit_amount.to_string();
-                [
-                    p.id,
-                    p.name,
-                    p.credits.to_string(),
-                    amount,
-                    p.currency,
-                    price,
-                    "true".into(),
-                ]
-            })
-            .collect()
+        Vec::new()
     };
+    let mut rows: Vec<[String; 7]> = Vec::new();
+    for p in &file_packs {
+        let stored_price = stored
+            .iter()
+            .find(|s| s.id == p.id)
+            .and_then(|s| s.stripe_price_id.clone());
+        let price = p
+            .stripe_price_id
+            .clone()
+            .or(stored_price)
+            .unwrap_or_else(|| "-".into());
+        rows.push([
+            p.id.clone(),
+            p.name.clone(),
+            p.credits.to_string(),
+            p.unit_amount.to_string(),
+            p.currency.clone(),
+            price,
+            "true".into(),
+        ]);
+    }
+    for s in stored
+        .into_iter()
+        .filter(|s| !file_packs.iter().any(|p| p.id == s.id))
+    {
+        let price = s.stripe_price_id.unwrap_or_else(|| "-".into());
+        rows.push([
+            s.id,
+            s.name,
+            s.credits.to_string(),
+            s.unit_amount.to_string(),
+            s.currency,
+            price,
+            "false".into(),
+        ]);
+    }
     let header = [
         "ID",
         "NAME",
@@ -155,6 +158,9 @@ async fn list_packs(settings: Settings) -> Result<(), CliError> {
     .map(String::from);
     for [id, name, credits, amount, currency, price, active] in std::iter::once(header).chain(rows) {
         println!("{id:<16} {name:<24} {credits:>8} {amount:>10} {currency:<8} {price:<32} {active}");
+    }
+    if !migrated {
+        println!("(database not migrated yet: price ids stored by the service are not shown)");
     }
     Ok(())
 }

@@ -35,6 +35,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// How often the database is probed for the health service.
     pub health_check_interval: Duration,
+    /// How long in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace: Duration,
 }
 
 /// Stripe keys and endpoints.
@@ -163,6 +165,7 @@ impl Settings {
             frontend_url: parse_http_url(&var, "FRONTEND_URL", "http://localhost:3000")?,
             log_format,
             health_check_interval: Duration::from_millis(parse(&var, "HEALTH_CHECK_INTERVAL_MS", 5_000)?),
+            shutdown_grace: parse_seconds(&var, "SHUTDOWN_GRACE", 10)?,
         })
     }
 
@@ -185,6 +188,23 @@ where
         Some(raw) => raw
             .trim()
             .parse()
+            .map_err(|err| ConfigError::new(name, format!("{raw:?}: {err}"))),
+    }
+}
+
+/// Whole seconds, written `30` or `30s`.
+fn parse_seconds(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    match var(name) {
+        None => Ok(Duration::from_secs(default)),
+        Some(raw) => raw
+            .trim()
+            .trim_end_matches('s')
+            .parse()
+            .map(Duration::from_secs)
             .map_err(|err| ConfigError::new(name, format!("{raw:?}: {err}"))),
     }
 }

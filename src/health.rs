@@ -66,19 +66,27 @@ impl Health {
         }
     }
 
-    /// Probes the database every `interval` until `stop`, publishing the result.
-    pub fn spawn_watcher(&self, interval: Duration, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    /// Probes the database once and publishes the result (unless shutting down).
+    pub async fn refresh(&self) {
+        let ready = self.database_ready().await;
+        if !self.stopping.load(Ordering::SeqCst) {
+            self.publish(ready).await;
+        }
+    }
+
+    /// Publishes a first status now, then re-probes every `interval` until `stop`.
+    pub async fn start_watcher(
+        &self,
+        interval: Duration,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        self.refresh().await;
         let health = self.clone();
         tokio::spawn(async move {
             loop {
-                let ready = !health.stopping.load(Ordering::SeqCst) && health.database_ready().await;
-                if health.stopping.load(Ordering::SeqCst) {
-                    return;
-                }
-                health.publish(ready).await;
                 tokio::select! {
                     () = stop.cancelled() => return,
-                    () = tokio::time::sleep(interval) => {}
+                    () = tokio::time::sleep(interval) => health.refresh().await,
                 }
             }
         })

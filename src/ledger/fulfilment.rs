@@ -158,7 +158,7 @@ impl Ledger {
             None => None,
         };
         let resolution = match (&event.action, &existing) {
-            (EventAction::Credit(_), Some(p)) if is_settled(p) => None,
+            (EventAction::Credit(_) | EventAction::AwaitPayment(_), Some(p)) if is_settled(p) => None,
             (EventAction::Credit(f) | EventAction::AwaitPayment(f), _) => {
                 Some(self.resolve(f, existing.as_ref()).await?)
             }

@@ -72,7 +72,9 @@ pub fn parse_packs(path: &str, text: &str) -> Result<Vec<PackSpec>, PackFileErro
         reason,
     };
     let file: PackFile = toml::from_str(text).map_err(|err| {
-        let field = err.message().split('`').nth(1).unwrap_or("pack").to_owned();
+        let field = field_at(text, err.span())
+            .or_else(|| err.message().split('`').nth(1).map(str::to_owned))
+            .unwrap_or_else(|| "pack".to_owned());
         invalid(err.span(), &field, err.message().trim().to_owned())
     })?;
     if file.pack.is_empty() {
@@ -156,6 +158,16 @@ pub fn parse_packs(path: &str, text: &str) -> Result<Vec<PackSpec>, PackFileErro
     Ok(packs)
 }
 
+/// The key of a `key = value` line that an error span points into.
+fn field_at(text: &str, span: Option<Range<usize>>) -> Option<String> {
+    let start = span?.start;
+    let line_start = text.get(..start)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?.lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then(|| key.to_owned())
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
         .map_or(1, |head| head.matches('\n').count() + 1)
@@ -205,7 +217,7 @@ stripe_price_id = "price_123"
         let bad = GOOD.replace("currency = \"usd\"", "currency = \"dollars\"");
         assert_eq!(error_of(&bad), (14, "currency".into()));
         let bad = GOOD.replace("unit_amount = 500", "unit_amount = \"five\"");
-        assert_eq!(error_of(&bad).0, 6);
+        assert_eq!(error_of(&bad), (6, "unit_amount".into()));
         let bad = GOOD.replace("id = \"standard\"", "id = \"starter\"");
         assert_eq!(error_of(&bad), (10, "id".into()));
         let bad = GOOD.replace("name = \"Starter\"\n", "");

@@ -1,0 +1,613 @@
+//! `spawn_app()`: the real service on random ports, a fresh database, a fake Stripe, and typed
+//! clients; plus the signing, fixture and database helpers the feature tests share.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    process::Stdio,
+    sync::{
+        Arc, Once,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use credits::{
+    app::Application,
+    config::{LogFormat, Settings},
+    entities::{account, credit_ledger, credit_purchase, stripe_event},
+    grpc::pb::{self, credits_service_client::CreditsServiceClient},
+    ledger::store,
+};
+use hmac::{Hmac, KeyInit, Mac};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder,
+};
+use serde_json::Value;
+use sha2::Sha256;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use wiremock::{
+    Mock, MockServer, Request, Respond, ResponseTemplate,
+    matchers::{method, path},
+};
+
+pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
+pub const STANDARD_PRICE: &str = "price_1PgafmB7WZ01zgkW02Hf9z6c";
+pub const STANDARD_CREDITS: i64 = 1000;
+pub const STARTER_PRICE: &str = "price_starter_test";
+pub const STARTER_CREDITS: i64 = 100;
+/// The account, email and session the fixtures in `tests/fixtures/` describe.
+pub const FIXTURE_ACCOUNT: &str = "acct_7d1f3c2a";
+pub const FIXTURE_EMAIL: &str = "buyer@example.com";
+pub const FIXTURE_SESSION: &str = "cs_test_a1YS1URlnyQCN5fUUduORoQ7Pw41PJqDWkIVQCpJPqkfIhd6tVY8XB1OLY";
+/// The delayed-payment (SEPA) session of the `*_unpaid` and `async_payment_*` fixtures.
+pub const SEPA_SESSION: &str = "cs_test_a1SePaDeBiTsEsSiOnB7WZ01zgkWr5Tw8Yz1Bc3De5Fg7Hj9Kl1Mn3Op5Qr7";
+
+/// Packs every test app sells: the fixtures' `standard` pack, a cheaper one, and one not yet
+/// synced to Stripe.
+pub const TEST_PACKS: &str = r#"
+[[pack]]
+id = "starter"
+name = "Starter"
+credits = 100
+unit_amount = 500
+currency = "usd"
+stripe_price_id = "price_starter_test"
+
+[[pack]]
+id = "standard"
+name = "Standard"
+credits = 1000
+unit_amount = 1500
+currency = "usd"
+stripe_price_id = "price_1PgafmB7WZ01zgkW02Hf9z6c"
+
+[[pack]]
+id = "pro"
+name = "Pro"
+credits = 5000
+unit_amount = 5000
+currency = "usd"
+"#;
+
+/// A Stripe payload fixture, byte for byte.
+pub fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("fixture {path}: {err}"))
+}
+
+static TRACING: Once = Once::new();
+
+fn init_tracing() {
+    TRACING.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _guard = credits::telemetry::init(LogFormat::Pretty);
+        }
+    });
+}
+
+/// Stripe's published scheme, computed here independently of the service's verifier.
+pub fn stripe_signature(body: &str, secret: &str, timestamp: i64) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length works");
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Databases
+// ---------------------------------------------------------------------------------------------
+
+/// A database no other test uses: a SQLite file in a temp dir, or, with `TEST_DATABASE_URL`,
+/// a uniquely named PostgreSQL database dropped afterwards.
+pub struct TestDatabase {
+    pub url: String,
+    postgres: Option<(String, String)>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDatabase {
+    pub async fn new() -> Arc<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+            None => {
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("credits.db").display());
+                Arc::new(Self {
+                    url,
+                    postgres: None,
+                    dir,
+                })
+            }
+            Some(admin_url) => {
+                let name = format!("credits_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(&admin_url)
+                    .await
+                    .expect("connect to TEST_DATABASE_URL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                let _ = admin.close().await;
+                let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+                url.set_path(&name);
+                Arc::new(Self {
+                    url: url.to_string(),
+                    postgres: Some((admin_url, name)),
+                    dir,
+                })
+            }
+        }
+    }
+
+    /// A separate connection for looking at (or breaking) what the service wrote.
+    pub async fn connect(&self) -> DatabaseConnection {
+        Database::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// Makes the database refuse the service until `Outage::end`: PostgreSQL stops accepting
+    /// connections and drops the open ones; SQLite has its write lock taken by another holder.
+    pub async fn outage(&self) -> Outage {
+        match &self.postgres {
+            Some((admin_url, name)) => {
+                let admin = Database::connect(admin_url).await.expect("admin connection");
+                admin
+                    .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+                    .await
+                    .expect("disallow connections");
+                admin
+                    .execute_unprepared(&format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+                    ))
+                    .await
+                    .expect("terminate backends");
+                Outage::Postgres {
+                    admin,
+                    name: name.clone(),
+                }
+            }
+            None => {
+                let holder = self.connect().await;
+                let txn = store::begin_write(&holder)
+                    .await
+                    .expect("take the SQLite write lock");
+                Outage::Sqlite(holder, txn)
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((admin_url, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs outside any runtime guarantee, so clean up on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(admin) = Database::connect(&admin_url).await {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A database made unavailable by `TestDatabase::outage`.
+pub enum Outage {
+    Sqlite(DatabaseConnection, DatabaseTransaction),
+    Postgres { admin: DatabaseConnection, name: String },
+}
+
+impl Outage {
+    pub async fn end(self) {
+        match self {
+            Self::Sqlite(holder, txn) => {
+                txn.rollback().await.expect("release the SQLite write lock");
+                let _ = holder.close().await;
+            }
+            Self::Postgres { admin, name } => {
+                admin
+                    .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+                    .await
+                    .expect("allow connections again");
+                let _ = admin.close().await;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The app
+// ---------------------------------------------------------------------------------------------
+
+/// A running service and everything a test talks to it with.
+pub struct TestApp {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub grpc: CreditsServiceClient<Channel>,
+    pub http: reqwest::Client,
+    pub stripe: MockServer,
+    pub db: Arc<TestDatabase>,
+    pub settings: HashMap<String, String>,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings for a test app; `spawn_app()` takes the defaults.
+pub struct TestAppBuilder {
+    env: HashMap<String, String>,
+    db: Option<Arc<TestDatabase>>,
+    packs: String,
+}
+
+pub async fn spawn_app() -> TestApp {
+    TestApp::builder().spawn().await
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            env: HashMap::new(),
+            db: None,
+            packs: TEST_PACKS.to_owned(),
+        }
+    }
+}
+
+impl TestAppBuilder {
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Leaves a variable unset (e.g. no Stripe key).
+    pub fn without(self, key: &str) -> Self {
+        self.env(key, "")
+    }
+
+    pub fn database(mut self, db: Arc<TestDatabase>) -> Self {
+        self.db = Some(db);
+        self
+    }
+
+    pub fn packs(mut self, toml: &str) -> Self {
+        toml.clone_into(&mut self.packs);
+        self
+    }
+
+    /// The environment the service is given, before it starts.
+    pub async fn prepare(self) -> (HashMap<String, String>, Arc<TestDatabase>, MockServer) {
+        init_tracing();
+        let db = match self.db {
+            Some(db) => db,
+            None => TestDatabase::new().await,
+        };
+        let stripe = MockServer::start().await;
+        let packs_file = db
+            .dir
+            .path()
+            .join(format!("packs-{}.toml", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&packs_file, &self.packs).expect("write packs file");
+        let mut env: HashMap<String, String> = [
+            ("APP_ENV", "development".to_owned()),
+            ("DATABASE_URL", db.url.clone()),
+            ("DATABASE_MAX_CONNECTIONS", "5".to_owned()),
+            ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
+            ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+            ("STRIPE_SECRET_KEY", "sk_test_credits".to_owned()),
+            ("STRIPE_PUBLISHABLE_KEY", "pk_test_credits".to_owned()),
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+            ("STRIPE_API_BASE", stripe.uri()),
+            ("STRIPE_TIMEOUT_MS", "3000".to_owned()),
+            ("FRONTEND_URL", "https://app.example.test".to_owned()),
+            ("CREDIT_PACKS_FILE", packs_file.display().to_string()),
+            ("HEALTH_CHECK_INTERVAL_MS", "100".to_owned()),
+            ("SHUTDOWN_GRACE", "2".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.extend(self.env);
+        (env, db, stripe)
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let (env, db, stripe) = self.prepare().await;
+        let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings are valid");
+        let app = Application::build(settings).await.expect("the app builds");
+        let grpc_addr = app.grpc_addr();
+        let http_addr = app.http_addr();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let grpc = connect_grpc(grpc_addr).await;
+        TestApp {
+            grpc_addr,
+            http_addr,
+            grpc,
+            http: reqwest::Client::new(),
+            stripe,
+            db,
+            settings: env,
+            shutdown,
+            server: Some(server),
+        }
+    }
+}
+
+pub async fn grpc_channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("valid uri")
+        .connect()
+        .await
+        .expect("gRPC connects")
+}
+
+pub async fn connect_grpc(addr: SocketAddr) -> CreditsServiceClient<Channel> {
+    CreditsServiceClient::new(grpc_channel(addr).await)
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestApp {
+    /// Stops the server the way SIGTERM would, and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr)
+    }
+
+    // --- webhooks -----------------------------------------------------------------------------
+
+    /// Posts `body` signed now with the test secret.
+    pub async fn post_webhook(&self, body: &str) -> reqwest::Response {
+        let header = stripe_signature(body, WEBHOOK_SECRET, now());
+        self.post_webhook_with(body, Some(header)).await
+    }
+
+    pub async fn post_webhook_with(&self, body: &str, signature: Option<String>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(self.url("/account/stripe-webhook/"))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(signature) = signature {
+            request = request.header("Stripe-Signature", signature);
+        }
+        request.send().await.expect("webhook request")
+    }
+
+    // --- fake Stripe --------------------------------------------------------------------------
+
+    /// Answers `POST /v1/checkout/sessions` with a new open session each time.
+    pub async fn mock_checkout_sessions(&self) {
+        Mock::given(method("POST"))
+            .and(path("/v1/checkout/sessions"))
+            .respond_with(NewSessions::default())
+            .mount(&self.stripe)
+            .await;
+    }
+
+    /// Answers the fixture session's line items (2 × standard).
+    pub async fn mock_line_items(&self, session_id: &str) {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/checkout/sessions/{session_id}/line_items")))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(
+                fixture("api_checkout_session_line_items.json"),
+                "application/json",
+            ))
+            .mount(&self.stripe)
+            .await;
+    }
+
+    pub async fn stripe_requests(&self) -> Vec<Request> {
+        self.stripe.received_requests().await.unwrap_or_default()
+    }
+
+    // --- gRPC shortcuts -----------------------------------------------------------------------
+
+    pub async fn purchase(
+        &self,
+        account_id: &str,
+        email: &str,
+        price_id: &str,
+    ) -> Result<pb::PurchaseCreditsResponse, tonic::Status> {
+        self.grpc
+            .clone()
+            .purchase_credits(pb::PurchaseCreditsRequest {
+                account_id: account_id.into(),
+                email: email.into(),
+                price_id: price_id.into(),
+                ..Default::default()
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn balance(&self, account_id: &str) -> Result<pb::GetBalanceResponse, tonic::Status> {
+        self.grpc
+            .clone()
+            .get_balance(pb::GetBalanceRequest {
+                account: Some(pb::get_balance_request::Account::AccountId(account_id.into())),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    // --- database checks ----------------------------------------------------------------------
+
+    pub async fn events(&self) -> Vec<stripe_event::Model> {
+        let db = self.db.connect().await;
+        stripe_event::Entity::find()
+            .order_by_asc(stripe_event::Column::ReceivedAt)
+            .all(&db)
+            .await
+            .expect("read events")
+    }
+
+    pub async fn purchases_of(&self, account_id: &str) -> Vec<credit_purchase::Model> {
+        let db = self.db.connect().await;
+        credit_purchase::Entity::find()
+            .filter(credit_purchase::Column::AccountId.eq(account_id))
+            .all(&db)
+            .await
+            .expect("read purchases")
+    }
+
+    pub async fn ledger_of(&self, account_id: &str) -> Vec<credit_ledger::Model> {
+        let db = self.db.connect().await;
+        credit_ledger::Entity::find()
+            .filter(credit_ledger::Column::AccountId.eq(account_id))
+            .order_by_asc(credit_ledger::Column::Id)
+            .all(&db)
+            .await
+            .expect("read ledger")
+    }
+
+    /// Asserts the invariant: balance == sum of ledger deltas, for every account.
+    pub async fn assert_ledger_matches_balances(&self) {
+        let db = self.db.connect().await;
+        for account in account::Entity::find().all(&db).await.expect("read accounts") {
+            let entries = credit_ledger::Entity::find()
+                .filter(credit_ledger::Column::AccountId.eq(account.id.as_str()))
+                .all(&db)
+                .await
+                .expect("read ledger");
+            let sum: i64 = entries.iter().map(|e| e.delta).sum();
+            assert_eq!(
+                sum, account.credit_balance,
+                "ledger sum vs balance of {}",
+                account.id
+            );
+            if let Some(last) = entries.iter().max_by_key(|e| e.id) {
+                assert_eq!(
+                    last.balance_after, account.credit_balance,
+                    "last balance_after of {}",
+                    account.id
+                );
+            }
+        }
+    }
+
+    pub async fn count_events(&self) -> u64 {
+        let db = self.db.connect().await;
+        stripe_event::Entity::find()
+            .count(&db)
+            .await
+            .expect("count events")
+    }
+}
+
+/// `application/x-www-form-urlencoded` body of a request, decoded, in order.
+pub fn form_of(request: &Request) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(&request.body).into_owned().collect()
+}
+
+pub fn form_value<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// A fake Stripe that opens a new Checkout Session per call, shaped like the fixture.
+#[derive(Default)]
+pub struct NewSessions {
+    counter: AtomicUsize,
+}
+
+impl Respond for NewSessions {
+    fn respond(&self, _request: &Request) -> ResponseTemplate {
+        let n = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
+        ResponseTemplate::new(200).set_body_raw(
+            open_session_json(&format!("cs_test_new_{n:04}")),
+            "application/json",
+        )
+    }
+}
+
+/// The fixture session, re-shaped as a freshly created one.
+pub fn open_session_json(session_id: &str) -> String {
+    let mut session: Value = serde_json::from_str(&fixture("api_checkout_session_retrieved_expanded.json"))
+        .expect("fixture is JSON");
+    session["id"] = Value::from(session_id);
+    session["url"] = Value::from(format!("https://checkout.stripe.com/c/pay/{session_id}"));
+    session["status"] = Value::from("open");
+    session["payment_status"] = Value::from("unpaid");
+    session.to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary as a process
+// ---------------------------------------------------------------------------------------------
+
+/// The real `credits` binary, serving; killed on drop.
+pub struct ServerProcess {
+    /// Held so the process lives as long as this value (`kill_on_drop`).
+    _child: tokio::process::Child,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+}
+
+/// Starts `credits serve` with `env` and waits for its "listening" log line.
+pub async fn spawn_process(env: &HashMap<String, String>) -> ServerProcess {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"))
+        .arg("serve")
+        .env_clear()
+        .envs(env.iter().filter(|(_, v)| !v.is_empty()))
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the credits binary");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addrs = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let Ok(log) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if log["message"] == "credits listening" {
+                let parse = |key: &str| log[key].as_str().and_then(|a| a.parse::<SocketAddr>().ok());
+                return parse("grpc_addr").zip(parse("http_addr"));
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .expect("the binary logs its listening addresses");
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    ServerProcess {
+        _child: child,
+        grpc_addr: addrs.0,
+        http_addr: addrs.1,
+    }
+}

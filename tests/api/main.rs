@@ -1,0 +1,14 @@
+//! Integration tests: the real service over real gRPC and HTTP, on SQLite by default and on
+//! PostgreSQL when `TEST_DATABASE_URL` is set.
+
+mod helpers;
+
+mod cli;
+mod grpc_balance;
+mod grpc_packs;
+mod grpc_purchase;
+mod grpc_purchases;
+mod health;
+mod webhook_concurrency;
+mod webhook_fulfilment;
+mod webhook_input;
