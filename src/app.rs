@@ -87,17 +87,22 @@ impl Application {
             .start_watcher(self.settings.health_check_interval, drain.clone())
             .await;
 
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        // v1 for current clients, v1alpha for older grpcurl and grpc_cli.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
         let api = CreditsApi::new(self.ledger.clone(), self.settings.stripe.publishable_key.clone());
         let grpc_addr = self.grpc_addr();
         let http_addr = self.http_addr();
         let grpc_drain = drain.clone();
         let grpc = tonic::transport::Server::builder()
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(pb::credits_service_server::CreditsServiceServer::new(api))
             .serve_with_incoming_shutdown(TcpIncoming::from(self.grpc_listener), async move {
                 grpc_drain.cancelled().await;
