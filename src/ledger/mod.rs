@@ -1,6 +1,7 @@
 //! The billing domain: packs, accounts, purchases and the credit ledger. No transport types
 //! here; `grpc/` and `webhook/` convert into these calls and map `LedgerError` once each.
 
+pub mod adjustments;
 pub mod error;
 pub mod fulfilment;
 pub mod packs;
