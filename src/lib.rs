@@ -19,6 +19,7 @@ pub mod entities;
 pub mod grpc;
 pub mod health;
 pub mod ledger;
+pub mod scheduler;
 pub mod shutdown;
 pub mod stripe;
 pub mod telemetry;

@@ -3,8 +3,11 @@
 
 pub mod adjustments;
 pub mod error;
+pub mod events;
 pub mod fulfilment;
+pub mod jobs;
 pub mod packs;
+pub mod reconcile;
 pub mod store;
 pub mod types;
 

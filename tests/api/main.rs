@@ -9,6 +9,7 @@ mod grpc_packs;
 mod grpc_purchase;
 mod grpc_purchases;
 mod health;
+mod operations;
 mod webhook_adjustments;
 mod webhook_concurrency;
 mod webhook_fulfilment;
