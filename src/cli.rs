@@ -84,6 +84,12 @@ fn parse_age(raw: &str) -> Result<std::time::Duration, String> {
 pub enum PacksCommand {
     /// Print the packs the service sells.
     List,
+    /// Create each pack's Stripe Product and Price (or find them) and store the price ids.
+    Sync {
+        /// Print the plan; call nothing in Stripe that writes, change nothing in the database.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// How a command failed; `main` turns it into an exit code.
@@ -118,6 +124,9 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
         Command::Packs {
             command: PacksCommand::List,
         } => list_packs(settings).await,
+        Command::Packs {
+            command: PacksCommand::Sync { dry_run },
+        } => sync_packs(settings, dry_run).await,
         Command::Events { command } => events(settings, command).await,
         Command::Reconcile { since } => reconcile(settings, since).await,
     }
@@ -201,6 +210,37 @@ async fn events(settings: Settings, command: EventsCommand) -> Result<(), CliErr
                 settings.event_retention_days
             );
         }
+    }
+    Ok(())
+}
+
+async fn sync_packs(settings: Settings, dry_run: bool) -> Result<(), CliError> {
+    let packs = packs::load_pack_file(&settings.credit_packs_file)?;
+    let ledger = ledger(&settings).await?;
+    if !dry_run && settings.migrate_on_start {
+        db::migrate(ledger.db()).await?;
+    }
+    let report = ledger::pack_sync::sync_packs(ledger.db(), ledger.stripe(), &packs, dry_run)
+        .await
+        .map_err(|err| anyhow::anyhow!("packs sync: {err}; the database was not changed"))?;
+    for plan in &report.plans {
+        println!("{}{}", if dry_run { "plan " } else { "" }, plan.describe());
+    }
+    if dry_run {
+        println!(
+            "dry run: nothing was written ({} of {} packs already in sync)",
+            report.unchanged,
+            report.plans.len()
+        );
+    } else {
+        for (pack, price) in &report.prices {
+            println!("{pack} -> {price}");
+        }
+        println!(
+            "synced {} pack(s), {} already in sync",
+            report.plans.len(),
+            report.unchanged
+        );
     }
     Ok(())
 }

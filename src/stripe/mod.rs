@@ -1,6 +1,8 @@
 //! The Stripe API as this service uses it, over async-stripe: base URL and timeout come from
 //! config, errors are sorted into what a caller can act on.
 
+pub mod catalog;
+
 use std::collections::HashMap;
 
 use secrecy::ExposeSecret;

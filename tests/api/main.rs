@@ -10,6 +10,7 @@ mod grpc_purchase;
 mod grpc_purchases;
 mod health;
 mod operations;
+mod packs_sync;
 mod webhook_adjustments;
 mod webhook_concurrency;
 mod webhook_fulfilment;
