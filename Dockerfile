@@ -36,7 +36,8 @@ COPY packs.toml /etc/credits/packs.toml
 ENV CREDIT_PACKS_FILE=/etc/credits/packs.toml
 # A writable working directory for the embedded SQLite default (credits.db) when run by hand.
 WORKDIR /home/nonroot
-USER nonroot:nonroot
+# Numeric, so Kubernetes can verify runAsNonRoot without a runAsUser.
+USER 65532:65532
 
 # gRPC (GRPC_ADDR) and HTTP (HTTP_ADDR: Stripe webhook, /healthz, /readyz).
 EXPOSE 50051 8080
