@@ -19,7 +19,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _telemetry = telemetry::init(settings.log_format);
+    let _telemetry = match telemetry::init(settings.log_format, &settings.telemetry) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("credits: {err}");
+            return ExitCode::from(2);
+        }
+    };
     match cli::run(cli, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Usage(err)) => {

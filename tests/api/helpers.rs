@@ -84,7 +84,9 @@ static TRACING: Once = Once::new();
 fn init_tracing() {
     TRACING.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            let _guard = credits::telemetry::init(LogFormat::Pretty);
+            let otel = credits::config::TelemetrySettings::from_lookup(&|_: &str| None)
+                .expect("no telemetry settings are valid");
+            let _guard = credits::telemetry::init(LogFormat::Pretty, &otel);
         }
     });
 }
@@ -349,6 +351,39 @@ impl TestAppBuilder {
     }
 }
 
+/// A service serving on random ports, without a client (tests that connect their own way).
+pub struct RunningServer {
+    pub grpc_addr: SocketAddr,
+    /// Held so the fake Stripe and the database outlive the server.
+    _stripe: MockServer,
+    _db: Arc<TestDatabase>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestAppBuilder {
+    /// Builds and runs the service like `spawn`, but connects nothing (e.g. for TLS).
+    pub async fn spawn_server(self) -> RunningServer {
+        let (env, db, stripe) = self.prepare().await;
+        let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings are valid");
+        let app = Application::build(settings).await.expect("the app builds");
+        let grpc_addr = app.grpc_addr();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        RunningServer {
+            grpc_addr,
+            _stripe: stripe,
+            _db: db,
+            shutdown,
+        }
+    }
+}
+
 pub async fn grpc_channel(addr: SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
         .expect("valid uri")
@@ -567,47 +602,101 @@ pub fn open_session_json(session_id: &str) -> String {
 /// The real `credits` binary, serving; killed on drop.
 pub struct ServerProcess {
     /// Held so the process lives as long as this value (`kill_on_drop`).
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// Every line the process wrote, stdout and stderr, as it arrives.
+    output: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    /// Everything written so far, one entry per line.
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().expect("output lock").clone()
+    }
+
+    /// Sends SIGTERM, as Kubernetes does, without waiting.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("the process is running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid}");
+    }
+
+    /// Waits for the process to exit (at most `limit`) and returns its exit code.
+    pub async fn wait(&mut self, limit: Duration) -> Option<i32> {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .expect("the process exits in time")
+            .expect("wait for the process")
+            .code()
+    }
+}
+
+/// Collects the lines of a child's pipe; returns the first `credits listening` line's
+/// addresses through `ready` when reading stdout.
+fn collect_lines<R>(
+    pipe: R,
+    output: Arc<std::sync::Mutex<Vec<String>>>,
+    ready: Option<tokio::sync::oneshot::Sender<(SocketAddr, SocketAddr)>>,
+) where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut ready = ready;
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(log) = serde_json::from_str::<Value>(&line)
+                && log["message"] == "credits listening"
+            {
+                let parse = |key: &str| log[key].as_str().and_then(|a| a.parse::<SocketAddr>().ok());
+                if let (Some(addrs), Some(tx)) = (parse("grpc_addr").zip(parse("http_addr")), ready.take()) {
+                    let _ = tx.send(addrs);
+                }
+            }
+            output.lock().expect("output lock").push(line);
+        }
+    });
 }
 
 /// Starts `credits serve` with `env` and waits for its "listening" log line.
 pub async fn spawn_process(env: &HashMap<String, String>) -> ServerProcess {
+    let mut env = env.clone();
+    env.entry("LOG_FORMAT".into()).or_insert_with(|| "json".into());
+    env.entry("RUST_LOG".into()).or_insert_with(|| "info".into());
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"))
         .arg("serve")
         .env_clear()
         .envs(env.iter().filter(|(_, v)| !v.is_empty()))
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("start the credits binary");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addrs = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let Ok(log) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if log["message"] == "credits listening" {
-                let parse = |key: &str| log[key].as_str().and_then(|a| a.parse::<SocketAddr>().ok());
-                return parse("grpc_addr").zip(parse("http_addr"));
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
-    .expect("the binary logs its listening addresses");
-    // Keep draining stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let output = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    collect_lines(
+        child.stdout.take().expect("piped stdout"),
+        output.clone(),
+        Some(tx),
+    );
+    collect_lines(child.stderr.take().expect("piped stderr"), output.clone(), None);
+    let addrs = tokio::time::timeout(Duration::from_secs(60), rx)
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let Some((grpc_addr, http_addr)) = addrs else {
+        panic!(
+            "the binary logs its listening addresses; it wrote: {:#?}",
+            output.lock().expect("output lock")
+        );
+    };
     ServerProcess {
-        _child: child,
-        grpc_addr: addrs.0,
-        http_addr: addrs.1,
+        child,
+        grpc_addr,
+        http_addr,
+        output,
     }
 }

@@ -4,11 +4,17 @@
 mod helpers;
 
 mod cli;
+mod grpc_auth;
 mod grpc_balance;
 mod grpc_packs;
 mod grpc_purchase;
 mod grpc_purchases;
 mod health;
+mod lifecycle;
+mod load_shedding;
+mod logging;
+mod metrics;
+mod telemetry;
 mod webhook_concurrency;
 mod webhook_fulfilment;
 mod webhook_input;
