@@ -10,6 +10,10 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Identity},
 };
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest,
+};
 
 use crate::helpers::{TestApp, grpc_channel};
 
@@ -55,7 +59,7 @@ async fn credits_service_needs_one_of_the_configured_bearer_tokens() {
 }
 
 #[tokio::test]
-async fn health_stays_open_when_tokens_are_required() {
+async fn health_and_reflection_stay_open_when_tokens_are_required() {
     let app = TestApp::builder()
         .env("GRPC_AUTH_TOKENS", "token-alpha")
         .spawn()
@@ -67,6 +71,21 @@ async fn health_stays_open_when_tokens_are_required() {
         })
         .await
         .expect("health needs no token");
+    let mut reflection = ServerReflectionClient::new(grpc_channel(app.grpc_addr).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection needs no token")
+        .into_inner();
+    stream
+        .message()
+        .await
+        .expect("reflection answers")
+        .expect("one response");
 }
 
 /// A CA, a server certificate for `localhost` and a client certificate, all from the CA.

@@ -120,3 +120,39 @@ async fn a_webhook_over_the_http_limit_is_503_while_the_first_completes() {
     assert_eq!(first.status(), 200);
     assert_eq!(app.count_events().await, 1);
 }
+
+#[tokio::test]
+async fn a_webhook_past_the_http_timeout_is_503_and_writes_nothing() {
+    let app = TestApp::builder()
+        .env("HTTP_REQUEST_TIMEOUT_MS", "300")
+        .spawn()
+        .await;
+    app.mock_checkout_sessions().await;
+    app.purchase(FIXTURE_ACCOUNT, FIXTURE_EMAIL, STANDARD_PRICE)
+        .await
+        .expect("account created");
+    Mock::given(method("GET"))
+        .and(path_regex("^/v1/checkout/sessions/.+/line_items$"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(
+                    fixture("api_checkout_session_line_items.json"),
+                    "application/json",
+                )
+                .set_delay(Duration::from_millis(2000)),
+        )
+        .mount(&app.stripe)
+        .await;
+    let response = app
+        .post_webhook(&fixture("checkout_session_completed.json"))
+        .await;
+    assert_eq!(response.status(), 503, "Stripe will redeliver");
+    assert_eq!(app.count_events().await, 0);
+    assert_eq!(
+        app.balance(FIXTURE_ACCOUNT)
+            .await
+            .expect("balance")
+            .credit_balance,
+        0
+    );
+}
