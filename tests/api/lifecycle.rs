@@ -18,7 +18,7 @@ use crate::helpers::{
     open_session_json, spawn_app, spawn_process, stripe_signature,
 };
 
-const STRIPE_DELAY: Duration = Duration::from_millis(2000);
+const STRIPE_DELAY: Duration = Duration::from_millis(3000);
 
 /// A slow Stripe that opens a distinct session per call.
 #[derive(Default)]
@@ -68,7 +68,8 @@ async fn sigterm_mid_load_finishes_in_flight_work_and_exits_zero() {
         .await;
 
     let mut env = app.settings.clone();
-    env.insert("SHUTDOWN_DELAY".into(), "1".into());
+    env.insert("SHUTDOWN_DELAY".into(), "2".into());
+    env.insert("STRIPE_TIMEOUT_MS".into(), "10000".into());
     env.insert("SHUTDOWN_GRACE".into(), "15".into());
     let mut server = spawn_process(&env).await;
     let events_before = app.count_events().await;
@@ -125,7 +126,7 @@ async fn sigterm_mid_load_finishes_in_flight_work_and_exits_zero() {
 
     // At once: readiness fails and health says NOT_SERVING, while requests still run.
     let mut flipped = false;
-    for _ in 0..40 {
+    for _ in 0..60 {
         let readyz = reqwest::Client::new()
             .get(format!("http://{}/readyz", server.http_addr))
             .send()
