@@ -176,7 +176,7 @@ impl Settings {
             shutdown_grace: parse_seconds(&var, "SHUTDOWN_GRACE", 10)?,
             shutdown_delay: ops::shutdown_delay(&var)?,
             telemetry: TelemetrySettings::from_lookup(&var)?,
-            grpc: GrpcSettings::from_lookup(&var, app_env)?,
+            grpc: GrpcSettings::from_lookup(&var)?,
             http: HttpSettings::from_lookup(&var)?,
         })
     }
@@ -362,7 +362,6 @@ mod tests {
             ("APP_ENV", "production"),
             ("STRIPE_SECRET_KEY", "sk_live_x"),
             ("STRIPE_WEBHOOK_SECRET", "whsec_a, whsec_b"),
-            ("GRPC_AUTH_TOKENS", "token"),
         ])
         .expect("complete production settings");
         assert_eq!(ok.stripe.webhook_secrets.len(), 2);

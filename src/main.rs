@@ -32,6 +32,10 @@ async fn main() -> ExitCode {
             eprintln!("credits: {err}");
             ExitCode::from(2)
         }
+        Err(CliError::Config(err)) => {
+            eprintln!("credits: {err}");
+            ExitCode::from(2)
+        }
         Err(CliError::Failed(err)) => {
             eprintln!("credits: {err:#}");
             ExitCode::FAILURE

@@ -25,6 +25,8 @@ pub struct GrpcSettings {
     pub auth_tokens: Vec<SecretString>,
     /// `GRPC_TLS_CERT` / `GRPC_TLS_KEY` / `GRPC_TLS_CLIENT_CA`.
     pub tls: Option<TlsSettings>,
+    /// `GRPC_AUTH=none`: serving without tokens or mTLS is intended, even in production.
+    pub auth_none: bool,
     /// `GRPC_REQUEST_TIMEOUT_MS`: an RPC running longer answers DEADLINE_EXCEEDED.
     pub request_timeout: Duration,
     /// `GRPC_CONCURRENCY_LIMIT`: RPCs in flight at once; more answer RESOURCE_EXHAUSTED.
@@ -96,10 +98,7 @@ impl TelemetrySettings {
 }
 
 impl GrpcSettings {
-    pub(super) fn from_lookup(
-        var: &impl Fn(&str) -> Option<String>,
-        app_env: AppEnv,
-    ) -> Result<Self, ConfigError> {
+    pub(super) fn from_lookup(var: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let auth_tokens: Vec<SecretString> = var("GRPC_AUTH_TOKENS")
             .map(|raw| {
                 raw.split(',')
@@ -136,24 +135,33 @@ impl GrpcSettings {
                 ));
             }
         };
-        let mtls = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
-        if app_env == AppEnv::Production && auth_tokens.is_empty() && !mtls && !auth_none {
-            return Err(ConfigError::new(
-                "GRPC_AUTH_TOKENS",
-                "required when APP_ENV=production (or mTLS with GRPC_TLS_CLIENT_CA; \
-                 GRPC_AUTH=none serves without auth)",
-            ));
-        }
         let concurrency_limit: usize = parse(var, "GRPC_CONCURRENCY_LIMIT", 256)?;
         if concurrency_limit == 0 {
             return Err(ConfigError::new("GRPC_CONCURRENCY_LIMIT", "must be at least 1"));
         }
         Ok(Self {
             auth_tokens,
+            auth_none,
             tls,
             request_timeout: Duration::from_millis(parse(var, "GRPC_REQUEST_TIMEOUT_MS", 30_000)?),
             concurrency_limit,
         })
+    }
+}
+
+impl GrpcSettings {
+    /// Serving gRPC in production needs tokens, mTLS or an explicit `GRPC_AUTH=none`. Checked
+    /// by `serve` only, so `migrate` and `packs` run without the serving secrets.
+    pub fn check_serving(&self, app_env: AppEnv) -> Result<(), ConfigError> {
+        let mtls = self.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        if app_env == AppEnv::Production && self.auth_tokens.is_empty() && !mtls && !self.auth_none {
+            return Err(ConfigError::new(
+                "GRPC_AUTH_TOKENS",
+                "required to serve gRPC when APP_ENV=production (or mTLS with \
+                 GRPC_TLS_CLIENT_CA; GRPC_AUTH=none serves without auth)",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -178,7 +186,9 @@ mod tests {
 
     fn grpc(vars: &[(&str, &str)], env: AppEnv) -> Result<GrpcSettings, ConfigError> {
         let map: HashMap<&str, &str> = vars.iter().copied().collect();
-        GrpcSettings::from_lookup(&|k: &str| map.get(k).map(|v| (*v).to_owned()), env)
+        let settings = GrpcSettings::from_lookup(&|k: &str| map.get(k).map(|v| (*v).to_owned()))?;
+        settings.check_serving(env)?;
+        Ok(settings)
     }
 
     #[test]

@@ -240,4 +240,18 @@ async fn production_without_grpc_auth_refuses_to_start_naming_the_variable() {
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains("GRPC_AUTH_TOKENS"), "{stderr}");
     assert!(refused.stdout.is_empty(), "nothing served");
+
+    // Only serving needs it: the migration job of a production deploy runs without tokens.
+    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_credits"))
+        .arg("migrate")
+        .env_clear()
+        .envs(env.iter().filter(|(_, v)| !v.is_empty()))
+        .output()
+        .expect("run the binary");
+    assert_eq!(
+        migrate.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
 }
