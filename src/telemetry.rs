@@ -14,7 +14,7 @@ use axum::http::HeaderMap;
 use opentelemetry::{
     KeyValue,
     propagation::{Extractor, TextMapPropagator},
-    trace::{TraceContextExt, TracerProvider as _},
+    trace::{TraceContextExt, TraceId, TracerProvider as _},
 };
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
@@ -25,7 +25,7 @@ use tracing_subscriber::{
     EnvFilter,
     fmt::{FmtContext, FormatEvent, FormatFields, format::Writer},
     prelude::*,
-    registry::LookupSpan,
+    registry::{LookupSpan, Registry},
 };
 
 use crate::config::{LogFormat, TelemetrySettings};
@@ -121,15 +121,33 @@ pub fn rpc_span(path: &str, headers: &HeaderMap) -> Span {
         account_id = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
     );
+    if !headers.contains_key("traceparent") {
+        return span;
+    }
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let remote = parent.span().span_context().clone();
+    if !remote.is_valid() {
+        return span;
+    }
     if EXPORTING.load(Ordering::Relaxed) {
-        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
-        if parent.span().span_context().is_valid() {
-            // Only fails when no OpenTelemetry layer is installed, which EXPORTING rules out.
-            let _ = span.set_parent(parent);
-        }
+        // Only fails when no OpenTelemetry layer is installed, which EXPORTING rules out.
+        let _ = span.set_parent(parent);
+    } else {
+        // Not exported, but log lines can still name the caller's trace.
+        span.with_subscriber(|(id, dispatch)| {
+            if let Some(registry) = dispatch.downcast_ref::<Registry>()
+                && let Some(data) = registry.span(id)
+            {
+                data.extensions_mut().insert(RemoteTraceId(remote.trace_id()));
+            }
+        });
     }
     span
 }
+
+/// The caller's W3C trace id, kept on an RPC span when spans are not exported.
+#[derive(Clone, Copy)]
+struct RemoteTraceId(TraceId);
 
 /// Reads W3C trace context from HTTP/2 headers (gRPC metadata).
 struct HeaderExtractor<'a>(&'a HeaderMap);
@@ -145,7 +163,8 @@ impl Extractor for HeaderExtractor<'_> {
 }
 
 /// One JSON object per line: timestamp, level, target, message, the event's fields, the
-/// innermost span's name and, when traces are exported, its `trace_id` and `span_id`.
+/// innermost span's name and its `trace_id` and `span_id`: OpenTelemetry's when traces are
+/// exported; otherwise the caller's trace id (if it sent one) and the local span id.
 struct JsonLines {
     exporting: bool,
 }
@@ -186,6 +205,14 @@ where
                         line.insert("span_id".into(), sc.span_id().to_string().into());
                     }
                 }
+            } else {
+                let remote = span
+                    .scope()
+                    .find_map(|s| s.extensions().get::<RemoteTraceId>().copied());
+                if let Some(RemoteTraceId(trace_id)) = remote {
+                    line.insert("trace_id".into(), trace_id.to_string().into());
+                }
+                line.insert("span_id".into(), format!("{:016x}", span.id().into_u64()).into());
             }
         }
         let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;

@@ -13,6 +13,7 @@ use crate::helpers::{
 const STRIPE_KEY: &str = "sk_test_51LoggedNeverXyZ9";
 const GRPC_TOKEN: &str = "grpc-token-never-logged-7f3a";
 const WRONG_TOKEN: &str = "wrong-token-never-logged-c41d";
+const CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 
 fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -35,18 +36,22 @@ async fn logs_are_json_lines_without_secrets_tokens_or_payloads() {
     let mut server = spawn_process(&env).await;
 
     let mut client = CreditsServiceClient::new(grpc_channel(server.grpc_addr).await);
-    client
-        .purchase_credits(with_token(
-            pb::PurchaseCreditsRequest {
-                account_id: FIXTURE_ACCOUNT.into(),
-                email: FIXTURE_EMAIL.into(),
-                price_id: STANDARD_PRICE.into(),
-                ..Default::default()
-            },
-            GRPC_TOKEN,
-        ))
-        .await
-        .expect("purchase");
+    let mut purchase = with_token(
+        pb::PurchaseCreditsRequest {
+            account_id: FIXTURE_ACCOUNT.into(),
+            email: FIXTURE_EMAIL.into(),
+            price_id: STANDARD_PRICE.into(),
+            ..Default::default()
+        },
+        GRPC_TOKEN,
+    );
+    purchase.metadata_mut().insert(
+        "traceparent",
+        format!("00-{CALLER_TRACE}-00f067aa0ba902b7-01")
+            .parse()
+            .expect("ascii"),
+    );
+    client.purchase_credits(purchase).await.expect("purchase");
     client
         .list_credit_packs(with_token(pb::ListCreditPacksRequest::default(), WRONG_TOKEN))
         .await
@@ -84,6 +89,17 @@ async fn logs_are_json_lines_without_secrets_tokens_or_payloads() {
     assert!(
         output.iter().any(|l| l.contains("stripe event processed")),
         "the webhook was logged: {output:#?}"
+    );
+    // Without trace export, a line still names the caller's trace and its span.
+    let rpc_line = output
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|log| log["message"] == "rpc" && log["method"] == "PurchaseCredits")
+        .unwrap_or_else(|| panic!("an rpc log line in {output:#?}"));
+    assert_eq!(rpc_line["trace_id"], CALLER_TRACE, "{rpc_line}");
+    assert!(
+        rpc_line["span_id"].as_str().is_some_and(|id| id.len() == 16),
+        "{rpc_line}"
     );
     // Payload-only values: the customer's name and address, and the raw JSON.
     let event: Value = serde_json::from_str(&body).expect("fixture");
