@@ -156,6 +156,8 @@ impl Application {
         let mut grpc_task = tokio::spawn(grpc);
         let mut http_task = tokio::spawn(async move { http.await });
 
+        let jobs = crate::scheduler::spawn(self.ledger.clone(), &self.settings, drain.clone());
+
         shutdown.cancelled().await;
         health.begin_shutdown().await;
         // Keep accepting while load balancers see NOT_SERVING / 503 and stop routing here.
@@ -169,6 +171,9 @@ impl Application {
         })
         .await;
         watcher.abort();
+        for job in jobs {
+            job.abort();
+        }
         match drained {
             Ok((grpc, http)) => {
                 grpc??;

@@ -6,8 +6,13 @@ use crate::{
     app::{Application, StartupError},
     config::Settings,
     db,
-    ledger::{packs, store},
+    ledger::{
+        self, Ledger,
+        fulfilment::{Delivery, EventOutcome},
+        packs, store,
+    },
     shutdown,
+    stripe::StripeGateway,
 };
 
 #[derive(Debug, Parser)]
@@ -36,6 +41,43 @@ pub enum Command {
         #[command(subcommand)]
         command: PacksCommand,
     },
+    /// The stored Stripe events.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Credit paid Checkout Sessions whose webhook never arrived.
+    Reconcile {
+        /// How far back to look (e.g. 90m, 72h, 7d).
+        #[arg(long, default_value = "72h", value_parser = parse_age)]
+        since: std::time::Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print stored events, newest first.
+    List {
+        /// Only this outcome (e.g. unmatched_account, unmatched_pack, failed, credited).
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Only events received this recently (e.g. 24h, 7d).
+        #[arg(long, value_parser = parse_age)]
+        since: Option<std::time::Duration>,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    /// Run a stored event through fulfilment again (after creating the missing account or pack).
+    Replay {
+        /// Stripe's event id, evt_…
+        event_id: String,
+    },
+    /// Delete processed events older than EVENT_RETENTION_DAYS now (serve does it hourly).
+    Prune,
+}
+
+fn parse_age(raw: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(raw)
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,7 +121,111 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
         Command::Packs {
             command: PacksCommand::List,
         } => list_packs(settings).await,
+        Command::Events { command } => events(settings, command).await,
+        Command::Reconcile { since } => reconcile(settings, since).await,
     }
+}
+
+/// The ledger over the configured database and Stripe, as `serve` would build it.
+async fn ledger(settings: &Settings) -> Result<Ledger, CliError> {
+    let db = db::connect(settings).await?;
+    let stripe = StripeGateway::new(&settings.stripe).map_err(anyhow::Error::new)?;
+    Ok(Ledger::new(db, stripe, settings.frontend_url.clone()))
+}
+
+fn ago(age: std::time::Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::days(36_500))
+}
+
+async fn events(settings: Settings, command: EventsCommand) -> Result<(), CliError> {
+    let ledger = ledger(&settings).await?;
+    match command {
+        EventsCommand::List {
+            outcome,
+            since,
+            limit,
+        } => {
+            let outcome = match outcome.as_deref() {
+                None => None,
+                Some(raw) => {
+                    Some(EventOutcome::parse(raw).ok_or_else(|| anyhow::anyhow!("unknown outcome {raw:?}"))?)
+                }
+            };
+            let events = ledger::events::list_events(ledger.db(), outcome, since.map(ago), limit)
+                .await
+                .map_err(anyhow::Error::new)?;
+            println!(
+                "{:<32} {:<42} {:<18} {:<25} ERROR",
+                "ID", "TYPE", "OUTCOME", "RECEIVED"
+            );
+            for e in &events {
+                println!(
+                    "{:<32} {:<42} {:<18} {:<25} {}",
+                    e.id,
+                    e.event_type,
+                    e.outcome,
+                    e.received_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    e.error.as_deref().unwrap_or("")
+                );
+            }
+            println!("{} event(s)", events.len());
+        }
+        EventsCommand::Replay { event_id } => {
+            let stored = ledger::events::find_event(ledger.db(), &event_id)
+                .await
+                .map_err(anyhow::Error::new)?;
+            let event =
+                crate::webhook::event::parse_event(stored.payload.as_bytes()).map_err(anyhow::Error::new)?;
+            let report = ledger
+                .apply_event(&event, Delivery::Replay)
+                .await
+                .map_err(anyhow::Error::new)?;
+            let outcome = match report.outcome {
+                EventOutcome::Duplicate => {
+                    format!("already processed (outcome {}); nothing to do", stored.outcome)
+                }
+                other => other.as_str().to_owned(),
+            };
+            println!("{event_id}: {outcome}");
+            println!(
+                "session {} account {} credits {}{}",
+                report.session_id.as_deref().unwrap_or("-"),
+                report.account_id.as_deref().unwrap_or("-"),
+                report.credits,
+                report.detail.map(|d| format!(" ({d})")).unwrap_or_default()
+            );
+        }
+        EventsCommand::Prune => {
+            let pruned = ledger::jobs::prune_events(ledger.db(), settings.event_retention_days)
+                .await
+                .map_err(anyhow::Error::new)?;
+            println!(
+                "pruned {pruned} event(s) older than {} days",
+                settings.event_retention_days
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn reconcile(settings: Settings, since: std::time::Duration) -> Result<(), CliError> {
+    let ledger = ledger(&settings).await?;
+    let report = ledger.reconcile(ago(since)).await.map_err(anyhow::Error::new)?;
+    println!(
+        "examined {} completed session(s): {} credited now, {} already credited, {} unpaid, {} unmatched",
+        report.examined,
+        report.credited.len(),
+        report.already_credited,
+        report.unpaid,
+        report.unmatched.len()
+    );
+    for session in &report.credited {
+        println!("credited {session}");
+    }
+    for (session, why) in &report.unmatched {
+        println!("unmatched {session}: {why}");
+    }
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> Result<(), CliError> {

@@ -45,6 +45,12 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub grpc: GrpcSettings,
     pub http: HttpSettings,
+    /// When set, `serve` reconciles with Stripe this often (one replica at a time).
+    pub reconcile_interval: Option<Duration>,
+    /// How far back a periodic reconciliation looks.
+    pub reconcile_lookback: Duration,
+    /// Processed events older than this are pruned; unmatched and failed ones are kept.
+    pub event_retention_days: u32,
 }
 
 /// Stripe keys and endpoints.
@@ -178,6 +184,14 @@ impl Settings {
             telemetry: TelemetrySettings::from_lookup(&var)?,
             grpc: GrpcSettings::from_lookup(&var)?,
             http: HttpSettings::from_lookup(&var)?,
+            reconcile_interval: var("RECONCILE_INTERVAL")
+                .map(|raw| {
+                    parse_duration(&raw).map_err(|reason| ConfigError::new("RECONCILE_INTERVAL", reason))
+                })
+                .transpose()?,
+            reconcile_lookback: parse_duration(&var("RECONCILE_LOOKBACK").unwrap_or_else(|| "72h".into()))
+                .map_err(|reason| ConfigError::new("RECONCILE_LOOKBACK", reason))?,
+            event_retention_days: parse(&var, "EVENT_RETENTION_DAYS", 90)?,
         })
     }
 
@@ -202,6 +216,27 @@ where
             .parse()
             .map_err(|err| ConfigError::new(name, format!("{raw:?}: {err}"))),
     }
+}
+
+/// A duration written as a number and a unit: `90s`, `15m`, `72h`, `7d` (bare numbers are seconds).
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration like 90s, 15m, 72h or 7d"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        "d" => number * 86_400,
+        _ => return Err(format!("{raw:?} is not a duration like 90s, 15m, 72h or 7d")),
+    };
+    if seconds == 0 {
+        return Err(format!("{raw:?} must be longer than zero"));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 /// Whole seconds, written `30` or `30s`.
@@ -347,6 +382,21 @@ mod tests {
         assert_eq!(
             settings(&[("MIGRATE_ON_START", "maybe")]).err().map(|e| e.var),
             Some("MIGRATE_ON_START")
+        );
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("72h"), Ok(Duration::from_secs(72 * 3600)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5w").is_err());
+        assert_eq!(
+            settings(&[("RECONCILE_INTERVAL", "often")]).err().map(|e| e.var),
+            Some("RECONCILE_INTERVAL")
         );
     }
 

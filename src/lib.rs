@@ -22,6 +22,7 @@ pub mod health;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;
+pub mod scheduler;
 pub mod shutdown;
 pub mod stripe;
 pub mod telemetry;

@@ -4,4 +4,8 @@ pub mod account;
 pub mod credit_ledger;
 pub mod credit_pack;
 pub mod credit_purchase;
+pub mod job_lock;
+pub mod payment_refund_total;
+pub mod stripe_dispute;
 pub mod stripe_event;
+pub mod stripe_refund;

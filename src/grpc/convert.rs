@@ -104,5 +104,6 @@ pub fn purchase(view: PurchaseView) -> pb::CreditPurchase {
         status: status(&p.status).into(),
         created_at: Some(timestamp(p.created_at)),
         completed_at: p.completed_at.map(timestamp),
+        amount_refunded: p.amount_refunded,
     }
 }

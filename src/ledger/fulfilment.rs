@@ -11,7 +11,12 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 
-use super::{Ledger, LedgerError, PurchaseStatus, store, types::AccountId, types::AccountRef, types::Email};
+use super::{
+    Ledger, LedgerError, PurchaseStatus,
+    adjustments::{self, DisputeFact, RefundFact},
+    store,
+    types::{AccountId, AccountRef, Email},
+};
 use crate::{
     entities::{account, credit_ledger, credit_pack, credit_purchase, stripe_event},
     stripe::StripeError,
@@ -42,6 +47,16 @@ pub enum EventAction {
     MarkFailed(CheckoutFacts),
     /// The buyer never paid.
     MarkExpired(CheckoutFacts),
+    /// Money went back to the buyer (`charge.refunded`, `refund.*`).
+    Refund {
+        payment_intent_id: String,
+        fact: RefundFact,
+    },
+    /// A dispute opened, changed or closed (`charge.dispute.*`).
+    Dispute {
+        payment_intent_id: String,
+        fact: DisputeFact,
+    },
     /// An event type this service does not act on.
     Ignore,
 }
@@ -50,7 +65,7 @@ impl EventAction {
     fn facts(&self) -> Option<&CheckoutFacts> {
         match self {
             Self::Credit(f) | Self::AwaitPayment(f) | Self::MarkFailed(f) | Self::MarkExpired(f) => Some(f),
-            Self::Ignore => None,
+            Self::Refund { .. } | Self::Dispute { .. } | Self::Ignore => None,
         }
     }
 }
@@ -81,6 +96,10 @@ pub enum EventOutcome {
     Ignored,
     UnmatchedAccount,
     UnmatchedPack,
+    /// A refund or dispute changed the purchase's credits.
+    Adjusted,
+    /// A refund or dispute for a payment not completed yet: kept, applied at completion.
+    AwaitingPurchase,
     /// An unexpected error; the event is retried when Stripe redelivers it.
     Failed,
 }
@@ -98,8 +117,64 @@ impl EventOutcome {
             Self::Ignored => "ignored",
             Self::UnmatchedAccount => "unmatched_account",
             Self::UnmatchedPack => "unmatched_pack",
+            Self::Adjusted => "adjusted",
+            Self::AwaitingPurchase => "awaiting_purchase",
             Self::Failed => "failed",
         }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        ALL_OUTCOMES.into_iter().find(|o| o.as_str() == raw)
+    }
+}
+
+const ALL_OUTCOMES: [EventOutcome; 13] = [
+    EventOutcome::Credited,
+    EventOutcome::AlreadyCredited,
+    EventOutcome::Duplicate,
+    EventOutcome::AwaitingPayment,
+    EventOutcome::PaymentFailed,
+    EventOutcome::Expired,
+    EventOutcome::NoChange,
+    EventOutcome::Ignored,
+    EventOutcome::UnmatchedAccount,
+    EventOutcome::UnmatchedPack,
+    EventOutcome::Adjusted,
+    EventOutcome::AwaitingPurchase,
+    EventOutcome::Failed,
+];
+
+/// Which stored events a delivery may take over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// From Stripe: new events, or ones whose last attempt failed.
+    Webhook,
+    /// An operator replaying a stored event after fixing what it was missing.
+    Replay,
+    /// Reconciliation: no event exists; only the purchase's status guards crediting.
+    Reconcile,
+}
+
+impl Delivery {
+    fn may_reclaim(self, stored_outcome: &str) -> bool {
+        let retryable: &[EventOutcome] = match self {
+            Self::Webhook => &[EventOutcome::Failed],
+            Self::Replay => &[
+                EventOutcome::Failed,
+                EventOutcome::UnmatchedAccount,
+                EventOutcome::UnmatchedPack,
+            ],
+            Self::Reconcile => &[],
+        };
+        retryable.iter().any(|o| o.as_str() == stored_outcome)
+    }
+
+    fn reclaimable(self) -> Vec<&'static str> {
+        ALL_OUTCOMES
+            .iter()
+            .filter(|o| self.may_reclaim(o.as_str()))
+            .map(|o| o.as_str())
+            .collect()
     }
 }
 
@@ -113,9 +188,6 @@ pub struct FulfilmentReport {
     /// Why an event could not be matched, for operators.
     pub detail: Option<String>,
 }
-
-/// Outcomes a stored event may be claimed again from: a failure, or (on replay) a miss.
-const RETRYABLE_OUTCOMES: [EventOutcome; 1] = [EventOutcome::Failed];
 
 /// What the session pays for, resolved before the transaction opens.
 struct Grant {
@@ -132,9 +204,18 @@ enum Resolution {
 }
 
 impl Ledger {
-    /// Applies one verified Stripe event exactly once.
-    #[tracing::instrument(skip_all, fields(event_id = %event.id, event_type = %event.event_type), err)]
+    /// Applies one verified Stripe webhook event exactly once.
     pub async fn process_event(&self, event: &StripeEvent) -> Result<FulfilmentReport, LedgerError> {
+        self.apply_event(event, Delivery::Webhook).await
+    }
+
+    /// Applies an event delivered by `delivery`; every path ends in the same guarded writes.
+    #[tracing::instrument(skip_all, fields(event_id = %event.id, event_type = %event.event_type, ?delivery), err)]
+    pub async fn apply_event(
+        &self,
+        event: &StripeEvent,
+        delivery: Delivery,
+    ) -> Result<FulfilmentReport, LedgerError> {
         let facts = event.action.facts();
         let mut report = FulfilmentReport {
             outcome: EventOutcome::Ignored,
@@ -145,10 +226,11 @@ impl Ledger {
         };
 
         // Cheap reads first: a redelivery must not cost a Stripe call.
-        if let Some(stored) = stripe_event::Entity::find_by_id(event.id.as_str())
-            .one(self.db())
-            .await?
-            && !RETRYABLE_OUTCOMES.iter().any(|o| o.as_str() == stored.outcome)
+        if delivery != Delivery::Reconcile
+            && let Some(stored) = stripe_event::Entity::find_by_id(event.id.as_str())
+                .one(self.db())
+                .await?
+            && !delivery.may_reclaim(&stored.outcome)
         {
             report.outcome = EventOutcome::Duplicate;
             return Ok(report);
@@ -166,7 +248,7 @@ impl Ledger {
         };
 
         let txn = store::begin_write(self.db()).await?;
-        if !claim_event(&txn, event).await? {
+        if delivery != Delivery::Reconcile && !claim_event(&txn, event, delivery).await? {
             txn.rollback().await?;
             report.outcome = EventOutcome::Duplicate;
             return Ok(report);
@@ -183,6 +265,10 @@ impl Ledger {
                 if complete_purchase(&txn, f).await? {
                     credit_account(&txn, &grant.account_id, grant.credits, "purchase", &f.session_id).await?;
                     report.credits = grant.credits;
+                    // Refunds or disputes that arrived before the payment completed apply now.
+                    if let Some(intent) = &f.payment_intent_id {
+                        report.credits += adjustments::settle(&txn, intent, &event.id).await?.credits_delta;
+                    }
                     EventOutcome::Credited
                 } else {
                     EventOutcome::AlreadyCredited
@@ -194,25 +280,73 @@ impl Ledger {
                 ensure_purchase(&txn, f, &grant).await?;
                 EventOutcome::AwaitingPayment
             }
+            (EventAction::AwaitPayment(_), None) => EventOutcome::NoChange,
             (EventAction::MarkFailed(f), _) => {
                 mark_unpaid(&txn, f, PurchaseStatus::Failed, EventOutcome::PaymentFailed).await?
             }
             (EventAction::MarkExpired(f), _) => {
                 mark_unpaid(&txn, f, PurchaseStatus::Expired, EventOutcome::Expired).await?
             }
-            (EventAction::AwaitPayment(_), None) => EventOutcome::NoChange,
+            (
+                EventAction::Refund {
+                    payment_intent_id,
+                    fact,
+                },
+                _,
+            ) => {
+                adjustments::record_refund(&txn, payment_intent_id, fact).await?;
+                self.settle_outcome(&txn, payment_intent_id, &event.id, &mut report)
+                    .await?
+            }
+            (
+                EventAction::Dispute {
+                    payment_intent_id,
+                    fact,
+                },
+                _,
+            ) => {
+                adjustments::record_dispute(&txn, payment_intent_id, fact).await?;
+                self.settle_outcome(&txn, payment_intent_id, &event.id, &mut report)
+                    .await?
+            }
         };
-        finish_event(&txn, &event.id, outcome, report.detail.as_deref()).await?;
+        if delivery != Delivery::Reconcile {
+            finish_event(&txn, &event.id, outcome, report.detail.as_deref()).await?;
+        }
         txn.commit().await?;
         report.outcome = outcome;
         Ok(report)
+    }
+
+    async fn settle_outcome(
+        &self,
+        txn: &DatabaseTransaction,
+        payment_intent: &str,
+        reference: &str,
+        report: &mut FulfilmentReport,
+    ) -> Result<EventOutcome, LedgerError> {
+        let settlement = adjustments::settle(txn, payment_intent, reference).await?;
+        report.credits = settlement.credits_delta;
+        if let Some(purchase) = credit_purchase::Entity::find()
+            .filter(credit_purchase::Column::StripePaymentIntentId.eq(payment_intent))
+            .one(txn)
+            .await?
+        {
+            report.session_id = Some(purchase.stripe_checkout_session_id);
+            report.account_id = Some(purchase.account_id);
+        }
+        Ok(match settlement {
+            s if !s.purchase_found => EventOutcome::AwaitingPurchase,
+            s if s.credits_delta != 0 => EventOutcome::Adjusted,
+            _ => EventOutcome::NoChange,
+        })
     }
 
     /// Records an event whose processing failed unexpectedly, so operators can see it; Stripe's
     /// redelivery claims it again.
     pub async fn record_failed_event(&self, event: &StripeEvent, error: &str) -> Result<(), LedgerError> {
         let txn = store::begin_write(self.db()).await?;
-        if claim_event(&txn, event).await? {
+        if claim_event(&txn, event, Delivery::Webhook).await? {
             finish_event(&txn, &event.id, EventOutcome::Failed, Some(error)).await?;
         }
         txn.commit().await?;
@@ -337,7 +471,11 @@ fn is_settled(purchase: &credit_purchase::Model) -> bool {
 
 /// Inserts the event as `processing`, or takes back one whose last attempt failed. False when
 /// another delivery owns it.
-async fn claim_event(txn: &DatabaseTransaction, event: &StripeEvent) -> Result<bool, LedgerError> {
+async fn claim_event(
+    txn: &DatabaseTransaction,
+    event: &StripeEvent,
+    delivery: Delivery,
+) -> Result<bool, LedgerError> {
     let model = stripe_event::ActiveModel {
         id: Set(event.id.clone()),
         event_type: Set(event.event_type.clone()),
@@ -348,7 +486,7 @@ async fn claim_event(txn: &DatabaseTransaction, event: &StripeEvent) -> Result<b
         received_at: Set(Utc::now()),
         processed_at: Set(None),
     };
-    let retryable: Vec<&str> = RETRYABLE_OUTCOMES.iter().map(|o| o.as_str()).collect();
+    let retryable = delivery.reclaimable();
     let result = stripe_event::Entity::insert(model)
         .on_conflict(
             OnConflict::column(stripe_event::Column::Id)

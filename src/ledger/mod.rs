@@ -1,9 +1,13 @@
 //! The billing domain: packs, accounts, purchases and the credit ledger. No transport types
 //! here; `grpc/` and `webhook/` convert into these calls and map `LedgerError` once each.
 
+pub mod adjustments;
 pub mod error;
+pub mod events;
 pub mod fulfilment;
+pub mod jobs;
 pub mod packs;
+pub mod reconcile;
 pub mod store;
 pub mod types;
 

@@ -7,10 +7,11 @@ use secrecy::ExposeSecret;
 use stripe::{
     Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError as ApiError, StripeRequest,
 };
-use stripe_checkout::CheckoutSessionMode;
 use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionLineItems, ListLineItemsCheckoutSession,
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, ListCheckoutSession, ListLineItemsCheckoutSession,
 };
+use stripe_checkout::{CheckoutSessionMode, CheckoutSessionStatus};
+use stripe_types::RangeQueryTs;
 
 use crate::config::StripeSettings;
 
@@ -71,6 +72,21 @@ pub struct CheckoutSession {
 pub struct LineItem {
     pub price_id: String,
     pub quantity: u64,
+}
+
+/// A completed Checkout Session as listed by Stripe, reduced to what fulfilment reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedSession {
+    pub id: String,
+    /// `paid`, `unpaid` or `no_payment_required`.
+    pub payment_status: String,
+    pub client_reference_id: Option<String>,
+    pub metadata: HashMap<String, String>,
+    pub customer_details_email: Option<String>,
+    pub customer_email: Option<String>,
+    pub payment_intent_id: Option<String>,
+    pub amount_total: Option<i64>,
+    pub currency: Option<String>,
 }
 
 /// Cheap to clone; `None` inside when no secret key is configured.
@@ -137,6 +153,41 @@ impl StripeGateway {
             id: session.id.to_string(),
             url,
         })
+    }
+
+    /// Every `complete` Checkout Session created at or after `since_unix`, all pages.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn completed_sessions(&self, since_unix: i64) -> Result<Vec<CompletedSession>, StripeError> {
+        let client = self.client()?;
+        let list = || {
+            ListCheckoutSession::new()
+                .status(CheckoutSessionStatus::Complete)
+                .created(RangeQueryTs::gte(since_unix))
+                .limit(100)
+        };
+        let mut sessions = Vec::new();
+        let mut request = list();
+        loop {
+            let page = request.send(client).await?;
+            let last = page.data.last().map(|s| s.id.to_string());
+            for session in page.data {
+                sessions.push(CompletedSession {
+                    id: session.id.to_string(),
+                    payment_status: session.payment_status.as_str().to_owned(),
+                    client_reference_id: session.client_reference_id,
+                    metadata: session.metadata.unwrap_or_default(),
+                    customer_details_email: session.customer_details.and_then(|d| d.email),
+                    customer_email: session.customer_email,
+                    payment_intent_id: session.payment_intent.map(|p| p.id().to_string()),
+                    amount_total: session.amount_total,
+                    currency: session.currency.map(|c| c.to_string()),
+                });
+            }
+            match last {
+                Some(last) if page.has_more => request = list().starting_after(last),
+                _ => return Ok(sessions),
+            }
+        }
     }
 
     /// All line items of a session (Stripe pages them 100 at a time).

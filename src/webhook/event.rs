@@ -5,7 +5,10 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::ledger::fulfilment::{CheckoutFacts, EventAction, StripeEvent};
+use crate::ledger::{
+    adjustments::{DisputeFact, RefundFact},
+    fulfilment::{CheckoutFacts, EventAction, StripeEvent},
+};
 
 /// Why a body is not a Stripe event we can read.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,36 @@ struct CustomerDetails {
     email: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct Charge {
+    #[serde(default)]
+    payment_intent: Option<Expandable>,
+    #[serde(default)]
+    amount_refunded: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Refund {
+    id: String,
+    #[serde(default)]
+    payment_intent: Option<Expandable>,
+    #[serde(default)]
+    amount: Option<i64>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Dispute {
+    id: String,
+    #[serde(default)]
+    payment_intent: Option<Expandable>,
+    #[serde(default)]
+    amount: Option<i64>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
 /// Stripe sends either an id or, when expanded, the object.
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -94,6 +127,24 @@ impl CheckoutSession {
     }
 }
 
+/// Reads `data.object` as a `kind` (checking Stripe's `object` tag when present).
+fn data_object<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    kind: &str,
+) -> Result<T, EventParseError> {
+    if value
+        .get("object")
+        .and_then(|o| o.as_str())
+        .is_some_and(|o| o != kind)
+    {
+        return Err(EventParseError::NotAnEvent(format!(
+            "data.object is not a {kind}"
+        )));
+    }
+    serde_json::from_value(value.clone())
+        .map_err(|err| EventParseError::NotAnEvent(format!("data.object is not a {kind}: {err}")))
+}
+
 /// Reads a raw webhook body into a ledger event.
 pub fn parse_event(body: &[u8]) -> Result<StripeEvent, EventParseError> {
     let envelope: Envelope = serde_json::from_slice(body).map_err(|err| {
@@ -110,11 +161,8 @@ pub fn parse_event(body: &[u8]) -> Result<StripeEvent, EventParseError> {
         return Err(EventParseError::NotAnEvent("empty id or type".into()));
     }
     let session = || -> Result<CheckoutFacts, EventParseError> {
-        let session: CheckoutSession =
-            serde_json::from_value(envelope.data.object.clone()).map_err(|err| {
-                EventParseError::NotAnEvent(format!("data.object is not a Checkout Session: {err}"))
-            })?;
-        Ok(session.into_facts())
+        data_object::<CheckoutSession>(&envelope.data.object, "checkout.session")
+            .map(CheckoutSession::into_facts)
     };
     let payment_status = envelope
         .data
@@ -129,6 +177,45 @@ pub fn parse_event(body: &[u8]) -> Result<StripeEvent, EventParseError> {
         "checkout.session.async_payment_succeeded" => EventAction::Credit(session()?),
         "checkout.session.async_payment_failed" => EventAction::MarkFailed(session()?),
         "checkout.session.expired" => EventAction::MarkExpired(session()?),
+        "charge.refunded" => {
+            let charge: Charge = data_object(&envelope.data.object, "charge")?;
+            match (charge.payment_intent, charge.amount_refunded) {
+                (Some(intent), Some(amount_refunded)) => EventAction::Refund {
+                    payment_intent_id: intent.into_id(),
+                    fact: RefundFact::ChargeTotal { amount_refunded },
+                },
+                // A charge outside a PaymentIntent was never sold by this service.
+                _ => EventAction::Ignore,
+            }
+        }
+        "refund.created" | "refund.updated" | "charge.refund.updated" => {
+            let refund: Refund = data_object(&envelope.data.object, "refund")?;
+            match (refund.payment_intent, refund.amount) {
+                (Some(intent), Some(amount)) => EventAction::Refund {
+                    payment_intent_id: intent.into_id(),
+                    fact: RefundFact::Refund {
+                        refund_id: refund.id,
+                        amount,
+                        status: refund.status.unwrap_or_else(|| "succeeded".into()),
+                    },
+                },
+                _ => EventAction::Ignore,
+            }
+        }
+        "charge.dispute.created" | "charge.dispute.updated" | "charge.dispute.closed" => {
+            let dispute: Dispute = data_object(&envelope.data.object, "dispute")?;
+            match dispute.payment_intent {
+                Some(intent) => EventAction::Dispute {
+                    payment_intent_id: intent.into_id(),
+                    fact: DisputeFact {
+                        dispute_id: dispute.id,
+                        amount: dispute.amount.unwrap_or_default(),
+                        status: dispute.status.unwrap_or_else(|| "needs_response".into()),
+                    },
+                },
+                None => EventAction::Ignore,
+            }
+        }
         _ => EventAction::Ignore,
     };
     Ok(StripeEvent {
@@ -150,7 +237,7 @@ mod tests {
             | EventAction::AwaitPayment(f)
             | EventAction::MarkFailed(f)
             | EventAction::MarkExpired(f) => f,
-            EventAction::Ignore => panic!("no facts"),
+            _ => panic!("no facts"),
         }
     }
 
@@ -181,6 +268,38 @@ mod tests {
         let other = r#"{"id":"evt_3","type":"invoice.paid","data":{"object":{"id":"in_1"}}}"#;
         assert!(matches!(
             parse_event(other.as_bytes()).map(|e| e.action),
+            Ok(EventAction::Ignore)
+        ));
+    }
+
+    #[test]
+    fn refunds_and_disputes_are_read_by_payment_intent() {
+        let charge = r#"{"id":"evt_r","type":"charge.refunded","data":{"object":{"id":"ch_1","object":"charge","payment_intent":"pi_1","amount":3000,"amount_refunded":1000}}}"#;
+        assert_eq!(
+            parse_event(charge.as_bytes()).map(|e| e.action).ok(),
+            Some(EventAction::Refund {
+                payment_intent_id: "pi_1".into(),
+                fact: RefundFact::ChargeTotal {
+                    amount_refunded: 1000
+                }
+            })
+        );
+        let refund = r#"{"id":"evt_rf","type":"refund.updated","data":{"object":{"id":"re_1","object":"refund","payment_intent":{"id":"pi_1"},"amount":500,"status":"failed"}}}"#;
+        assert!(matches!(
+            parse_event(refund.as_bytes()).map(|e| e.action),
+            Ok(EventAction::Refund {
+                fact: RefundFact::Refund { .. },
+                ..
+            })
+        ));
+        let dispute = r#"{"id":"evt_d","type":"charge.dispute.closed","data":{"object":{"id":"dp_1","object":"dispute","payment_intent":"pi_1","amount":3000,"status":"won"}}}"#;
+        assert!(matches!(
+            parse_event(dispute.as_bytes()).map(|e| e.action),
+            Ok(EventAction::Dispute { .. })
+        ));
+        let no_intent = r#"{"id":"evt_n","type":"charge.refunded","data":{"object":{"id":"ch_1","object":"charge","payment_intent":null,"amount_refunded":1}}}"#;
+        assert!(matches!(
+            parse_event(no_intent.as_bytes()).map(|e| e.action),
             Ok(EventAction::Ignore)
         ));
     }
