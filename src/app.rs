@@ -6,14 +6,15 @@ use std::{net::SocketAddr, time::Duration};
 use chrono::Utc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::{ServerTlsConfig, server::TcpIncoming};
 
 use crate::{
     config::{AppEnv, Settings},
     db,
-    grpc::{CreditsApi, pb},
+    grpc::{CreditsApi, auth::BearerTokens, guard::Guarded, pb, tls},
     health::Health,
     ledger::{Ledger, packs, store},
+    limits, metrics,
     stripe::StripeGateway,
     webhook::{self, WebhookState},
 };
@@ -33,6 +34,8 @@ pub enum StartupError {
     },
     #[error("Stripe client: {0}")]
     Stripe(#[from] crate::stripe::StripeError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A built, bound, not yet serving instance of the service.
@@ -41,11 +44,13 @@ pub struct Application {
     ledger: Ledger,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
+    grpc_tls: Option<ServerTlsConfig>,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let packs = packs::load_pack_file(&settings.credit_packs_file)?;
+        let grpc_tls = settings.grpc.tls.as_ref().map(tls::server_config).transpose()?;
         let db = db::connect(&settings).await?;
         if settings.migrate_on_start {
             db::migrate(&db).await?;
@@ -66,6 +71,7 @@ impl Application {
             ledger,
             grpc_listener,
             http_listener,
+            grpc_tls,
         })
     }
 
@@ -95,15 +101,29 @@ impl Application {
         };
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
-        let api = CreditsApi::new(self.ledger.clone(), self.settings.stripe.publishable_key.clone());
+        let metrics = metrics::Metrics::new();
+        let api = Guarded::new(
+            pb::credits_service_server::CreditsServiceServer::new(CreditsApi::new(
+                self.ledger.clone(),
+                self.settings.stripe.publishable_key.clone(),
+            )),
+            BearerTokens::new(&self.settings.grpc.auth_tokens),
+            self.settings.grpc.concurrency_limit,
+            self.settings.grpc.request_timeout,
+            metrics.clone(),
+        );
         let grpc_addr = self.grpc_addr();
         let http_addr = self.http_addr();
         let grpc_drain = drain.clone();
-        let grpc = tonic::transport::Server::builder()
+        let mut grpc_server = tonic::transport::Server::builder();
+        if let Some(tls) = self.grpc_tls {
+            grpc_server = grpc_server.tls_config(tls)?;
+        }
+        let grpc = grpc_server
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(pb::credits_service_server::CreditsServiceServer::new(api))
+            .add_service(api)
             .serve_with_incoming_shutdown(TcpIncoming::from(self.grpc_listener), async move {
                 grpc_drain.cancelled().await;
             });
@@ -113,11 +133,20 @@ impl Application {
                 "STRIPE_WEBHOOK_SECRET is unset: unsigned webhooks are accepted (development only)"
             );
         }
-        let router = health.router().merge(webhook::router(WebhookState {
+        let webhook = webhook::router(WebhookState {
             ledger: self.ledger.clone(),
             secrets: self.settings.stripe.webhook_secrets.clone(),
             tolerance: self.settings.stripe.webhook_tolerance,
-        }));
+            metrics: metrics.clone(),
+        });
+        let router = health
+            .router()
+            .merge(limits::limit_http(webhook, self.settings.http))
+            .merge(metrics::router(
+                metrics,
+                self.ledger.db().clone(),
+                self.settings.database_max_connections,
+            ));
         let http_drain = drain.clone();
         let http = axum::serve(self.http_listener, router).with_graceful_shutdown(async move {
             http_drain.cancelled().await;
@@ -131,6 +160,8 @@ impl Application {
 
         shutdown.cancelled().await;
         health.begin_shutdown().await;
+        // Keep accepting while load balancers see NOT_SERVING / 503 and stop routing here.
+        tokio::time::sleep(self.settings.shutdown_delay).await;
         drain.cancel();
         let grace = self.settings.shutdown_grace;
         let drained = tokio::time::timeout(grace, async {

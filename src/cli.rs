@@ -98,6 +98,9 @@ pub enum CliError {
     /// The operator's input (a file) is wrong: exit 2, like a bad variable.
     #[error(transparent)]
     Usage(#[from] packs::PackFileError),
+    /// A setting only `serve` needs is missing or unsafe: exit 2.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
 }
@@ -266,6 +269,7 @@ async fn reconcile(settings: Settings, since: std::time::Duration) -> Result<(),
 }
 
 async fn serve(settings: Settings) -> Result<(), CliError> {
+    settings.grpc.check_serving(settings.app_env)?;
     tracing::info!(config = %settings, "starting credits {}", env!("CARGO_PKG_VERSION"));
     let app = Application::build(settings).await?;
     app.run_until_stopped(shutdown::on_signal()).await?;

@@ -6,6 +6,9 @@ use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+mod ops;
+pub use ops::{GrpcSettings, HttpSettings, TelemetrySettings, TlsSettings};
+
 /// Which safety rules apply: `production` refuses to run without Stripe secrets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppEnv {
@@ -37,6 +40,11 @@ pub struct Settings {
     pub health_check_interval: Duration,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// How long the listeners keep accepting after health turns NOT_SERVING on SIGTERM.
+    pub shutdown_delay: Duration,
+    pub telemetry: TelemetrySettings,
+    pub grpc: GrpcSettings,
+    pub http: HttpSettings,
     /// When set, `serve` reconciles with Stripe this often (one replica at a time).
     pub reconcile_interval: Option<Duration>,
     /// How far back a periodic reconciliation looks.
@@ -172,6 +180,10 @@ impl Settings {
             log_format,
             health_check_interval: Duration::from_millis(parse(&var, "HEALTH_CHECK_INTERVAL_MS", 5_000)?),
             shutdown_grace: parse_seconds(&var, "SHUTDOWN_GRACE", 10)?,
+            shutdown_delay: ops::shutdown_delay(&var)?,
+            telemetry: TelemetrySettings::from_lookup(&var)?,
+            grpc: GrpcSettings::from_lookup(&var)?,
+            http: HttpSettings::from_lookup(&var)?,
             reconcile_interval: var("RECONCILE_INTERVAL")
                 .map(|raw| {
                     parse_duration(&raw).map_err(|reason| ConfigError::new("RECONCILE_INTERVAL", reason))
@@ -291,7 +303,8 @@ impl fmt::Display for Settings {
             f,
             "APP_ENV={:?} DATABASE_URL={} GRPC_ADDR={} HTTP_ADDR={} MIGRATE_ON_START={} \
              CREDIT_PACKS_FILE={} STRIPE_API_BASE={} STRIPE_SECRET_KEY={} \
-             STRIPE_PUBLISHABLE_KEY={} STRIPE_WEBHOOK_SECRET={} FRONTEND_URL={}",
+             STRIPE_PUBLISHABLE_KEY={} STRIPE_WEBHOOK_SECRET={} FRONTEND_URL={} \
+             GRPC_AUTH_TOKENS={} GRPC_TLS={} OTEL_EXPORTER_OTLP_ENDPOINT={}",
             self.app_env,
             self.database_url_redacted(),
             self.grpc_addr,
@@ -310,6 +323,16 @@ impl fmt::Display for Settings {
                 n => format!("{n} secret(s)"),
             },
             self.frontend_url,
+            match self.grpc.auth_tokens.len() {
+                0 => "unset".to_owned(),
+                n => format!("{n} token(s)"),
+            },
+            match &self.grpc.tls {
+                None => "off",
+                Some(tls) if tls.client_ca.is_some() => "mtls",
+                Some(_) => "on",
+            },
+            self.telemetry.otlp_endpoint.as_ref().map_or("unset", Url::as_str),
         )
     }
 }
@@ -401,6 +424,7 @@ mod tests {
             ("STRIPE_SECRET_KEY", "sk_test_supersecret"),
             ("STRIPE_WEBHOOK_SECRET", "whsec_supersecret"),
             ("DATABASE_URL", "postgres://app:hunter2@db/credits"),
+            ("GRPC_AUTH_TOKENS", "tok_supersecret"),
         ])
         .expect("valid");
         let shown = s.to_string();

@@ -10,6 +10,7 @@
 //! - `stripe/`: the Stripe API calls, over async-stripe.
 //! - `entities/`: SeaORM entities; the schema is in the `migration` crate.
 //! - `health`, `db`, `shutdown`, `telemetry`, `cli`: process plumbing.
+//! - `metrics` (`GET /metrics`), `limits` (HTTP load shedding): operations.
 
 pub mod app;
 pub mod cli;
@@ -19,6 +20,8 @@ pub mod entities;
 pub mod grpc;
 pub mod health;
 pub mod ledger;
+pub mod limits;
+pub mod metrics;
 pub mod scheduler;
 pub mod shutdown;
 pub mod stripe;

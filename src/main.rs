@@ -19,10 +19,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _telemetry = telemetry::init(settings.log_format);
+    let _telemetry = match telemetry::init(settings.log_format, &settings.telemetry) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("credits: {err}");
+            return ExitCode::from(2);
+        }
+    };
     match cli::run(cli, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Usage(err)) => {
+            eprintln!("credits: {err}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Config(err)) => {
             eprintln!("credits: {err}");
             ExitCode::from(2)
         }

@@ -1,8 +1,11 @@
 //! The gRPC side: `credits.v1.CreditsService`, the standard health service and reflection.
 
+pub mod auth;
 pub mod convert;
+pub mod guard;
 pub mod service;
 pub mod status;
+pub mod tls;
 
 /// Generated protobuf and tonic code for `credits.v1`.
 pub mod pb {

@@ -1,6 +1,7 @@
 //! Thin RPC handlers: parse → call the ledger → convert.
 
 use tonic::{Request, Response, Status};
+use tracing::Span;
 
 use super::{convert, pb, status::to_status};
 use crate::ledger::Ledger;
@@ -39,6 +40,7 @@ impl pb::credits_service_server::CreditsService for CreditsApi {
         request: Request<pb::PurchaseCreditsRequest>,
     ) -> Result<Response<pb::PurchaseCreditsResponse>, Status> {
         let req = convert::purchase_request(request.into_inner())?;
+        Span::current().record("account_id", req.account_id.as_str());
         let started = self.ledger.purchase_credits(req).await.map_err(to_status)?;
         Ok(Response::new(pb::PurchaseCreditsResponse {
             checkout_url: started.checkout_url,
@@ -53,6 +55,7 @@ impl pb::credits_service_server::CreditsService for CreditsApi {
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
         let by = convert::balance_account(request.into_inner().account)?;
         let account = self.ledger.get_balance(&by).await.map_err(to_status)?;
+        Span::current().record("account_id", account.id.as_str());
         Ok(Response::new(pb::GetBalanceResponse {
             account_id: account.id,
             email: account.email,
@@ -67,6 +70,9 @@ impl pb::credits_service_server::CreditsService for CreditsApi {
     ) -> Result<Response<pb::ListPurchasesResponse>, Status> {
         let req = request.into_inner();
         let by = convert::purchases_account(req.account)?;
+        if let crate::ledger::AccountRef::Id(id) = &by {
+            Span::current().record("account_id", id.as_str());
+        }
         let page = convert::page_request(req.page_size, &req.page_token)?;
         let result = self.ledger.list_purchases(&by, &page).await.map_err(to_status)?;
         Ok(Response::new(pb::ListPurchasesResponse {

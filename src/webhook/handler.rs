@@ -5,9 +5,26 @@ use std::time::Instant;
 
 use axum::{Json, body::Bytes, extract::State, http::HeaderMap};
 use serde_json::{Value, json};
+use tracing::{Span, field::Empty};
 
 use super::{WebhookState, error::WebhookError, event::parse_event, signature};
 
+/// One span per delivery, named like the route; the caller's body never goes into it.
+#[tracing::instrument(
+    name = "stripe.webhook",
+    skip_all,
+    fields(
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.route = super::WEBHOOK_PATH,
+        event_id = Empty,
+        event_type = Empty,
+        outcome = Empty,
+        account_id = Empty,
+        credits = Empty,
+        latency_ms = Empty,
+    )
+)]
 pub async fn stripe_webhook(
     State(state): State<WebhookState>,
     headers: HeaderMap,
@@ -28,9 +45,19 @@ pub async fn stripe_webhook(
         chrono::Utc::now().timestamp(),
     ) {
         tracing::warn!(reason = err.code(), "webhook refused");
+        state.metrics.webhook("unknown", "rejected", 0, started);
         return Err(err.into());
     }
-    let event = parse_event(&body)?;
+    let event = match parse_event(&body) {
+        Ok(event) => event,
+        Err(err) => {
+            state.metrics.webhook("unknown", "invalid", 0, started);
+            return Err(err.into());
+        }
+    };
+    let span = Span::current();
+    span.record("event_id", event.id.as_str());
+    span.record("event_type", event.event_type.as_str());
 
     match state.ledger.process_event(&event).await {
         Ok(report) => {
@@ -47,6 +74,19 @@ pub async fn stripe_webhook(
                 }
             };
             log(report.detail.is_some());
+            let outcome = report.outcome.as_str();
+            span.record("outcome", outcome);
+            span.record("credits", report.credits);
+            if let Some(account_id) = report.account_id.as_deref() {
+                span.record("account_id", account_id);
+            }
+            span.record(
+                "latency_ms",
+                i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            );
+            state
+                .metrics
+                .webhook(&event.event_type, outcome, report.credits, started);
             Ok(Json(json!({ "status": "success" })))
         }
         Err(err) => {
@@ -59,6 +99,11 @@ pub async fn stripe_webhook(
                         | crate::ledger::LedgerError::Stripe(crate::stripe::StripeError::Unavailable(_))
                 )
             );
+            let outcome = if transient { "deferred" } else { "failed" };
+            span.record("outcome", outcome);
+            span.record("otel.status_code", "ERROR");
+            span.record("latency_ms", i64::try_from(ms).unwrap_or(i64::MAX));
+            state.metrics.webhook(&event.event_type, outcome, 0, started);
             if transient {
                 tracing::warn!(event_id = %event.id, event_type = %event.event_type, ms, error = %err_source(&err), "stripe event deferred; Stripe will redeliver");
             } else {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::{Router, extract::DefaultBodyLimit, routing::post};
 use secrecy::SecretString;
 
-use crate::ledger::Ledger;
+use crate::{ledger::Ledger, metrics::Metrics};
 
 /// The path Stripe is configured to call, kept from the system this replaces.
 pub const WEBHOOK_PATH: &str = "/account/stripe-webhook/";
@@ -25,6 +25,7 @@ pub struct WebhookState {
     /// Empty only in development, where unsigned events are accepted with a warning.
     pub secrets: Vec<SecretString>,
     pub tolerance: Duration,
+    pub metrics: Metrics,
 }
 
 /// The webhook route; merged into the HTTP router by `app`.

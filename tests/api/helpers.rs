@@ -4,12 +4,10 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    process::Stdio,
     sync::{
         Arc, Once,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
 };
 
 use credits::{
@@ -20,19 +18,21 @@ use credits::{
     ledger::store,
 };
 use hmac::{Hmac, KeyInit, Mac};
+pub use process::spawn_process;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder,
 };
 use serde_json::Value;
 use sha2::Sha256;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use wiremock::{
     Mock, MockServer, Request, Respond, ResponseTemplate,
     matchers::{method, path},
 };
+
+mod process;
 
 pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
 pub const STANDARD_PRICE: &str = "price_1PgafmB7WZ01zgkW02Hf9z6c";
@@ -84,7 +84,9 @@ static TRACING: Once = Once::new();
 fn init_tracing() {
     TRACING.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            let _guard = credits::telemetry::init(LogFormat::Pretty);
+            let otel = credits::config::TelemetrySettings::from_lookup(&|_: &str| None)
+                .expect("no telemetry settings are valid");
+            let _guard = credits::telemetry::init(LogFormat::Pretty, &otel);
         }
     });
 }
@@ -349,6 +351,39 @@ impl TestAppBuilder {
     }
 }
 
+/// A service serving on random ports, without a client (tests that connect their own way).
+pub struct RunningServer {
+    pub grpc_addr: SocketAddr,
+    /// Held so the fake Stripe and the database outlive the server.
+    _stripe: MockServer,
+    _db: Arc<TestDatabase>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestAppBuilder {
+    /// Builds and runs the service like `spawn`, but connects nothing (e.g. for TLS).
+    pub async fn spawn_server(self) -> RunningServer {
+        let (env, db, stripe) = self.prepare().await;
+        let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings are valid");
+        let app = Application::build(settings).await.expect("the app builds");
+        let grpc_addr = app.grpc_addr();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        RunningServer {
+            grpc_addr,
+            _stripe: stripe,
+            _db: db,
+            shutdown,
+        }
+    }
+}
+
 pub async fn grpc_channel(addr: SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
         .expect("valid uri")
@@ -558,56 +593,4 @@ pub fn open_session_json(session_id: &str) -> String {
     session["status"] = Value::from("open");
     session["payment_status"] = Value::from("unpaid");
     session.to_string()
-}
-
-// ---------------------------------------------------------------------------------------------
-// The binary as a process
-// ---------------------------------------------------------------------------------------------
-
-/// The real `credits` binary, serving; killed on drop.
-pub struct ServerProcess {
-    /// Held so the process lives as long as this value (`kill_on_drop`).
-    _child: tokio::process::Child,
-    pub grpc_addr: SocketAddr,
-    pub http_addr: SocketAddr,
-}
-
-/// Starts `credits serve` with `env` and waits for its "listening" log line.
-pub async fn spawn_process(env: &HashMap<String, String>) -> ServerProcess {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"))
-        .arg("serve")
-        .env_clear()
-        .envs(env.iter().filter(|(_, v)| !v.is_empty()))
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the credits binary");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addrs = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let Ok(log) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if log["message"] == "credits listening" {
-                let parse = |key: &str| log[key].as_str().and_then(|a| a.parse::<SocketAddr>().ok());
-                return parse("grpc_addr").zip(parse("http_addr"));
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
-    .expect("the binary logs its listening addresses");
-    // Keep draining stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    ServerProcess {
-        _child: child,
-        grpc_addr: addrs.0,
-        http_addr: addrs.1,
-    }
 }

@@ -4,13 +4,19 @@
 mod helpers;
 
 mod cli;
+mod grpc_auth;
 mod grpc_balance;
 mod grpc_packs;
 mod grpc_purchase;
 mod grpc_purchases;
 mod health;
+mod lifecycle;
+mod load_shedding;
+mod logging;
+mod metrics;
 mod operations;
 mod packs_sync;
+mod telemetry;
 mod webhook_adjustments;
 mod webhook_concurrency;
 mod webhook_fulfilment;

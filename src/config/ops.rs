@@ -1,0 +1,231 @@
+//! Operational settings: telemetry export, gRPC auth and TLS, per-transport limits.
+
+use std::{path::PathBuf, time::Duration};
+
+use secrecy::SecretString;
+use url::Url;
+
+use super::{AppEnv, ConfigError, parse, parse_seconds};
+
+/// OTLP export; `otlp_endpoint: None` means no exporter is built at all.
+#[derive(Clone, Debug)]
+pub struct TelemetrySettings {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, the collector's gRPC endpoint.
+    pub otlp_endpoint: Option<Url>,
+    /// `OTEL_SERVICE_NAME`, default `credits`.
+    pub service_name: String,
+    /// `OTEL_RESOURCE_ATTRIBUTES`: `key=value,key=value`.
+    pub resource_attributes: Vec<(String, String)>,
+}
+
+/// Who may call `credits.v1.CreditsService`, and how the gRPC listener is secured.
+#[derive(Clone)]
+pub struct GrpcSettings {
+    /// `GRPC_AUTH_TOKENS`: accepted bearer tokens; empty = no token check.
+    pub auth_tokens: Vec<SecretString>,
+    /// `GRPC_TLS_CERT` / `GRPC_TLS_KEY` / `GRPC_TLS_CLIENT_CA`.
+    pub tls: Option<TlsSettings>,
+    /// `GRPC_AUTH=none`: serving without tokens or mTLS is intended, even in production.
+    pub auth_none: bool,
+    /// `GRPC_REQUEST_TIMEOUT_MS`: an RPC running longer answers DEADLINE_EXCEEDED.
+    pub request_timeout: Duration,
+    /// `GRPC_CONCURRENCY_LIMIT`: RPCs in flight at once; more answer RESOURCE_EXHAUSTED.
+    pub concurrency_limit: usize,
+}
+
+/// PEM files for the gRPC listener.
+#[derive(Clone, Debug)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Clients must present a certificate signed by this CA (mTLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Limits of the webhook route.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpSettings {
+    /// `HTTP_REQUEST_TIMEOUT_MS`: a webhook running longer answers 503 (Stripe retries).
+    pub request_timeout: Duration,
+    /// `HTTP_CONCURRENCY_LIMIT`: webhooks in flight at once; more answer 503.
+    pub concurrency_limit: usize,
+}
+
+/// How long shutdown keeps serving after flipping health, before draining.
+pub fn shutdown_delay(var: &impl Fn(&str) -> Option<String>) -> Result<Duration, ConfigError> {
+    parse_seconds(var, "SHUTDOWN_DELAY", 0)
+}
+
+impl TelemetrySettings {
+    /// Parses the `OTEL_*` variables from any source (`Settings` passes the environment).
+    pub fn from_lookup(var: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let otlp_endpoint = match var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            None => None,
+            Some(raw) => {
+                let url = Url::parse(raw.trim()).map_err(|err| {
+                    ConfigError::new("OTEL_EXPORTER_OTLP_ENDPOINT", format!("{raw:?}: {err}"))
+                })?;
+                if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                    return Err(ConfigError::new(
+                        "OTEL_EXPORTER_OTLP_ENDPOINT",
+                        format!("{raw:?} is not an http(s) URL"),
+                    ));
+                }
+                Some(url)
+            }
+        };
+        let mut resource_attributes = Vec::new();
+        for pair in var("OTEL_RESOURCE_ATTRIBUTES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let Some((key, value)) = pair.split_once('=') else {
+                return Err(ConfigError::new(
+                    "OTEL_RESOURCE_ATTRIBUTES",
+                    format!("{pair:?} is not key=value"),
+                ));
+            };
+            resource_attributes.push((key.trim().to_owned(), value.trim().to_owned()));
+        }
+        Ok(Self {
+            otlp_endpoint,
+            service_name: var("OTEL_SERVICE_NAME").unwrap_or_else(|| "credits".into()),
+            resource_attributes,
+        })
+    }
+}
+
+impl GrpcSettings {
+    pub(super) fn from_lookup(var: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let auth_tokens: Vec<SecretString> = var("GRPC_AUTH_TOKENS")
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(SecretString::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let path = |name| var(name).map(|p| PathBuf::from(p.trim()));
+        let tls = match (path("GRPC_TLS_CERT"), path("GRPC_TLS_KEY")) {
+            (Some(cert), Some(key)) => Some(TlsSettings {
+                cert,
+                key,
+                client_ca: path("GRPC_TLS_CLIENT_CA"),
+            }),
+            (None, None) if var("GRPC_TLS_CLIENT_CA").is_some() => {
+                return Err(ConfigError::new(
+                    "GRPC_TLS_CLIENT_CA",
+                    "needs GRPC_TLS_CERT and GRPC_TLS_KEY",
+                ));
+            }
+            (None, None) => None,
+            (Some(_), None) => return Err(ConfigError::new("GRPC_TLS_KEY", "needed with GRPC_TLS_CERT")),
+            (None, Some(_)) => return Err(ConfigError::new("GRPC_TLS_CERT", "needed with GRPC_TLS_KEY")),
+        };
+        let auth_none = match var("GRPC_AUTH").as_deref().map(str::trim) {
+            None => false,
+            Some("none") => true,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "GRPC_AUTH",
+                    format!("{other:?}: the only accepted value is none"),
+                ));
+            }
+        };
+        let concurrency_limit: usize = parse(var, "GRPC_CONCURRENCY_LIMIT", 256)?;
+        if concurrency_limit == 0 {
+            return Err(ConfigError::new("GRPC_CONCURRENCY_LIMIT", "must be at least 1"));
+        }
+        Ok(Self {
+            auth_tokens,
+            auth_none,
+            tls,
+            request_timeout: Duration::from_millis(parse(var, "GRPC_REQUEST_TIMEOUT_MS", 30_000)?),
+            concurrency_limit,
+        })
+    }
+}
+
+impl GrpcSettings {
+    /// Serving gRPC in production needs tokens, mTLS or an explicit `GRPC_AUTH=none`. Checked
+    /// by `serve` only, so `migrate` and `packs` run without the serving secrets.
+    pub fn check_serving(&self, app_env: AppEnv) -> Result<(), ConfigError> {
+        let mtls = self.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        if app_env == AppEnv::Production && self.auth_tokens.is_empty() && !mtls && !self.auth_none {
+            return Err(ConfigError::new(
+                "GRPC_AUTH_TOKENS",
+                "required to serve gRPC when APP_ENV=production (or mTLS with \
+                 GRPC_TLS_CLIENT_CA; GRPC_AUTH=none serves without auth)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl HttpSettings {
+    pub(super) fn from_lookup(var: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let concurrency_limit: usize = parse(var, "HTTP_CONCURRENCY_LIMIT", 256)?;
+        if concurrency_limit == 0 {
+            return Err(ConfigError::new("HTTP_CONCURRENCY_LIMIT", "must be at least 1"));
+        }
+        Ok(Self {
+            request_timeout: Duration::from_millis(parse(var, "HTTP_REQUEST_TIMEOUT_MS", 30_000)?),
+            concurrency_limit,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn grpc(vars: &[(&str, &str)], env: AppEnv) -> Result<GrpcSettings, ConfigError> {
+        let map: HashMap<&str, &str> = vars.iter().copied().collect();
+        let settings = GrpcSettings::from_lookup(&|k: &str| map.get(k).map(|v| (*v).to_owned()))?;
+        settings.check_serving(env)?;
+        Ok(settings)
+    }
+
+    #[test]
+    fn production_needs_tokens_or_mtls_or_an_explicit_none() {
+        let err = grpc(&[], AppEnv::Production).err().map(|e| e.var);
+        assert_eq!(err, Some("GRPC_AUTH_TOKENS"));
+        assert!(grpc(&[("GRPC_AUTH_TOKENS", "a,b")], AppEnv::Production).is_ok());
+        assert!(grpc(&[("GRPC_AUTH", "none")], AppEnv::Production).is_ok());
+        let mtls = [
+            ("GRPC_TLS_CERT", "c.pem"),
+            ("GRPC_TLS_KEY", "k.pem"),
+            ("GRPC_TLS_CLIENT_CA", "ca.pem"),
+        ];
+        assert!(grpc(&mtls, AppEnv::Production).is_ok());
+        assert!(grpc(&[], AppEnv::Development).is_ok());
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let err = grpc(&[("GRPC_TLS_CERT", "c.pem")], AppEnv::Development)
+            .err()
+            .map(|e| e.var);
+        assert_eq!(err, Some("GRPC_TLS_KEY"));
+    }
+
+    #[test]
+    fn resource_attributes_are_key_value_pairs() {
+        let map: HashMap<&str, &str> = [(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=prod, k8s.pod.name=p-1",
+        )]
+        .into();
+        let t =
+            TelemetrySettings::from_lookup(&|k: &str| map.get(k).map(|v| (*v).to_owned())).expect("valid");
+        assert_eq!(t.resource_attributes.len(), 2);
+        assert_eq!(t.resource_attributes[1], ("k8s.pod.name".into(), "p-1".into()));
+        assert_eq!(t.service_name, "credits");
+        assert!(t.otlp_endpoint.is_none());
+    }
+}

@@ -1,0 +1,256 @@
+//! Prometheus metrics: one registry per running service, served as text on `GET /metrics`.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+use sea_orm::{DatabaseConnection, DbBackend};
+
+/// The scrape path on `HTTP_ADDR`.
+pub const METRICS_PATH: &str = "/metrics";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    event_type: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    state: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+struct Inner {
+    registry: Registry,
+    rpc_requests: Family<RpcLabels, Counter>,
+    rpc_duration: HistogramFamily<MethodLabels>,
+    webhook_events: Family<WebhookLabels, Counter>,
+    webhook_duration: Histogram,
+    credits_granted: Counter,
+    db_pool: Family<PoolLabels, Gauge>,
+    db_pool_max: Gauge,
+}
+
+/// Cheap to clone; every clone records into the same registry.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+fn latency_histogram() -> Histogram {
+    // 1 ms … ~16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("credits");
+        let rpc_requests = Family::<RpcLabels, Counter>::default();
+        registry.register(
+            "grpc_requests",
+            "CreditsService RPCs by method and gRPC status code",
+            rpc_requests.clone(),
+        );
+        let rpc_duration: HistogramFamily<MethodLabels> =
+            Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "grpc_request_duration_seconds",
+            "CreditsService RPC latency by method",
+            rpc_duration.clone(),
+        );
+        let webhook_events = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_events",
+            "Stripe webhook deliveries by event type and outcome",
+            webhook_events.clone(),
+        );
+        let webhook_duration = latency_histogram();
+        registry.register(
+            "webhook_duration_seconds",
+            "Stripe webhook handling latency",
+            webhook_duration.clone(),
+        );
+        let credits_granted = Counter::default();
+        registry.register(
+            "credits_granted",
+            "Credits added to accounts by fulfilled purchases",
+            credits_granted.clone(),
+        );
+        let db_pool = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "db_pool_connections",
+            "Database pool connections by state (idle, in_use)",
+            db_pool.clone(),
+        );
+        let db_pool_max = Gauge::default();
+        registry.register(
+            "db_pool_max_connections",
+            "Configured database pool size",
+            db_pool_max.clone(),
+        );
+        Self(Arc::new(Inner {
+            registry,
+            rpc_requests,
+            rpc_duration,
+            webhook_events,
+            webhook_duration,
+            credits_granted,
+            db_pool,
+            db_pool_max,
+        }))
+    }
+
+    /// One finished RPC.
+    pub fn rpc(&self, method: &str, code: &str, elapsed: Duration) {
+        self.0
+            .rpc_requests
+            .get_or_create(&RpcLabels {
+                method: method.to_owned(),
+                code: code.to_owned(),
+            })
+            .inc();
+        self.0
+            .rpc_duration
+            .get_or_create(&MethodLabels {
+                method: method.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One webhook delivery; `credits` are counted when the outcome granted them.
+    pub fn webhook(&self, event_type: &str, outcome: &str, credits: i64, started: Instant) {
+        self.0
+            .webhook_events
+            .get_or_create(&WebhookLabels {
+                event_type: event_type.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.0.webhook_duration.observe(started.elapsed().as_secs_f64());
+        if outcome == "credited"
+            && let Ok(credits) = u64::try_from(credits)
+        {
+            self.0.credits_granted.inc_by(credits);
+        }
+    }
+
+    /// The registry in Prometheus/OpenMetrics text, with pool gauges read now.
+    pub fn render(&self, db: &DatabaseConnection, max_connections: u32) -> Result<String, std::fmt::Error> {
+        let (size, idle) = match db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            DbBackend::Sqlite => {
+                let pool = db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => (0, 0),
+        };
+        let idle = i64::try_from(idle).unwrap_or(i64::MAX);
+        let in_use = i64::from(size).saturating_sub(idle);
+        self.0
+            .db_pool
+            .get_or_create(&PoolLabels { state: "idle" })
+            .set(idle);
+        self.0
+            .db_pool
+            .get_or_create(&PoolLabels { state: "in_use" })
+            .set(in_use);
+        self.0.db_pool_max.set(i64::from(max_connections));
+        let mut text = String::new();
+        encode(&mut text, &self.0.registry)?;
+        Ok(text)
+    }
+}
+
+#[derive(Clone)]
+struct MetricsState {
+    metrics: Metrics,
+    db: DatabaseConnection,
+    max_connections: u32,
+}
+
+/// `GET /metrics`; merged into the HTTP router by `app`.
+pub fn router(metrics: Metrics, db: DatabaseConnection, max_connections: u32) -> Router {
+    Router::new()
+        .route(METRICS_PATH, get(scrape))
+        .with_state(MetricsState {
+            metrics,
+            db,
+            max_connections,
+        })
+}
+
+async fn scrape(State(state): State<MetricsState>) -> impl IntoResponse {
+    match state.metrics.render(&state.db, state.max_connections) {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_names_follow_prometheus_conventions() {
+        let metrics = Metrics::new();
+        metrics.rpc("GetBalance", "OK", Duration::from_millis(3));
+        metrics.webhook("checkout.session.completed", "credited", 500, Instant::now());
+        let mut text = String::new();
+        encode(&mut text, &metrics.0.registry).expect("encodes");
+        assert!(
+            text.contains(r#"credits_grpc_requests_total{method="GetBalance",code="OK"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"credits_webhook_events_total{event_type="checkout.session.completed",outcome="credited"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("credits_credits_granted_total 500"), "{text}");
+    }
+}

@@ -1,0 +1,131 @@
+//! Logs: JSON lines from the real binary, and never a secret, a token or a webhook payload.
+
+use std::time::Duration;
+
+use credits::grpc::pb::{self, credits_service_client::CreditsServiceClient};
+use serde_json::Value;
+
+use crate::helpers::{
+    FIXTURE_ACCOUNT, FIXTURE_EMAIL, FIXTURE_SESSION, STANDARD_PRICE, WEBHOOK_SECRET, fixture, grpc_channel,
+    now, spawn_app, spawn_process, stripe_signature,
+};
+
+const STRIPE_KEY: &str = "sk_test_51LoggedNeverXyZ9";
+const GRPC_TOKEN: &str = "grpc-token-never-logged-7f3a";
+const WRONG_TOKEN: &str = "wrong-token-never-logged-c41d";
+const CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+
+fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_lines_without_secrets_tokens_or_payloads() {
+    let app = spawn_app().await;
+    app.mock_checkout_sessions().await;
+    app.mock_line_items(FIXTURE_SESSION).await;
+    let mut env = app.settings.clone();
+    env.insert("STRIPE_SECRET_KEY".into(), STRIPE_KEY.into());
+    env.insert("GRPC_AUTH_TOKENS".into(), GRPC_TOKEN.into());
+    env.insert("LOG_FORMAT".into(), "json".into());
+    env.insert("RUST_LOG".into(), "info,credits=debug".into());
+    let mut server = spawn_process(&env).await;
+
+    let mut client = CreditsServiceClient::new(grpc_channel(server.grpc_addr).await);
+    let mut purchase = with_token(
+        pb::PurchaseCreditsRequest {
+            account_id: FIXTURE_ACCOUNT.into(),
+            email: FIXTURE_EMAIL.into(),
+            price_id: STANDARD_PRICE.into(),
+            ..Default::default()
+        },
+        GRPC_TOKEN,
+    );
+    purchase.metadata_mut().insert(
+        "traceparent",
+        format!("00-{CALLER_TRACE}-00f067aa0ba902b7-01")
+            .parse()
+            .expect("ascii"),
+    );
+    client.purchase_credits(purchase).await.expect("purchase");
+    client
+        .list_credit_packs(with_token(pb::ListCreditPacksRequest::default(), WRONG_TOKEN))
+        .await
+        .expect_err("wrong token");
+
+    let url = format!("http://{}/account/stripe-webhook/", server.http_addr);
+    let body = fixture("checkout_session_completed.json");
+    for signature in [
+        stripe_signature(&body, WEBHOOK_SECRET, now()),
+        stripe_signature(&body, "whsec_someone_else", now()),
+    ] {
+        app.http
+            .post(&url)
+            .header("Stripe-Signature", signature)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("webhook");
+    }
+    let not_an_event = r#"{"hello": "payload-marker-5d2e"}"#;
+    app.http
+        .post(&url)
+        .header(
+            "Stripe-Signature",
+            stripe_signature(not_an_event, WEBHOOK_SECRET, now()),
+        )
+        .body(not_an_event)
+        .send()
+        .await
+        .expect("webhook");
+
+    server.terminate();
+    assert_eq!(server.wait(Duration::from_secs(20)).await, Some(0));
+    let output = server.output();
+    assert!(
+        output.iter().any(|l| l.contains("stripe event processed")),
+        "the webhook was logged: {output:#?}"
+    );
+    // Without trace export, a line still names the caller's trace and its span.
+    let rpc_line = output
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|log| log["message"] == "rpc" && log["method"] == "PurchaseCredits")
+        .unwrap_or_else(|| panic!("an rpc log line in {output:#?}"));
+    assert_eq!(rpc_line["trace_id"], CALLER_TRACE, "{rpc_line}");
+    assert!(
+        rpc_line["span_id"].as_str().is_some_and(|id| id.len() == 16),
+        "{rpc_line}"
+    );
+    // Payload-only values: the customer's name and address, and the raw JSON.
+    let event: Value = serde_json::from_str(&body).expect("fixture");
+    let customer_name = event["data"]["object"]["customer_details"]["name"]
+        .as_str()
+        .unwrap_or("Jenny Rosen")
+        .to_owned();
+    let forbidden = [
+        STRIPE_KEY,
+        WEBHOOK_SECRET,
+        GRPC_TOKEN,
+        WRONG_TOKEN,
+        "payload-marker-5d2e",
+        customer_name.as_str(),
+        "\"object\": \"event\"",
+        "\"object\":\"event\"",
+        body.as_str(),
+    ];
+    for line in &output {
+        for secret in forbidden {
+            assert!(!line.contains(secret), "{secret:?} leaked in {line}");
+        }
+        let log: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON line: {line}"));
+        assert!(
+            log.is_object() && log["level"].is_string() && log["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+}
