@@ -143,7 +143,7 @@ impl Application {
             .router()
             .merge(limits::limit_http(webhook, self.settings.http))
             .merge(metrics::router(
-                metrics,
+                metrics.clone(),
                 self.ledger.db().clone(),
                 self.settings.database_max_connections,
             ));
@@ -156,7 +156,7 @@ impl Application {
         let mut grpc_task = tokio::spawn(grpc);
         let mut http_task = tokio::spawn(async move { http.await });
 
-        let jobs = crate::scheduler::spawn(self.ledger.clone(), &self.settings, drain.clone());
+        let jobs = crate::scheduler::spawn(self.ledger.clone(), metrics, &self.settings, drain.clone());
 
         shutdown.cancelled().await;
         health.begin_shutdown().await;

@@ -58,6 +58,8 @@ struct Inner {
     webhook_events: Family<WebhookLabels, Counter>,
     webhook_duration: Histogram,
     credits_granted: Counter,
+    reconcile_runs: Counter,
+    reconcile_fixed: Counter,
     db_pool: Family<PoolLabels, Gauge>,
     db_pool_max: Gauge,
 }
@@ -111,6 +113,18 @@ impl Metrics {
             "Credits added to accounts by fulfilled purchases",
             credits_granted.clone(),
         );
+        let reconcile_runs = Counter::default();
+        registry.register(
+            "reconcile_runs",
+            "Reconciliation runs completed by this replica",
+            reconcile_runs.clone(),
+        );
+        let reconcile_fixed = Counter::default();
+        registry.register(
+            "reconcile_fixed",
+            "Paid sessions credited by reconciliation because their webhook never arrived",
+            reconcile_fixed.clone(),
+        );
         let db_pool = Family::<PoolLabels, Gauge>::default();
         registry.register(
             "db_pool_connections",
@@ -130,6 +144,8 @@ impl Metrics {
             webhook_events,
             webhook_duration,
             credits_granted,
+            reconcile_runs,
+            reconcile_fixed,
             db_pool,
             db_pool_max,
         }))
@@ -165,6 +181,15 @@ impl Metrics {
         if outcome == "credited"
             && let Ok(credits) = u64::try_from(credits)
         {
+            self.0.credits_granted.inc_by(credits);
+        }
+    }
+
+    /// One finished reconciliation run and the sessions it credited.
+    pub fn reconcile(&self, fixed: usize, credits: i64) {
+        self.0.reconcile_runs.inc();
+        self.0.reconcile_fixed.inc_by(fixed as u64);
+        if let Ok(credits) = u64::try_from(credits) {
             self.0.credits_granted.inc_by(credits);
         }
     }

@@ -6,13 +6,14 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Settings, ledger::Ledger, ledger::jobs};
+use crate::{config::Settings, ledger::Ledger, ledger::jobs, metrics::Metrics};
 
 const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
 
 /// Starts the jobs; they stop when `stop` fires.
 pub fn spawn(
     ledger: Ledger,
+    metrics: Metrics,
     settings: &Settings,
     stop: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -40,15 +41,16 @@ pub fn spawn(
     if let Some(interval) = settings.reconcile_interval {
         let lookback = settings.reconcile_lookback;
         tasks.push(every(interval, stop, move || {
-            let (ledger, holder) = (ledger.clone(), holder.clone());
+            let (ledger, holder, metrics) = (ledger.clone(), holder.clone(), metrics.clone());
             async move {
                 if !lease(&ledger, "reconcile", &holder, interval).await {
                     return;
                 }
                 let since =
                     Utc::now() - chrono::Duration::from_std(lookback).unwrap_or(chrono::Duration::hours(72));
-                if let Err(err) = ledger.reconcile(since).await {
-                    tracing::warn!(error = %err, "periodic reconcile failed; next run retries");
+                match ledger.reconcile(since).await {
+                    Ok(report) => metrics.reconcile(report.credited.len(), report.credits),
+                    Err(err) => tracing::warn!(error = %err, "periodic reconcile failed; next run retries"),
                 }
                 // Hold the lease for the rest of the interval: one run per period across replicas.
             }

@@ -21,6 +21,8 @@ pub struct ReconcileReport {
     pub unpaid: usize,
     /// Sessions that match no account or pack: `(session id, why)`.
     pub unmatched: Vec<(String, String)>,
+    /// Credits granted by this run.
+    pub credits: i64,
 }
 
 fn facts_of(session: CompletedSession) -> CheckoutFacts {
@@ -76,6 +78,7 @@ impl Ledger {
                         "reconcile credited a session whose webhook never arrived"
                     );
                     report.credited.push(session_id);
+                    report.credits += result.credits;
                 }
                 EventOutcome::UnmatchedAccount | EventOutcome::UnmatchedPack => {
                     report

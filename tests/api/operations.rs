@@ -227,6 +227,24 @@ async fn serve_reconciles_periodically_when_an_interval_is_set() {
     }
     assert!(credited, "the periodic run credited the session");
     app.assert_ledger_matches_balances().await;
+    let mut exported = String::new();
+    for _ in 0..50 {
+        exported = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if exported.contains("credits_reconcile_fixed_total 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(exported.contains("credits_reconcile_fixed_total 1"), "{exported}");
+    assert!(exported.contains("credits_reconcile_runs_total"), "{exported}");
 }
 
 #[tokio::test]
