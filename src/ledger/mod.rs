@@ -6,6 +6,7 @@ pub mod error;
 pub mod events;
 pub mod fulfilment;
 pub mod jobs;
+pub mod outcome;
 pub mod pack_sync;
 pub mod packs;
 pub mod reconcile;
