@@ -465,6 +465,31 @@ impl TestApp {
         self.stripe.received_requests().await.unwrap_or_default()
     }
 
+    /// The account the fixtures pay for, created the way callers create accounts.
+    pub async fn fixture_account(&self) {
+        self.mock_checkout_sessions().await;
+        self.purchase(FIXTURE_ACCOUNT, FIXTURE_EMAIL, STANDARD_PRICE)
+            .await
+            .expect("account created");
+    }
+
+    /// The fixture account, plus the fake Stripe answering its paid session's line items.
+    pub async fn fixture_buyer(&self) {
+        self.fixture_account().await;
+        self.mock_line_items(FIXTURE_SESSION).await;
+    }
+
+    /// Runs the `credits` binary with this app's environment (same database, fake Stripe).
+    pub async fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"))
+            .args(args)
+            .env_clear()
+            .envs(self.settings.iter().filter(|(_, v)| !v.is_empty()))
+            .output()
+            .await
+            .expect("run the credits binary")
+    }
+
     // --- gRPC shortcuts -----------------------------------------------------------------------
 
     pub async fn purchase(

@@ -13,16 +13,6 @@ use crate::helpers::{
     spawn_app,
 };
 
-async fn cli(app: &TestApp, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"))
-        .args(args)
-        .env_clear()
-        .envs(app.settings.iter().filter(|(_, v)| !v.is_empty()))
-        .output()
-        .await
-        .expect("run the credits binary")
-}
-
 fn stdout(output: &Output) -> String {
     assert!(
         output.status.success(),
@@ -47,37 +37,34 @@ async fn an_unmatched_event_is_listed_and_replayed_once_the_account_exists() {
     assert_eq!(app.post_webhook(&body).await.status(), 200);
     let event_id = "evt_1SfR2kB7WZ01zgkWc0mPl3tD";
 
-    let listed = stdout(&cli(&app, &["events", "list", "--outcome", "unmatched_account"]).await);
+    let listed = stdout(
+        &app.run_cli(&["events", "list", "--outcome", "unmatched_account"])
+            .await,
+    );
     assert!(
         listed.contains(event_id) && listed.contains("1 event(s)"),
         "{listed}"
     );
     let none = stdout(
-        &cli(
-            &app,
-            &["events", "list", "--outcome", "credited", "--since", "1h"],
-        )
-        .await,
+        &app.run_cli(&["events", "list", "--outcome", "credited", "--since", "1h"])
+            .await,
     );
     assert!(none.contains("0 event(s)"), "{none}");
 
     // The operator creates the account, then replays.
-    app.mock_checkout_sessions().await;
-    app.purchase(FIXTURE_ACCOUNT, FIXTURE_EMAIL, STANDARD_PRICE)
-        .await
-        .expect("account");
-    let replayed = stdout(&cli(&app, &["events", "replay", event_id]).await);
+    app.fixture_account().await;
+    let replayed = stdout(&app.run_cli(&["events", "replay", event_id]).await);
     assert!(replayed.contains(&format!("{event_id}: credited")), "{replayed}");
     assert_eq!(balance(&app).await, 2 * STANDARD_CREDITS);
 
     // Still exactly once: a second replay and Stripe's redelivery change nothing.
-    let again = stdout(&cli(&app, &["events", "replay", event_id]).await);
+    let again = stdout(&app.run_cli(&["events", "replay", event_id]).await);
     assert!(again.contains("already processed"), "{again}");
     assert_eq!(app.post_webhook(&body).await.status(), 200);
     assert_eq!(balance(&app).await, 2 * STANDARD_CREDITS);
     app.assert_ledger_matches_balances().await;
 
-    let missing = cli(&app, &["events", "replay", "evt_nope"]).await;
+    let missing = app.run_cli(&["events", "replay", "evt_nope"]).await;
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("evt_nope"));
 }
@@ -106,7 +93,7 @@ async fn retention_prunes_old_processed_events_but_keeps_unmatched_ones() {
         .await
         .expect("age the events");
 
-    let pruned = stdout(&cli(&app, &["events", "prune"]).await);
+    let pruned = stdout(&app.run_cli(&["events", "prune"]).await);
     assert!(
         pruned.contains("pruned 1 event(s) older than 90 days"),
         "{pruned}"
@@ -163,7 +150,7 @@ async fn reconcile_credits_a_paid_session_whose_webhook_never_came_and_the_late_
     app.mock_line_items(FIXTURE_SESSION).await;
     mock_session_list(&app).await;
 
-    let out = stdout(&cli(&app, &["reconcile", "--since", "72h"]).await);
+    let out = stdout(&app.run_cli(&["reconcile", "--since", "72h"]).await);
     assert!(
         out.contains("examined 2 completed session(s): 1 credited now, 0 already credited, 1 unpaid"),
         "{out}"
@@ -192,7 +179,7 @@ async fn reconcile_credits_a_paid_session_whose_webhook_never_came_and_the_late_
     );
 
     // Running it again fixes nothing new; the webhook arriving late credits nothing.
-    let again = stdout(&cli(&app, &["reconcile"]).await);
+    let again = stdout(&app.run_cli(&["reconcile"]).await);
     assert!(again.contains("0 credited now, 1 already credited"), "{again}");
     assert_eq!(
         app.post_webhook(&fixture("checkout_session_completed.json"))

@@ -36,14 +36,7 @@ stripe_price_id = "price_pinned_by_file"
 "#;
 
 async fn sync(app: &TestApp, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"))
-        .args(["packs", "sync"])
-        .args(args)
-        .env_clear()
-        .envs(app.settings.iter().filter(|(_, v)| !v.is_empty()))
-        .output()
-        .await
-        .expect("run the credits binary")
+    app.run_cli(&[&["packs", "sync"], args].concat()).await
 }
 
 fn price_json(id: &str, lookup_key: &str, unit_amount: i64) -> Value {

@@ -4,21 +4,10 @@ use credits::grpc::pb;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    FIXTURE_ACCOUNT, FIXTURE_EMAIL, FIXTURE_SESSION, STANDARD_CREDITS, STANDARD_PRICE, TestApp, fixture,
-    spawn_app,
-};
+use crate::helpers::{FIXTURE_ACCOUNT, FIXTURE_SESSION, STANDARD_CREDITS, TestApp, fixture, spawn_app};
 
 const INTENT: &str = "pi_1PgafyB7WZ01zgkWSjxsAJo3";
 const PAID: i64 = 2 * STANDARD_CREDITS;
-
-async fn paid_purchase(app: &TestApp) {
-    app.mock_checkout_sessions().await;
-    app.purchase(FIXTURE_ACCOUNT, FIXTURE_EMAIL, STANDARD_PRICE)
-        .await
-        .expect("account");
-    app.mock_line_items(FIXTURE_SESSION).await;
-}
 
 async fn complete(app: &TestApp) {
     assert_eq!(
@@ -83,7 +72,7 @@ async fn last_outcome(app: &TestApp) -> String {
 #[tokio::test]
 async fn a_full_refund_takes_all_credits_back_once_and_marks_the_purchase_refunded() {
     let app = spawn_app().await;
-    paid_purchase(&app).await;
+    app.fixture_buyer().await;
     complete(&app).await;
     assert_eq!(balance(&app).await, PAID);
 
@@ -132,7 +121,7 @@ async fn a_full_refund_takes_all_credits_back_once_and_marks_the_purchase_refund
 #[tokio::test]
 async fn partial_refunds_claw_back_in_proportion_without_counting_money_twice() {
     let app = spawn_app().await;
-    paid_purchase(&app).await;
+    app.fixture_buyer().await;
     complete(&app).await;
 
     // 1000 of 3000 refunded: floor(2000 × 1000 / 3000) = 666 taken.
@@ -182,7 +171,7 @@ async fn partial_refunds_claw_back_in_proportion_without_counting_money_twice() 
 #[tokio::test]
 async fn a_refund_before_completion_is_kept_and_applied_when_the_purchase_completes() {
     let app = spawn_app().await;
-    paid_purchase(&app).await;
+    app.fixture_buyer().await;
     assert_eq!(
         app.post_webhook(&fixture("charge_refunded.json")).await.status(),
         200
@@ -206,7 +195,7 @@ async fn a_refund_before_completion_is_kept_and_applied_when_the_purchase_comple
 #[tokio::test]
 async fn a_refund_of_spent_credits_takes_the_balance_below_zero() {
     let app = spawn_app().await;
-    paid_purchase(&app).await;
+    app.fixture_buyer().await;
     complete(&app).await;
     // Spend 1500 of the 2000 credits (ConsumeCredits is a later feature; write it as it will).
     let db = app.db.connect().await;
@@ -230,7 +219,7 @@ async fn a_refund_of_spent_credits_takes_the_balance_below_zero() {
 #[tokio::test]
 async fn a_dispute_holds_the_credits_and_winning_it_releases_them() {
     let app = spawn_app().await;
-    paid_purchase(&app).await;
+    app.fixture_buyer().await;
     complete(&app).await;
 
     app.post_webhook(&dispute_event(
@@ -273,7 +262,7 @@ async fn a_dispute_holds_the_credits_and_winning_it_releases_them() {
 #[tokio::test]
 async fn a_lost_dispute_keeps_the_credits_taken_whatever_the_order() {
     let app = spawn_app().await;
-    paid_purchase(&app).await;
+    app.fixture_buyer().await;
     complete(&app).await;
     // The close arrives before the open.
     app.post_webhook(&dispute_event("evt_dp_closed", "charge.dispute.closed", "lost"))
@@ -297,7 +286,7 @@ async fn a_lost_dispute_keeps_the_credits_taken_whatever_the_order() {
 #[tokio::test]
 async fn async_success_before_completion_credits_once() {
     let app = spawn_app().await;
-    paid_purchase(&app).await;
+    app.fixture_buyer().await;
     app.mock_line_items(crate::helpers::SEPA_SESSION).await;
     // The delayed-payment session's success arrives before its completion event.
     app.post_webhook(&fixture("checkout_session_async_payment_succeeded.json"))

@@ -6,17 +6,9 @@ use std::{sync::Arc, time::Duration};
 use serde_json::Value;
 
 use crate::helpers::{
-    FIXTURE_ACCOUNT, FIXTURE_EMAIL, FIXTURE_SESSION, STANDARD_CREDITS, STANDARD_PRICE, TestApp,
-    WEBHOOK_SECRET, fixture, now, spawn_app, spawn_process, stripe_signature,
+    FIXTURE_ACCOUNT, STANDARD_CREDITS, WEBHOOK_SECRET, fixture, now, spawn_app, spawn_process,
+    stripe_signature,
 };
-
-async fn fixture_account(app: &TestApp) {
-    app.mock_checkout_sessions().await;
-    app.purchase(FIXTURE_ACCOUNT, FIXTURE_EMAIL, STANDARD_PRICE)
-        .await
-        .expect("account created");
-    app.mock_line_items(FIXTURE_SESSION).await;
-}
 
 async fn post(http: &reqwest::Client, url: &str, body: &str) -> u16 {
     http.post(url)
@@ -31,7 +23,7 @@ async fn post(http: &reqwest::Client, url: &str, body: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_deliveries_of_one_event_credit_once() {
     let app = spawn_app().await;
-    fixture_account(&app).await;
+    app.fixture_buyer().await;
     let body = Arc::new(fixture("checkout_session_completed.json"));
     let url = Arc::new(app.url("/account/stripe-webhook/"));
     let mut deliveries = tokio::task::JoinSet::new();
@@ -59,7 +51,7 @@ async fn fifty_concurrent_deliveries_of_one_event_credit_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn different_events_for_one_session_arriving_together_credit_once() {
     let app = spawn_app().await;
-    fixture_account(&app).await;
+    app.fixture_buyer().await;
     let completed = fixture("checkout_session_completed.json");
     let mut bodies = Vec::new();
     for i in 0..20 {
@@ -101,7 +93,7 @@ async fn different_events_for_one_session_arriving_together_credit_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_server_processes_on_one_database_credit_once() {
     let app = spawn_app().await;
-    fixture_account(&app).await;
+    app.fixture_buyer().await;
     // Two more replicas: real processes of the binary, same database and fake Stripe.
     let env = app.settings.clone();
     let first = spawn_process(&env).await;
@@ -155,7 +147,7 @@ async fn two_server_processes_on_one_database_credit_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_outage_gives_503_with_nothing_written_and_a_redelivery_credits() {
     let app = spawn_app().await;
-    fixture_account(&app).await;
+    app.fixture_buyer().await;
     let body = fixture("checkout_session_completed.json");
 
     let outage = app.db.outage().await;

@@ -12,14 +12,6 @@ use crate::helpers::{
     STARTER_CREDITS, TestApp, fixture, spawn_app,
 };
 
-/// The fixture account, created the way callers create accounts.
-async fn fixture_account(app: &TestApp) {
-    app.mock_checkout_sessions().await;
-    app.purchase(FIXTURE_ACCOUNT, FIXTURE_EMAIL, STANDARD_PRICE)
-        .await
-        .expect("account created");
-}
-
 fn with(body: &str, edit: impl FnOnce(&mut Value)) -> String {
     let mut event: Value = serde_json::from_str(body).expect("fixture is JSON");
     edit(&mut event);
@@ -37,7 +29,7 @@ async fn status_of_session(app: &TestApp, session: &str) -> Option<String> {
 #[tokio::test]
 async fn checkout_completed_fixture_credits_pack_times_quantity_from_line_items_once() {
     let app = spawn_app().await;
-    fixture_account(&app).await;
+    app.fixture_account().await;
     app.mock_line_items(FIXTURE_SESSION).await;
     let before = app.balance(FIXTURE_ACCOUNT).await.expect("balance");
     assert!(before.is_trial_user);
@@ -200,7 +192,7 @@ async fn metadata_price_id_names_the_pack_and_email_finds_the_account() {
 #[tokio::test]
 async fn an_unpaid_completion_waits_for_async_payment_succeeded_then_credits_once() {
     let app = spawn_app().await;
-    fixture_account(&app).await;
+    app.fixture_account().await;
     app.mock_line_items(SEPA_SESSION).await;
 
     let unpaid = fixture("checkout_session_completed_unpaid.json");
@@ -259,7 +251,7 @@ async fn an_unpaid_completion_waits_for_async_payment_succeeded_then_credits_onc
 #[tokio::test]
 async fn async_payment_failed_marks_the_purchase_failed() {
     let app = spawn_app().await;
-    fixture_account(&app).await;
+    app.fixture_account().await;
     app.mock_line_items(SEPA_SESSION).await;
     app.post_webhook(&fixture("checkout_session_completed_unpaid.json"))
         .await;
@@ -349,7 +341,7 @@ async fn an_unknown_account_is_kept_as_unmatched_and_answered_200() {
 #[tokio::test]
 async fn an_unknown_pack_is_kept_as_unmatched_and_answered_200() {
     let app = spawn_app().await;
-    fixture_account(&app).await;
+    app.fixture_account().await;
     // Line items name a price no pack has.
     Mock::given(method("GET"))
         .and(path(format!(
@@ -402,7 +394,7 @@ async fn an_unknown_pack_is_kept_as_unmatched_and_answered_200() {
 #[tokio::test]
 async fn stripe_down_while_fetching_line_items_is_503_and_the_redelivery_credits() {
     let app = spawn_app().await;
-    fixture_account(&app).await;
+    app.fixture_account().await;
     Mock::given(method("GET"))
         .and(path(format!(
             "/v1/checkout/sessions/{FIXTURE_SESSION}/line_items"
@@ -429,7 +421,7 @@ async fn stripe_down_while_fetching_line_items_is_503_and_the_redelivery_credits
 #[tokio::test]
 async fn every_fixture_goes_through_unchanged() {
     let app = spawn_app().await;
-    fixture_account(&app).await;
+    app.fixture_account().await;
     app.mock_line_items(FIXTURE_SESSION).await;
     app.mock_line_items(SEPA_SESSION).await;
     for name in [
