@@ -520,7 +520,32 @@ impl TestApp {
             .map(tonic::Response::into_inner)
     }
 
+    /// The account's balance, read over gRPC.
+    pub async fn credit_balance(&self, account_id: &str) -> i64 {
+        self.balance(account_id).await.expect("GetBalance").credit_balance
+    }
+
+    /// Every purchase of the account over gRPC (one page of up to 500).
+    pub async fn listed_purchases(&self, account_id: &str) -> Vec<pb::CreditPurchase> {
+        self.grpc
+            .clone()
+            .list_purchases(pb::ListPurchasesRequest {
+                account: Some(pb::list_purchases_request::Account::AccountId(account_id.into())),
+                page_size: 500,
+                ..Default::default()
+            })
+            .await
+            .expect("ListPurchases")
+            .into_inner()
+            .purchases
+    }
+
     // --- database checks ----------------------------------------------------------------------
+
+    /// Stored event outcomes, oldest first.
+    pub async fn outcomes(&self) -> Vec<String> {
+        self.events().await.into_iter().map(|e| e.outcome).collect()
+    }
 
     pub async fn events(&self) -> Vec<stripe_event::Model> {
         let db = self.db.connect().await;

@@ -22,13 +22,6 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-async fn balance(app: &TestApp) -> i64 {
-    app.balance(FIXTURE_ACCOUNT)
-        .await
-        .map(|b| b.credit_balance)
-        .unwrap_or(-1)
-}
-
 #[tokio::test]
 async fn an_unmatched_event_is_listed_and_replayed_once_the_account_exists() {
     let app = spawn_app().await;
@@ -55,13 +48,13 @@ async fn an_unmatched_event_is_listed_and_replayed_once_the_account_exists() {
     app.fixture_account().await;
     let replayed = stdout(&app.run_cli(&["events", "replay", event_id]).await);
     assert!(replayed.contains(&format!("{event_id}: credited")), "{replayed}");
-    assert_eq!(balance(&app).await, 2 * STANDARD_CREDITS);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 2 * STANDARD_CREDITS);
 
     // Still exactly once: a second replay and Stripe's redelivery change nothing.
     let again = stdout(&app.run_cli(&["events", "replay", event_id]).await);
     assert!(again.contains("already processed"), "{again}");
     assert_eq!(app.post_webhook(&body).await.status(), 200);
-    assert_eq!(balance(&app).await, 2 * STANDARD_CREDITS);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 2 * STANDARD_CREDITS);
     app.assert_ledger_matches_balances().await;
 
     let missing = app.run_cli(&["events", "replay", "evt_nope"]).await;
@@ -156,7 +149,7 @@ async fn reconcile_credits_a_paid_session_whose_webhook_never_came_and_the_late_
         "{out}"
     );
     assert!(out.contains(&format!("credited {FIXTURE_SESSION}")), "{out}");
-    assert_eq!(balance(&app).await, 2 * STANDARD_CREDITS);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 2 * STANDARD_CREDITS);
 
     // What was asked of Stripe: complete sessions since 72 hours ago, 100 a page, both pages.
     let lists: Vec<_> = app
@@ -191,7 +184,7 @@ async fn reconcile_credits_a_paid_session_whose_webhook_never_came_and_the_late_
         app.events().await.pop().map(|e| e.outcome).as_deref(),
         Some("already_credited")
     );
-    assert_eq!(balance(&app).await, 2 * STANDARD_CREDITS);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 2 * STANDARD_CREDITS);
     app.assert_ledger_matches_balances().await;
 }
 
@@ -206,7 +199,7 @@ async fn serve_reconciles_periodically_when_an_interval_is_set() {
     mock_session_list(&app).await;
     let mut credited = false;
     for _ in 0..50 {
-        if balance(&app).await == 2 * STANDARD_CREDITS {
+        if app.credit_balance(FIXTURE_ACCOUNT).await == 2 * STANDARD_CREDITS {
             credited = true;
             break;
         }

@@ -50,13 +50,6 @@ fn dispute_event(event_id: &str, kind: &str, status: &str) -> String {
     .to_string()
 }
 
-async fn balance(app: &TestApp) -> i64 {
-    app.balance(FIXTURE_ACCOUNT)
-        .await
-        .expect("balance")
-        .credit_balance
-}
-
 async fn purchase(app: &TestApp) -> credits::entities::credit_purchase::Model {
     app.purchases_of(FIXTURE_ACCOUNT)
         .await
@@ -74,11 +67,11 @@ async fn a_full_refund_takes_all_credits_back_once_and_marks_the_purchase_refund
     let app = spawn_app().await;
     app.fixture_buyer().await;
     complete(&app).await;
-    assert_eq!(balance(&app).await, PAID);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, PAID);
 
     let refund = fixture("charge_refunded.json");
     assert_eq!(app.post_webhook(&refund).await.status(), 200);
-    assert_eq!(balance(&app).await, 0);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 0);
     assert_eq!(last_outcome(&app).await, "adjusted");
     let p = purchase(&app).await;
     assert_eq!((p.status.as_str(), p.amount_refunded), ("refunded", 3000));
@@ -94,23 +87,11 @@ async fn a_full_refund_takes_all_credits_back_once_and_marks_the_purchase_refund
         "succeeded",
     ))
     .await;
-    assert_eq!(balance(&app).await, 0);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 0);
     app.assert_ledger_matches_balances().await;
 
-    let listed = app
-        .grpc
-        .clone()
-        .list_purchases(pb::ListPurchasesRequest {
-            account: Some(pb::list_purchases_request::Account::AccountId(
-                FIXTURE_ACCOUNT.into(),
-            )),
-            ..Default::default()
-        })
-        .await
-        .expect("ListPurchases")
-        .into_inner();
+    let listed = app.listed_purchases(FIXTURE_ACCOUNT).await;
     let shown = listed
-        .purchases
         .iter()
         .find(|p| p.stripe_checkout_session_id == FIXTURE_SESSION)
         .expect("listed");
@@ -133,13 +114,13 @@ async fn partial_refunds_claw_back_in_proportion_without_counting_money_twice() 
         "succeeded",
     ))
     .await;
-    assert_eq!(balance(&app).await, PAID - 666);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, PAID - 666);
     // The charge reports the same money cumulatively: nothing more.
     app.post_webhook(&charge_refunded("evt_ch_1000", 1000)).await;
-    assert_eq!(balance(&app).await, PAID - 666);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, PAID - 666);
     // A second refund, seen first through the charge total (2000), then as its own event.
     app.post_webhook(&charge_refunded("evt_ch_2000", 2000)).await;
-    assert_eq!(balance(&app).await, PAID - 1333);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, PAID - 1333);
     app.post_webhook(&refund_event(
         "evt_re2",
         "refund.created",
@@ -150,7 +131,7 @@ async fn partial_refunds_claw_back_in_proportion_without_counting_money_twice() 
     .await;
     // An old total arriving late changes nothing.
     app.post_webhook(&charge_refunded("evt_ch_1000_late", 1000)).await;
-    assert_eq!(balance(&app).await, PAID - 1333);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, PAID - 1333);
 
     let p = purchase(&app).await;
     assert_eq!(
@@ -177,10 +158,14 @@ async fn a_refund_before_completion_is_kept_and_applied_when_the_purchase_comple
         200
     );
     assert_eq!(last_outcome(&app).await, "awaiting_purchase");
-    assert_eq!(balance(&app).await, 0);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 0);
 
     complete(&app).await;
-    assert_eq!(balance(&app).await, 0, "credited and taken back in one step");
+    assert_eq!(
+        app.credit_balance(FIXTURE_ACCOUNT).await,
+        0,
+        "credited and taken back in one step"
+    );
     assert_eq!(purchase(&app).await.status, "refunded");
     let deltas: Vec<i64> = app
         .ledger_of(FIXTURE_ACCOUNT)
@@ -212,7 +197,11 @@ async fn a_refund_of_spent_credits_takes_the_balance_below_zero() {
     .expect("ledger entry");
 
     app.post_webhook(&fixture("charge_refunded.json")).await;
-    assert_eq!(balance(&app).await, -1500, "GetBalance shows the debt");
+    assert_eq!(
+        app.credit_balance(FIXTURE_ACCOUNT).await,
+        -1500,
+        "GetBalance shows the debt"
+    );
     app.assert_ledger_matches_balances().await;
 }
 
@@ -228,7 +217,7 @@ async fn a_dispute_holds_the_credits_and_winning_it_releases_them() {
         "needs_response",
     ))
     .await;
-    assert_eq!(balance(&app).await, 0);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 0);
     assert_eq!(last_outcome(&app).await, "adjusted");
     app.post_webhook(&dispute_event(
         "evt_dp_updated",
@@ -236,18 +225,22 @@ async fn a_dispute_holds_the_credits_and_winning_it_releases_them() {
         "under_review",
     ))
     .await;
-    assert_eq!(balance(&app).await, 0, "an update holds nothing more");
+    assert_eq!(
+        app.credit_balance(FIXTURE_ACCOUNT).await,
+        0,
+        "an update holds nothing more"
+    );
 
     app.post_webhook(&dispute_event("evt_dp_closed", "charge.dispute.closed", "won"))
         .await;
-    assert_eq!(balance(&app).await, PAID);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, PAID);
     app.post_webhook(&dispute_event(
         "evt_dp_closed_again",
         "charge.dispute.closed",
         "won",
     ))
     .await;
-    assert_eq!(balance(&app).await, PAID);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, PAID);
     assert_eq!(purchase(&app).await.status, "completed");
     let reasons: Vec<String> = app
         .ledger_of(FIXTURE_ACCOUNT)
@@ -267,7 +260,7 @@ async fn a_lost_dispute_keeps_the_credits_taken_whatever_the_order() {
     // The close arrives before the open.
     app.post_webhook(&dispute_event("evt_dp_closed", "charge.dispute.closed", "lost"))
         .await;
-    assert_eq!(balance(&app).await, 0);
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 0);
     app.post_webhook(&dispute_event(
         "evt_dp_created",
         "charge.dispute.created",
@@ -275,7 +268,7 @@ async fn a_lost_dispute_keeps_the_credits_taken_whatever_the_order() {
     ))
     .await;
     assert_eq!(
-        balance(&app).await,
+        app.credit_balance(FIXTURE_ACCOUNT).await,
         0,
         "the late open neither holds twice nor reopens"
     );
@@ -293,7 +286,7 @@ async fn async_success_before_completion_credits_once() {
         .await;
     app.post_webhook(&fixture("checkout_session_completed_unpaid.json"))
         .await;
-    assert_eq!(balance(&app).await, PAID);
-    let outcomes: Vec<String> = app.events().await.into_iter().map(|e| e.outcome).collect();
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, PAID);
+    let outcomes: Vec<String> = app.outcomes().await;
     assert_eq!(outcomes, ["credited", "no_change"]);
 }

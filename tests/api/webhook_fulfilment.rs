@@ -78,13 +78,7 @@ async fn checkout_completed_fixture_credits_pack_times_quantity_from_line_items_
 
     // Redelivery: 200, nothing more, no second Stripe call.
     assert_eq!(app.post_webhook(&body).await.status(), 200);
-    assert_eq!(
-        app.balance(FIXTURE_ACCOUNT)
-            .await
-            .expect("balance")
-            .credit_balance,
-        2 * STANDARD_CREDITS
-    );
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 2 * STANDARD_CREDITS);
     assert_eq!(
         app.stripe_requests()
             .await
@@ -108,20 +102,8 @@ async fn checkout_completed_fixture_credits_pack_times_quantity_from_line_items_
     assert!(events[0].processed_at.is_some());
 
     // ListPurchases shows it completed.
-    let listed = app
-        .grpc
-        .clone()
-        .list_purchases(pb::ListPurchasesRequest {
-            account: Some(pb::list_purchases_request::Account::AccountId(
-                FIXTURE_ACCOUNT.into(),
-            )),
-            ..Default::default()
-        })
-        .await
-        .expect("ListPurchases")
-        .into_inner();
+    let listed = app.listed_purchases(FIXTURE_ACCOUNT).await;
     let completed = listed
-        .purchases
         .iter()
         .find(|p| p.stripe_checkout_session_id == FIXTURE_SESSION)
         .expect("listed");
@@ -197,13 +179,7 @@ async fn an_unpaid_completion_waits_for_async_payment_succeeded_then_credits_onc
 
     let unpaid = fixture("checkout_session_completed_unpaid.json");
     assert_eq!(app.post_webhook(&unpaid).await.status(), 200);
-    assert_eq!(
-        app.balance(FIXTURE_ACCOUNT)
-            .await
-            .expect("balance")
-            .credit_balance,
-        0
-    );
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 0);
     assert_eq!(
         status_of_session(&app, SEPA_SESSION).await.as_deref(),
         Some("pending")
@@ -211,13 +187,7 @@ async fn an_unpaid_completion_waits_for_async_payment_succeeded_then_credits_onc
 
     let succeeded = fixture("checkout_session_async_payment_succeeded.json");
     assert_eq!(app.post_webhook(&succeeded).await.status(), 200);
-    assert_eq!(
-        app.balance(FIXTURE_ACCOUNT)
-            .await
-            .expect("balance")
-            .credit_balance,
-        2 * STANDARD_CREDITS
-    );
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 2 * STANDARD_CREDITS);
     assert_eq!(
         status_of_session(&app, SEPA_SESSION).await.as_deref(),
         Some("completed")
@@ -233,14 +203,8 @@ async fn an_unpaid_completion_waits_for_async_payment_succeeded_then_credits_onc
     for body in [&paid_too, &succeeded, &late_unpaid] {
         assert_eq!(app.post_webhook(body).await.status(), 200);
     }
-    assert_eq!(
-        app.balance(FIXTURE_ACCOUNT)
-            .await
-            .expect("balance")
-            .credit_balance,
-        2 * STANDARD_CREDITS
-    );
-    let outcomes: Vec<String> = app.events().await.into_iter().map(|e| e.outcome).collect();
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 2 * STANDARD_CREDITS);
+    let outcomes: Vec<String> = app.outcomes().await;
     assert_eq!(
         outcomes,
         ["awaiting_payment", "credited", "already_credited", "no_change"]
@@ -265,13 +229,7 @@ async fn async_payment_failed_marks_the_purchase_failed() {
         status_of_session(&app, SEPA_SESSION).await.as_deref(),
         Some("failed")
     );
-    assert_eq!(
-        app.balance(FIXTURE_ACCOUNT)
-            .await
-            .expect("balance")
-            .credit_balance,
-        0
-    );
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 0);
     assert_eq!(
         app.events().await.last().map(|e| e.outcome.clone()).as_deref(),
         Some("payment_failed")
@@ -362,13 +320,7 @@ async fn an_unknown_pack_is_kept_as_unmatched_and_answered_200() {
     let event = app.events().await.pop().expect("stored");
     assert_eq!(event.outcome, "unmatched_pack");
     assert!(event.error.unwrap_or_default().contains(FIXTURE_SESSION));
-    assert_eq!(
-        app.balance(FIXTURE_ACCOUNT)
-            .await
-            .expect("balance")
-            .credit_balance,
-        0
-    );
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 0);
 
     // The same for a metadata price nobody sells, and for Stripe refusing the line items.
     let by_meta = with(&fixture("checkout_session_completed.json"), |e| {
@@ -409,13 +361,7 @@ async fn stripe_down_while_fetching_line_items_is_503_and_the_redelivery_credits
     assert_eq!(app.post_webhook(&body).await.status(), 503);
     assert_eq!(app.count_events().await, 0, "nothing half-written");
     assert_eq!(app.post_webhook(&body).await.status(), 200);
-    assert_eq!(
-        app.balance(FIXTURE_ACCOUNT)
-            .await
-            .expect("balance")
-            .credit_balance,
-        2 * STANDARD_CREDITS
-    );
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 2 * STANDARD_CREDITS);
 }
 
 #[tokio::test]
