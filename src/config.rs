@@ -121,15 +121,7 @@ impl Settings {
         }
 
         let secret_key = var("STRIPE_SECRET_KEY").map(SecretString::from);
-        let webhook_secrets: Vec<SecretString> = var("STRIPE_WEBHOOK_SECRET")
-            .map(|raw| {
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(SecretString::from)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let webhook_secrets = secret_list(&var, "STRIPE_WEBHOOK_SECRET");
         if app_env == AppEnv::Production {
             if secret_key.is_none() {
                 return Err(ConfigError::new(
@@ -274,12 +266,36 @@ fn parse_http_url(
     name: &'static str,
     default: &str,
 ) -> Result<Url, ConfigError> {
-    let raw = var(name).unwrap_or_else(|| default.to_owned());
+    let with_default = |n: &str| var(n).or_else(|| Some(default.to_owned()));
+    parse_optional_http_url(&with_default, name)?.ok_or_else(|| ConfigError::new(name, "missing"))
+}
+
+/// An absolute http(s) URL, or `None` when the variable is unset.
+fn parse_optional_http_url(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<Url>, ConfigError> {
+    let Some(raw) = var(name) else {
+        return Ok(None);
+    };
     let url = Url::parse(raw.trim()).map_err(|err| ConfigError::new(name, format!("{raw:?}: {err}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(ConfigError::new(name, format!("{raw:?} is not an http(s) URL")));
     }
-    Ok(url)
+    Ok(Some(url))
+}
+
+/// Comma-separated secrets (several during a rotation), blanks dropped.
+fn secret_list(var: &impl Fn(&str) -> Option<String>, name: &str) -> Vec<SecretString> {
+    var(name)
+        .map(|raw| {
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(SecretString::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn redact_url_password(raw: &str) -> String {

@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use secrecy::SecretString;
 use url::Url;
 
-use super::{AppEnv, ConfigError, parse, parse_seconds};
+use super::{AppEnv, ConfigError, parse, parse_optional_http_url, parse_seconds, secret_list};
 
 /// OTLP export; `otlp_endpoint: None` means no exporter is built at all.
 #[derive(Clone, Debug)]
@@ -59,21 +59,7 @@ pub fn shutdown_delay(var: &impl Fn(&str) -> Option<String>) -> Result<Duration,
 impl TelemetrySettings {
     /// Parses the `OTEL_*` variables from any source (`Settings` passes the environment).
     pub fn from_lookup(var: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let otlp_endpoint = match var("OTEL_EXPORTER_OTLP_ENDPOINT") {
-            None => None,
-            Some(raw) => {
-                let url = Url::parse(raw.trim()).map_err(|err| {
-                    ConfigError::new("OTEL_EXPORTER_OTLP_ENDPOINT", format!("{raw:?}: {err}"))
-                })?;
-                if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                    return Err(ConfigError::new(
-                        "OTEL_EXPORTER_OTLP_ENDPOINT",
-                        format!("{raw:?} is not an http(s) URL"),
-                    ));
-                }
-                Some(url)
-            }
-        };
+        let otlp_endpoint = parse_optional_http_url(var, "OTEL_EXPORTER_OTLP_ENDPOINT")?;
         let mut resource_attributes = Vec::new();
         for pair in var("OTEL_RESOURCE_ATTRIBUTES")
             .unwrap_or_default()
@@ -99,15 +85,7 @@ impl TelemetrySettings {
 
 impl GrpcSettings {
     pub(super) fn from_lookup(var: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let auth_tokens: Vec<SecretString> = var("GRPC_AUTH_TOKENS")
-            .map(|raw| {
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(SecretString::from)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let auth_tokens = secret_list(var, "GRPC_AUTH_TOKENS");
         let path = |name| var(name).map(|p| PathBuf::from(p.trim()));
         let tls = match (path("GRPC_TLS_CERT"), path("GRPC_TLS_KEY")) {
             (Some(cert), Some(key)) => Some(TlsSettings {
