@@ -24,6 +24,16 @@ pub enum WebhookError {
 }
 
 impl WebhookError {
+    /// A passing fault (database or Stripe unreachable): answered 503 so Stripe redelivers.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Ledger(
+                LedgerError::DatabaseUnavailable(_) | LedgerError::Stripe(StripeError::Unavailable(_))
+            )
+        )
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::EmptyBody => (StatusCode::BAD_REQUEST, "empty_body"),

@@ -61,19 +61,17 @@ pub async fn stripe_webhook(
 
     match state.ledger.process_event(&event).await {
         Ok(report) => {
-            let log = |level_error: bool| {
-                let ms = started.elapsed().as_millis() as u64;
-                let session_id = report.session_id.as_deref().unwrap_or("");
-                let account_id = report.account_id.as_deref().unwrap_or("");
-                let outcome = report.outcome.as_str();
-                let detail = report.detail.as_deref().unwrap_or("");
-                if level_error {
-                    tracing::error!(event_id = %event.id, event_type = %event.event_type, session_id, account_id, credits = report.credits, outcome, ms, detail, "stripe event not matched; replay it once the account or pack exists");
-                } else {
-                    tracing::info!(event_id = %event.id, event_type = %event.event_type, session_id, account_id, credits = report.credits, outcome, ms, "stripe event processed");
+            let ms = started.elapsed().as_millis() as u64;
+            let session_id = report.session_id.as_deref().unwrap_or("");
+            let account_id = report.account_id.as_deref().unwrap_or("");
+            match report.detail.as_deref() {
+                Some(detail) => {
+                    tracing::error!(event_id = %event.id, event_type = %event.event_type, session_id, account_id, credits = report.credits, outcome = report.outcome.as_str(), ms, detail, "stripe event not matched; replay it once the account or pack exists")
                 }
-            };
-            log(report.detail.is_some());
+                None => {
+                    tracing::info!(event_id = %event.id, event_type = %event.event_type, session_id, account_id, credits = report.credits, outcome = report.outcome.as_str(), ms, "stripe event processed")
+                }
+            }
             let outcome = report.outcome.as_str();
             span.record("outcome", outcome);
             span.record("credits", report.credits);
@@ -92,13 +90,7 @@ pub async fn stripe_webhook(
         Err(err) => {
             let ms = started.elapsed().as_millis() as u64;
             let err = WebhookError::from(err);
-            let transient = matches!(
-                &err,
-                WebhookError::Ledger(
-                    crate::ledger::LedgerError::DatabaseUnavailable(_)
-                        | crate::ledger::LedgerError::Stripe(crate::stripe::StripeError::Unavailable(_))
-                )
-            );
+            let transient = err.is_transient();
             let outcome = if transient { "deferred" } else { "failed" };
             span.record("outcome", outcome);
             span.record("otel.status_code", "ERROR");
