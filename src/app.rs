@@ -55,7 +55,7 @@ impl Application {
         if settings.migrate_on_start {
             db::migrate(&db).await?;
         }
-        store::upsert_packs(&db, &packs, Utc::now()).await?;
+        store::store_pack_file(&db, &packs, Utc::now()).await?;
         let stripe = StripeGateway::new(&settings.stripe)?;
         let ledger = Ledger::new(db, stripe, settings.frontend_url.clone());
 

@@ -252,18 +252,29 @@ async fn reconcile(settings: Settings, since: std::time::Duration) -> Result<(),
     let ledger = ledger(&settings).await?;
     let report = ledger.reconcile(ago(since)).await.map_err(anyhow::Error::new)?;
     println!(
-        "examined {} completed session(s): {} credited now, {} already credited, {} unpaid, {} unmatched",
+        "examined {} completed session(s): {} credited now, {} already credited, {} unpaid, {} unmatched, {} failed",
         report.examined,
         report.credited.len(),
         report.already_credited,
         report.unpaid,
-        report.unmatched.len()
+        report.unmatched.len(),
+        report.failed.len()
     );
     for session in &report.credited {
         println!("credited {session}");
     }
     for (session, why) in &report.unmatched {
         println!("unmatched {session}: {why}");
+    }
+    for (session, error) in &report.failed {
+        println!("failed {session}: {error}");
+    }
+    if !report.failed.is_empty() {
+        return Err(anyhow::anyhow!(
+            "reconcile: {} session(s) failed; run it again once Stripe and the database answer",
+            report.failed.len()
+        )
+        .into());
     }
     Ok(())
 }

@@ -22,6 +22,10 @@ pub fn to_status(err: LedgerError) -> Status {
             tracing::warn!(%cause, "Stripe unavailable");
             Status::unavailable("Stripe is unavailable; retry later")
         }
+        LedgerError::Contended(what) => {
+            tracing::warn!(what, "concurrent update; the caller should retry");
+            Status::aborted("concurrent update; retry")
+        }
         LedgerError::DatabaseUnavailable(cause) => {
             tracing::warn!(%cause, "database unavailable");
             Status::unavailable("database unavailable; retry later")

@@ -9,7 +9,7 @@
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{Expr, OnConflict},
 };
 
@@ -52,6 +52,33 @@ const COUNTED_REFUND_STATUSES: [&str; 3] = ["succeeded", "pending", "requires_ac
 const DISPUTE_WON: [&str; 2] = ["won", "warning_closed"];
 const DISPUTE_LOST: [&str; 1] = ["lost"];
 
+/// Serialises everything that settles one payment intent. Its `payment_refund_totals` row
+/// (created empty on first sight) is the lock: a refund, a dispute and the completion of the
+/// purchase each take it `FOR UPDATE` before reading refund, dispute or purchase state, so
+/// none of them decides on a view the other has not committed yet. Call it first in the
+/// transaction. SQLite needs no row lock: its write transactions are already serial.
+pub async fn lock_payment<C: ConnectionTrait>(db: &C, payment_intent: &str) -> Result<(), LedgerError> {
+    payment_refund_total::Entity::insert(payment_refund_total::ActiveModel {
+        payment_intent_id: Set(payment_intent.to_owned()),
+        amount_refunded: Set(0),
+        updated_at: Set(Utc::now()),
+    })
+    .on_conflict(
+        OnConflict::column(payment_refund_total::Column::PaymentIntentId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .try_insert()
+    .exec_without_returning(db)
+    .await?;
+    payment_refund_total::Entity::find_by_id(payment_intent)
+        .lock_exclusive()
+        .one(db)
+        .await?;
+    Ok(())
+}
+
+/// Records a refund fact; the caller holds `lock_payment` for the payment intent.
 pub async fn record_refund<C: ConnectionTrait>(
     db: &C,
     payment_intent: &str,
@@ -60,19 +87,6 @@ pub async fn record_refund<C: ConnectionTrait>(
     let now = Utc::now();
     match fact {
         RefundFact::ChargeTotal { amount_refunded } => {
-            payment_refund_total::Entity::insert(payment_refund_total::ActiveModel {
-                payment_intent_id: Set(payment_intent.to_owned()),
-                amount_refunded: Set(*amount_refunded),
-                updated_at: Set(now),
-            })
-            .on_conflict(
-                OnConflict::column(payment_refund_total::Column::PaymentIntentId)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .try_insert()
-            .exec_without_returning(db)
-            .await?;
             // Cumulative totals only grow; an older event arriving late changes nothing.
             payment_refund_total::Entity::update_many()
                 .col_expr(
@@ -113,6 +127,7 @@ pub async fn record_refund<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Records a dispute fact; the caller holds `lock_payment` for the payment intent.
 pub async fn record_dispute<C: ConnectionTrait>(
     db: &C,
     payment_intent: &str,
@@ -149,7 +164,9 @@ pub async fn record_dispute<C: ConnectionTrait>(
 }
 
 /// Brings the completed purchase paid by `payment_intent` in line with every refund and
-/// dispute recorded for it. `reference` names the ledger entry for a refund change.
+/// dispute recorded for it. `reference` names the ledger entry for a refund change. The caller
+/// holds `lock_payment`; the purchase's refunded total is still written compare-and-set, so a
+/// settlement that raced anyway fails (and is retried) instead of taking credits twice.
 pub async fn settle<C: ConnectionTrait>(
     db: &C,
     payment_intent: &str,
@@ -202,12 +219,18 @@ pub async fn settle<C: ConnectionTrait>(
                 );
             }
         }
-        credit_purchase::Entity::update_many()
+        let swapped = credit_purchase::Entity::update_many()
             .col_expr(credit_purchase::Column::AmountRefunded, Expr::value(refunded))
             .col_expr(credit_purchase::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(credit_purchase::Column::Id.eq(purchase.id.as_str()))
+            .filter(credit_purchase::Column::AmountRefunded.eq(purchase.amount_refunded))
             .exec(db)
             .await?;
+        if swapped.rows_affected != 1 {
+            return Err(LedgerError::Contended(
+                "purchase refund total changed while settling",
+            ));
+        }
     }
     let still_granted = purchase.quantity - proportional(purchase.quantity, refunded, purchase.amount);
 
@@ -245,7 +268,7 @@ pub async fn settle<C: ConnectionTrait>(
         } else {
             0
         };
-        stripe_dispute::Entity::update_many()
+        let swapped = stripe_dispute::Entity::update_many()
             .col_expr(stripe_dispute::Column::HoldState, Expr::value(next_state))
             .col_expr(stripe_dispute::Column::HeldCredits, Expr::value(held))
             .col_expr(stripe_dispute::Column::UpdatedAt, Expr::value(Utc::now()))
@@ -253,6 +276,9 @@ pub async fn settle<C: ConnectionTrait>(
             .filter(stripe_dispute::Column::HoldState.eq(dispute.hold_state.as_str()))
             .exec(db)
             .await?;
+        if swapped.rows_affected != 1 {
+            return Err(LedgerError::Contended("dispute hold changed while settling"));
+        }
         lost_dispute |= next_state == "lost";
     }
 

@@ -16,6 +16,9 @@ pub enum LedgerError {
     EmailTaken(String),
     #[error(transparent)]
     Stripe(#[from] StripeError),
+    /// Another writer changed what this one read (a compare-and-set lost): worth retrying.
+    #[error("concurrent update: {0}")]
+    Contended(&'static str),
     /// The database did not answer: worth retrying.
     #[error("database unavailable")]
     DatabaseUnavailable(#[source] DbErr),
@@ -33,7 +36,21 @@ impl From<DbErr> for LedgerError {
     }
 }
 
-/// Connection loss, pool exhaustion, lock timeouts and server shutdown: a retry may succeed.
+/// An error and its causes on one line (`outer: cause: root`), for logs and the event store.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Connection loss, pool exhaustion, lock waits and server shutdown: a retry may succeed.
+/// Database error codes are read by backend, since SQLite's numeric codes and PostgreSQL's
+/// SQLSTATEs overlap as text.
 pub fn is_transient(err: &DbErr) -> bool {
     match err {
         DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
@@ -46,17 +63,58 @@ pub fn is_transient(err: &DbErr) -> bool {
             | sqlx::Error::Protocol(_) => true,
             sqlx::Error::Database(db) => {
                 let code = db.code().unwrap_or_default();
-                // PostgreSQL: connection exceptions (08), operator intervention (57),
-                // insufficient resources (53), serialization/deadlock (40).
-                // SQLite: 5 BUSY, 6 LOCKED (and their extended codes).
-                code.starts_with("08")
-                    || code.starts_with("57")
-                    || code.starts_with("53")
-                    || code.starts_with("40")
-                    || matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6))
+                if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+                    postgres_code_is_transient(&code)
+                } else {
+                    sqlite_code_is_transient(&code)
+                }
             }
             _ => false,
         },
         _ => false,
+    }
+}
+
+/// SQLSTATEs worth a retry: serialization failure, deadlock, lock timeout, connection
+/// exceptions (08), insufficient resources (53) and server shutdown or restart (57P0x).
+fn postgres_code_is_transient(code: &str) -> bool {
+    matches!(code, "40001" | "40P01" | "55P03")
+        || code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57P0")
+}
+
+/// SQLite result codes worth a retry: BUSY (5) and LOCKED (6), with their extended codes.
+fn sqlite_code_is_transient(code: &str) -> bool {
+    code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_transient_codes_are_the_documented_classes_only() {
+        for code in [
+            "40001", "40P01", "55P03", "08006", "08001", "53300", "53100", "57P01", "57P03",
+        ] {
+            assert!(postgres_code_is_transient(code), "{code}");
+        }
+        // 42501 once looked transient because 42501 & 0xff == 5, SQLite's BUSY.
+        for code in [
+            "42501", "23505", "22P02", "42P01", "57014", "40002", "25P02", "XX000",
+        ] {
+            assert!(!postgres_code_is_transient(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn sqlite_busy_and_locked_are_transient_in_every_extended_form() {
+        for code in ["5", "6", "261", "517", "773", "262"] {
+            assert!(sqlite_code_is_transient(code), "{code}");
+        }
+        for code in ["19", "1811", "2067", "8", "13", "1", "11"] {
+            assert!(!sqlite_code_is_transient(code), "{code}");
+        }
     }
 }

@@ -164,6 +164,11 @@ impl Ledger {
             }
             (EventAction::Credit(f), Some(Resolution::Grant(grant))) => {
                 report.account_id = Some(grant.account_id.clone());
+                // Before the purchase is read: a refund racing this completion either sees it
+                // completed or is seen by it.
+                if let Some(intent) = &f.payment_intent_id {
+                    adjustments::lock_payment(&txn, intent).await?;
+                }
                 ensure_purchase(&txn, f, &grant).await?;
                 if complete_purchase(&txn, f).await? {
                     credit_account(&txn, &grant.account_id, grant.credits, "purchase", &f.session_id).await?;
@@ -197,6 +202,7 @@ impl Ledger {
                 },
                 _,
             ) => {
+                adjustments::lock_payment(&txn, payment_intent_id).await?;
                 adjustments::record_refund(&txn, payment_intent_id, fact).await?;
                 self.settle_outcome(&txn, payment_intent_id, &event.id, &mut report)
                     .await?
@@ -208,6 +214,7 @@ impl Ledger {
                 },
                 _,
             ) => {
+                adjustments::lock_payment(&txn, payment_intent_id).await?;
                 adjustments::record_dispute(&txn, payment_intent_id, fact).await?;
                 self.settle_outcome(&txn, payment_intent_id, &event.id, &mut report)
                     .await?
@@ -256,12 +263,25 @@ impl Ledger {
         Ok(())
     }
 
-    /// Finds the account and pack a session pays for, in the documented order.
+    /// Finds the account and pack a session pays for, in the documented order. A purchase
+    /// already recorded for the session decides alone: it grants the credits and account it
+    /// was opened with, whatever the packs file says now.
     async fn resolve(
         &self,
         facts: &CheckoutFacts,
         existing: Option<&credit_purchase::Model>,
     ) -> Result<Resolution, LedgerError> {
+        if let Some(purchase) = existing
+            && let Some(pack) = store::pack_by_id(self.db(), &purchase.credit_pack_id).await?
+        {
+            return Ok(Resolution::Grant(Grant {
+                account_id: purchase.account_id.clone(),
+                pack,
+                credits: purchase.quantity,
+                amount: facts.amount_total.unwrap_or(purchase.amount),
+                currency: purchase.currency.clone(),
+            }));
+        }
         let Some(account_id) = self.resolve_account(facts).await? else {
             let detail = format!(
                 "no account for session {} (client_reference_id {:?}, metadata.account_id {:?}, email {:?})",
@@ -277,13 +297,7 @@ impl Ledger {
             }),
             None => None,
         };
-        let by_purchase = match (&by_metadata, existing) {
-            (None, Some(purchase)) => store::pack_by_id(self.db(), &purchase.credit_pack_id)
-                .await?
-                .map(|pack| (pack, purchase.quantity)),
-            _ => None,
-        };
-        let found = match by_metadata.or(by_purchase) {
+        let found = match by_metadata {
             Some(found) => Some(found),
             None => match self.pack_from_line_items(&facts.session_id).await {
                 Ok(found) => found,
@@ -447,6 +461,15 @@ async fn ensure_purchase(
         updated_at: now,
     };
     store::insert_purchase_if_new(txn, purchase).await?;
+    // What the buyer paid (after any discount) is what a full refund returns.
+    if grant.amount != 0 {
+        credit_purchase::Entity::update_many()
+            .col_expr(credit_purchase::Column::Amount, Expr::value(grant.amount))
+            .filter(credit_purchase::Column::StripeCheckoutSessionId.eq(facts.session_id.as_str()))
+            .filter(credit_purchase::Column::Status.eq(PurchaseStatus::Pending.as_str()))
+            .exec(txn)
+            .await?;
+    }
     if let Some(intent) = &facts.payment_intent_id {
         credit_purchase::Entity::update_many()
             .col_expr(

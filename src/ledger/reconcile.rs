@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{
-    Ledger, LedgerError,
+    Ledger, LedgerError, error,
     fulfilment::{CheckoutFacts, Delivery, EventAction, EventOutcome, StripeEvent},
 };
 use crate::stripe::CompletedSession;
@@ -21,6 +21,9 @@ pub struct ReconcileReport {
     pub unpaid: usize,
     /// Sessions that match no account or pack: `(session id, why)`.
     pub unmatched: Vec<(String, String)>,
+    /// Sessions that could not be applied (Stripe or the database failed): `(session id,
+    /// error)`. The run goes on; the next one tries them again.
+    pub failed: Vec<(String, String)>,
     /// Credits granted by this run.
     pub credits: i64,
 }
@@ -69,7 +72,14 @@ impl Ledger {
                 payload: String::new(),
                 action: EventAction::Credit(facts_of(session)),
             };
-            let result = self.apply_event(&event, Delivery::Reconcile).await?;
+            let result = match self.apply_event(&event, Delivery::Reconcile).await {
+                Ok(result) => result,
+                Err(err) => {
+                    tracing::error!(session_id, error = %error::error_chain(&err), "reconcile could not apply a session");
+                    report.failed.push((session_id, error::error_chain(&err)));
+                    continue;
+                }
+            };
             match result.outcome {
                 EventOutcome::Credited => {
                     tracing::warn!(
@@ -94,6 +104,7 @@ impl Ledger {
             already_credited = report.already_credited,
             unpaid = report.unpaid,
             unmatched = report.unmatched.len(),
+            failed = report.failed.len(),
             "reconcile finished"
         );
         Ok(report)

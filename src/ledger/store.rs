@@ -27,6 +27,17 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     .await
 }
 
+/// Loads the packs file's packs into the database in one transaction: all or nothing.
+pub async fn store_pack_file(
+    db: &DatabaseConnection,
+    specs: &[PackSpec],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let txn = begin_write(db).await?;
+    upsert_packs(&txn, specs, now).await?;
+    txn.commit().await
+}
+
 /// Proves the database would accept a write right now (on SQLite: that its write lock can be
 /// taken), then rolls back.
 pub async fn probe_writable(db: &DatabaseConnection) -> Result<(), DbErr> {
@@ -36,12 +47,28 @@ pub async fn probe_writable(db: &DatabaseConnection) -> Result<(), DbErr> {
 }
 
 /// Makes the database's packs match the file: upserts each, deactivates the rest. A price id
-/// set by `packs sync` survives a file that has none.
+/// set by `packs sync` survives a file that has none; a price the file pins moves to the pack
+/// that pins it, so packs may trade pinned prices. Run it inside one transaction.
 pub async fn upsert_packs<C: ConnectionTrait>(
     db: &C,
     specs: &[PackSpec],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    // Release every pinned price first: the unique index would refuse a swap done row by row.
+    let pinned: Vec<&str> = specs
+        .iter()
+        .filter_map(|s| s.stripe_price_id.as_deref())
+        .collect();
+    if !pinned.is_empty() {
+        credit_pack::Entity::update_many()
+            .col_expr(
+                credit_pack::Column::StripePriceId,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(credit_pack::Column::StripePriceId.is_in(pinned))
+            .exec(db)
+            .await?;
+    }
     for spec in specs {
         let model = credit_pack::ActiveModel {
             id: Set(spec.id.clone()),
@@ -134,7 +161,9 @@ pub async fn find_account<C: ConnectionTrait>(
 }
 
 /// Returns the account, creating it (trial, zero balance) on first sight and following an
-/// email change, unless the email is another account's.
+/// email change, unless the email is another account's. Two first calls for one new account
+/// racing each other both succeed: the insert yields to an existing row with the same id, and
+/// only a clash on the email index means the email is taken.
 pub async fn ensure_account<C: ConnectionTrait>(
     db: &C,
     id: &AccountId,
@@ -168,22 +197,29 @@ pub async fn ensure_account<C: ConnectionTrait>(
             created_at: Set(now),
             updated_at: Set(now),
         })
+        .on_conflict(OnConflict::column(account::Column::Id).do_nothing().to_owned())
+        .try_insert()
         .exec_without_returning(db)
         .await
         .map(|_| ()),
     };
     match result {
         Ok(()) => {}
-        // Lost a race with another request for the same email.
+        // Only the email index can still clash: another account took the email meanwhile.
         Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
             return Err(LedgerError::EmailTaken(email.to_string()));
         }
         Err(err) => return Err(err.into()),
     }
-    account::Entity::find_by_id(id.as_str())
+    let account = account::Entity::find_by_id(id.as_str())
         .one(db)
         .await?
-        .ok_or_else(|| LedgerError::Unexpected(anyhow::anyhow!("account {id} vanished after upsert")))
+        .ok_or_else(|| LedgerError::Unexpected(anyhow::anyhow!("account {id} vanished after upsert")))?;
+    if account.email != email.as_str() {
+        // A concurrent first call created it with another email: follow the newer one.
+        return Box::pin(ensure_account(db, id, email, now)).await;
+    }
+    Ok(account)
 }
 
 pub async fn purchase_by_idempotency_key<C: ConnectionTrait>(

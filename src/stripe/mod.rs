@@ -59,6 +59,7 @@ pub struct CheckoutRequest<'a> {
     pub pack_id: &'a str,
     pub success_url: &'a str,
     pub cancel_url: &'a str,
+    /// The caller's key; Stripe gets `stripe_idempotency_key(account_id, key)`.
     pub idempotency_key: Option<&'a str>,
 }
 
@@ -89,6 +90,14 @@ pub struct CompletedSession {
     pub payment_intent_id: Option<String>,
     pub amount_total: Option<i64>,
     pub currency: Option<String>,
+}
+
+/// The `Idempotency-Key` sent to Stripe for a caller's key: scoped to the account (Stripe's
+/// keys are global to our Stripe account), so two accounts using `order-1` never collide.
+/// Hex SHA-256 of `"{account_id}\n{key}"`; account ids hold no control characters.
+pub fn stripe_idempotency_key(account_id: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(format!("{account_id}\n{key}")))
 }
 
 /// Cheap to clone; `None` inside when no secret key is configured.
@@ -139,12 +148,14 @@ impl StripeGateway {
             .success_url(req.success_url)
             .cancel_url(req.cancel_url);
         let strategy = match req.idempotency_key {
-            Some(key) => RequestStrategy::Idempotent(IdempotencyKey::new(key).map_err(|err| {
-                StripeError::Rejected {
-                    status: 400,
-                    message: err.to_string(),
-                }
-            })?),
+            Some(key) => RequestStrategy::Idempotent(
+                IdempotencyKey::new(stripe_idempotency_key(req.account_id, key)).map_err(|err| {
+                    StripeError::Rejected {
+                        status: 400,
+                        message: err.to_string(),
+                    }
+                })?,
+            ),
             None => RequestStrategy::Once,
         };
         let session = create.customize().request_strategy(strategy).send(client).await?;

@@ -29,7 +29,9 @@ impl WebhookError {
         matches!(
             self,
             Self::Ledger(
-                LedgerError::DatabaseUnavailable(_) | LedgerError::Stripe(StripeError::Unavailable(_))
+                LedgerError::DatabaseUnavailable(_)
+                    | LedgerError::Contended(_)
+                    | LedgerError::Stripe(StripeError::Unavailable(_))
             )
         )
     }
@@ -42,7 +44,9 @@ impl WebhookError {
             Self::Parse(EventParseError::NotAnEvent(_)) => (StatusCode::BAD_REQUEST, "not_a_stripe_event"),
             // Transient: Stripe retries on any non-2xx, so say so.
             Self::Ledger(
-                LedgerError::DatabaseUnavailable(_) | LedgerError::Stripe(StripeError::Unavailable(_)),
+                LedgerError::DatabaseUnavailable(_)
+                | LedgerError::Contended(_)
+                | LedgerError::Stripe(StripeError::Unavailable(_)),
             ) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
             Self::Ledger(
                 LedgerError::InvalidInput(_)

@@ -227,6 +227,33 @@ pub fn parse_event(body: &[u8]) -> Result<StripeEvent, EventParseError> {
     })
 }
 
+/// A body that failed `parse_event`, as the event store keeps it: Stripe's `id` and `type` when
+/// they can be read, else an id derived from the body (`unparsed_<sha256 prefix>`), so a
+/// redelivery finds the same row. NULs are replaced: PostgreSQL text cannot hold them.
+pub fn unparsable_event(body: &[u8]) -> StripeEvent {
+    use sha2::{Digest, Sha256};
+    let fields = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let field = |key: &str| {
+        fields
+            .as_ref()
+            .and_then(|v| v.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 255)
+            .map(str::to_owned)
+    };
+    let id = field("id").unwrap_or_else(|| {
+        let digest = hex::encode(Sha256::digest(body));
+        format!("unparsed_{}", &digest[..32])
+    });
+    StripeEvent {
+        id,
+        event_type: field("type").unwrap_or_else(|| "unknown".to_owned()),
+        payload: String::from_utf8_lossy(body).replace('\0', "\u{FFFD}"),
+        action: EventAction::Ignore,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,13 @@ use axum::{Json, body::Bytes, extract::State, http::HeaderMap};
 use serde_json::{Value, json};
 use tracing::{Span, field::Empty};
 
-use super::{WebhookState, error::WebhookError, event::parse_event, signature};
+use super::{
+    WebhookState,
+    error::WebhookError,
+    event::{parse_event, unparsable_event},
+    signature,
+};
+use crate::ledger::error::error_chain;
 
 /// One span per delivery, named like the route; the caller's body never goes into it.
 #[tracing::instrument(
@@ -52,6 +58,18 @@ pub async fn stripe_webhook(
         Ok(event) => event,
         Err(err) => {
             state.metrics.webhook("unknown", "invalid", 0, started);
+            // Signed by Stripe yet unreadable: keep it for operators to replay after a fix.
+            if !state.secrets.is_empty() {
+                let unreadable = unparsable_event(&body);
+                tracing::error!(event_id = %unreadable.id, error = %err, "signed stripe event could not be parsed; stored as failed");
+                if let Err(record_err) = state
+                    .ledger
+                    .record_failed_event(&unreadable, &err.to_string())
+                    .await
+                {
+                    tracing::error!(event_id = %unreadable.id, error = %record_err, "could not record the unparsable event");
+                }
+            }
             return Err(err.into());
         }
     };
@@ -97,25 +115,14 @@ pub async fn stripe_webhook(
             span.record("latency_ms", i64::try_from(ms).unwrap_or(i64::MAX));
             state.metrics.webhook(&event.event_type, outcome, 0, started);
             if transient {
-                tracing::warn!(event_id = %event.id, event_type = %event.event_type, ms, error = %err_source(&err), "stripe event deferred; Stripe will redeliver");
+                tracing::warn!(event_id = %event.id, event_type = %event.event_type, ms, error = %error_chain(&err), "stripe event deferred; Stripe will redeliver");
             } else {
                 tracing::error!(event_id = %event.id, event_type = %event.event_type, ms, error = ?err, "stripe event failed");
-                if let Err(record_err) = state.ledger.record_failed_event(&event, &err.to_string()).await {
+                if let Err(record_err) = state.ledger.record_failed_event(&event, &error_chain(&err)).await {
                     tracing::error!(event_id = %event.id, error = %record_err, "could not record the failed event");
                 }
             }
             Err(err)
         }
     }
-}
-
-fn err_source(err: &WebhookError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -1,6 +1,7 @@
 //! ListCreditPacks and loading packs from CREDIT_PACKS_FILE.
 
 use credits::{app::Application, config::Settings, grpc::pb};
+use sea_orm::EntityTrait;
 
 use crate::helpers::{STANDARD_PRICE, TEST_PACKS, TestApp, spawn_app};
 
@@ -71,4 +72,92 @@ async fn a_malformed_packs_file_stops_start_up_naming_file_line_and_field() {
     assert!(message.contains(file.as_str()), "{message}");
     assert!(message.contains(":13:"), "line 13 named: {message}");
     assert!(message.contains("credits"), "field named: {message}");
+}
+
+#[tokio::test]
+async fn swapping_pinned_price_ids_between_two_packs_starts_cleanly() {
+    let first = spawn_app().await;
+    let db = first.db.clone();
+    first.stop().await;
+
+    // starter and standard trade their pinned prices.
+    let swapped = TEST_PACKS
+        .replace(
+            "stripe_price_id = \"price_starter_test\"",
+            "stripe_price_id = \"PRICE_A\"",
+        )
+        .replace(
+            &format!("stripe_price_id = \"{STANDARD_PRICE}\""),
+            "stripe_price_id = \"price_starter_test\"",
+        )
+        .replace("PRICE_A", STANDARD_PRICE);
+    for _restart in 0..2 {
+        let app = TestApp::builder()
+            .database(db.clone())
+            .packs(&swapped)
+            .spawn()
+            .await;
+        let packs = app
+            .grpc
+            .clone()
+            .list_credit_packs(pb::ListCreditPacksRequest {})
+            .await
+            .expect("ListCreditPacks")
+            .into_inner()
+            .packs;
+        let prices: Vec<(&str, &str)> = packs
+            .iter()
+            .map(|p| (p.id.as_str(), p.stripe_price_id.as_str()))
+            .collect();
+        assert_eq!(
+            prices,
+            [
+                ("starter", STANDARD_PRICE),
+                ("standard", "price_starter_test"),
+                ("pro", "")
+            ]
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_packs_file_that_cannot_be_stored_changes_nothing() {
+    let first = spawn_app().await;
+    let db = first.db.clone();
+    first.stop().await;
+
+    // The first pack's row is rewritten, then a later one fails: all or nothing.
+    let renamed = TEST_PACKS.replace("name = \"Starter\"", "name = \"Starter Renamed\"");
+    let conn = db.connect().await;
+    let trigger = if db.url.starts_with("postgres") {
+        "CREATE FUNCTION refuse_pro() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.id = 'pro' THEN RAISE EXCEPTION 'pro is frozen'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_pro BEFORE UPDATE ON credit_packs FOR EACH ROW EXECUTE FUNCTION refuse_pro()"
+    } else {
+        "CREATE TRIGGER refuse_pro BEFORE UPDATE ON credit_packs WHEN NEW.id = 'pro' \
+         BEGIN SELECT RAISE(ABORT, 'pro is frozen'); END"
+    };
+    sea_orm::ConnectionTrait::execute_unprepared(&conn, trigger)
+        .await
+        .expect("trigger");
+    let (env, _db, _stripe) = TestApp::builder()
+        .database(db.clone())
+        .packs(&renamed)
+        .prepare()
+        .await;
+    let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("settings");
+    assert!(
+        Application::build(settings).await.is_err(),
+        "start-up fails while a pack cannot be written"
+    );
+    let names: Vec<String> = credits::entities::credit_pack::Entity::find()
+        .all(&conn)
+        .await
+        .expect("packs")
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert!(names.contains(&"Starter".to_owned()), "{names:?}");
+    assert!(!names.contains(&"Starter Renamed".to_owned()), "{names:?}");
 }

@@ -1,6 +1,7 @@
 //! PurchaseCredits: the Checkout Session sent to Stripe, idempotency, and every error row.
 
 use credits::grpc::pb;
+use sha2::Digest;
 use tonic::Code;
 use wiremock::{
     Mock, ResponseTemplate,
@@ -133,7 +134,8 @@ async fn a_repeat_with_the_same_idempotency_key_returns_the_same_session() {
             .headers
             .get("idempotency-key")
             .and_then(|v| v.to_str().ok()),
-        Some("order-42")
+        Some(hex::encode(sha2::Sha256::digest("user-1\norder-42")).as_str()),
+        "Stripe's key is scoped to the account"
     );
     assert_eq!(
         app.purchases_of("user-1").await.len(),

@@ -256,3 +256,48 @@ async fn a_job_lease_is_held_by_one_replica_at_a_time() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(try_lock(&db, "retention", "replica-b", ttl).await.expect("lock"));
 }
+
+#[tokio::test]
+async fn one_bad_session_does_not_stop_reconcile_which_reports_it_and_exits_1() {
+    let app = spawn_app().await;
+    app.mock_checkout_sessions().await;
+    app.purchase(FIXTURE_ACCOUNT, FIXTURE_EMAIL, STANDARD_PRICE)
+        .await
+        .expect("account");
+    app.mock_line_items(FIXTURE_SESSION).await;
+    // The first listed session's line items cannot be fetched; the second is fine.
+    let mut broken = listed_session("cs_test_broken_items", "paid");
+    broken["payment_intent"] = Value::from("pi_broken_items");
+    Mock::given(method("GET"))
+        .and(path("/v1/checkout/sessions/cs_test_broken_items/line_items"))
+        .respond_with(ResponseTemplate::new(500).set_body_raw(
+            r#"{"error":{"type":"api_error","message":"line items are down"}}"#,
+            "application/json",
+        ))
+        .mount(&app.stripe)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/checkout/sessions"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            session_list(&[broken, listed_session(FIXTURE_SESSION, "paid")], false),
+            "application/json",
+        ))
+        .mount(&app.stripe)
+        .await;
+
+    let output = app.run_cli(&["reconcile", "--since", "72h"]).await;
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        out.contains("examined 2 completed session(s): 1 credited now, 0 already credited, 0 unpaid, 0 unmatched, 1 failed"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("credited {FIXTURE_SESSION}")), "{out}");
+    assert!(
+        out.contains("failed cs_test_broken_items") && out.contains("line items are down"),
+        "{out}"
+    );
+    assert!(err.contains("1 session(s) failed"), "{err}");
+    assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 2 * STANDARD_CREDITS);
+}

@@ -408,3 +408,50 @@ async fn fixtures_in_the_repository_match_the_shared_originals() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_open_purchase_grants_what_it_recorded_even_after_the_pack_changes() {
+    let app = spawn_app().await;
+    app.mock_checkout_sessions().await;
+    let started = app
+        .purchase("sepa-buyer", "sepa@example.com", STANDARD_PRICE)
+        .await
+        .expect("PurchaseCredits");
+    app.purchase("someone-else", "else@example.com", STANDARD_PRICE)
+        .await
+        .expect("another account");
+    let db = app.db.clone();
+    app.stop().await;
+
+    // While the delayed payment is pending, the standard pack grows to 3000 credits.
+    let bigger = crate::helpers::TEST_PACKS.replace("credits = 1000", "credits = 3000");
+    let app = TestApp::builder().database(db).packs(&bigger).spawn().await;
+    let session = started.checkout_session_id.clone();
+    let paid = with(&fixture("checkout_session_async_payment_succeeded.json"), |e| {
+        let object = &mut e["data"]["object"];
+        object["id"] = Value::from(session.as_str());
+        // The session names the pack by price; a stale reference names another account.
+        object["metadata"]["price_id"] = Value::from(STANDARD_PRICE);
+        object["client_reference_id"] = Value::from("someone-else");
+        object["payment_intent"] = Value::from("pi_sepa_edited_pack");
+        object["amount_total"] = Value::from(1500);
+    });
+    assert_eq!(app.post_webhook(&paid).await.status(), 200);
+    assert_eq!(
+        app.credit_balance("sepa-buyer").await,
+        STANDARD_CREDITS,
+        "the credits recorded when the purchase was opened"
+    );
+    assert_eq!(app.credit_balance("someone-else").await, 0);
+
+    // Its full refund takes back exactly what it granted.
+    let refund = with(&fixture("charge_refunded.json"), |e| {
+        let object = &mut e["data"]["object"];
+        object["payment_intent"] = Value::from("pi_sepa_edited_pack");
+        object["amount"] = Value::from(1500);
+        object["amount_refunded"] = Value::from(1500);
+    });
+    assert_eq!(app.post_webhook(&refund).await.status(), 200);
+    assert_eq!(app.credit_balance("sepa-buyer").await, 0);
+    app.assert_ledger_matches_balances().await;
+}
