@@ -2,10 +2,12 @@
 //! here; `grpc/` and `webhook/` convert into these calls and map `LedgerError` once each.
 
 pub mod adjustments;
+pub mod book;
 pub mod error;
 pub mod events;
 pub mod fulfilment;
 pub mod jobs;
+pub mod kinds;
 pub mod outcome;
 pub mod pack_sync;
 pub mod packs;

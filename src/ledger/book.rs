@@ -1,0 +1,622 @@
+//! Posting rules, pure and in memory: how each change moves one account's book (its balance,
+//! debt, lots and holds) and which ledger entries it appends. The writer loads the books a batch
+//! touches, applies every command here in order and stores what changed; reads `settle` a loaded
+//! snapshot to see the book as of now. Nothing here knows about SQL or transports.
+//!
+//! The rules, in one place:
+//! - Every credit is a lot. A credit pays the account's debt first; the rest stays in its lot.
+//! - Debits (consumption, captures) take from unexpired lots in burn order: soonest expiry
+//!   first, lots that never expire last, oldest first on ties. They never go below what is
+//!   available: the free (unheld) credits of unexpired lots, minus debt.
+//! - A hold reserves free credits from lots in burn order. Reserved credits do not expire while
+//!   held; a lot past its expiry expires (one `expiry` entry) once nothing holds it any more.
+//! - A clawback (refund, dispute) takes from its purchase's own lots first, then the others in
+//!   burn order; what it cannot find becomes debt, so the balance may go below zero.
+//! - Invariant: `balance = Σ lots.remaining - debt`, and `balance` is the sum of the entries.
+
+use std::{
+    cmp::Ordering,
+    collections::{BTreeMap, BTreeSet},
+};
+
+use chrono::{DateTime, Utc};
+
+use super::kinds::{EntryKind, HoldStatus, LotSource};
+
+/// Caller-supplied key/value pairs kept with an entry or hold.
+pub type Metadata = BTreeMap<String, String>;
+
+/// The account row a book is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountState {
+    pub id: String,
+    pub email: String,
+    pub balance: i64,
+    pub debt: i64,
+    pub is_trial_user: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Credits from one purchase, grant, trial or import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lot {
+    pub id: String,
+    pub account_id: String,
+    pub source: LotSource,
+    pub reference: String,
+    pub credits: i64,
+    /// Not yet consumed, clawed back or expired; includes `held`.
+    pub remaining: i64,
+    /// Reserved by active holds.
+    pub held: i64,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Lot {
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    fn free(&self) -> i64 {
+        self.remaining - self.held
+    }
+}
+
+/// Soonest expiry first, never-expiring last, oldest first on ties (then by id, for a total
+/// order).
+pub fn burn_order(a: &Lot, b: &Lot) -> Ordering {
+    let by_expiry = match (a.expires_at, b.expires_at) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    };
+    by_expiry
+        .then(a.created_at.cmp(&b.created_at))
+        .then_with(|| a.id.cmp(&b.id))
+}
+
+/// Credits a hold reserves in one lot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    pub lot_id: String,
+    pub credits: i64,
+}
+
+/// A reservation of credits whose cost is known only later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub id: String,
+    pub account_id: String,
+    pub credits: i64,
+    pub status: HoldStatus,
+    pub expires_at: DateTime<Utc>,
+    /// In burn order at the time of the reservation.
+    pub allocations: Vec<Allocation>,
+    pub reason: String,
+    pub metadata: Metadata,
+    pub captured_credits: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+impl Hold {
+    /// Active and not past its time to live.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.status == HoldStatus::Active && self.expires_at > now
+    }
+}
+
+/// A ledger entry appended by a posting; the store gives it its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub account_id: String,
+    pub kind: EntryKind,
+    pub delta: i64,
+    pub balance_after: i64,
+    pub reason: String,
+    pub reference: String,
+    pub metadata: Metadata,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The lot a credit opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LotTerms {
+    pub id: String,
+    pub source: LotSource,
+    pub reference: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Credits added to an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credit {
+    pub credits: i64,
+    pub kind: EntryKind,
+    pub reason: String,
+    pub reference: String,
+    pub metadata: Metadata,
+    pub lot: LotTerms,
+    /// The seed's `fill_credits`: a purchase ends the trial; grants do not.
+    pub ends_trial: bool,
+}
+
+/// Credits taken because they were spent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Debit {
+    pub credits: i64,
+    pub reason: String,
+    pub reference: String,
+    pub metadata: Metadata,
+}
+
+/// Credits taken back because the money went back (a refund or a dispute).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clawback {
+    pub credits: i64,
+    pub kind: EntryKind,
+    pub reference: String,
+    /// The purchase's lots (`source = purchase`, this reference) are taken from first.
+    pub purchase_reference: String,
+}
+
+/// A new hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub hold_id: String,
+    pub credits: i64,
+    pub expires_at: DateTime<Utc>,
+    pub reason: String,
+    pub metadata: Metadata,
+}
+
+/// Why a posting was refused; nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PostingError {
+    #[error("not enough credits: {available} available, {asked} asked")]
+    Insufficient { available: i64, asked: i64 },
+    #[error("hold not found")]
+    HoldNotFound,
+    #[error("hold is {0}")]
+    HoldClosed(HoldStatus),
+    #[error("cannot capture {asked} credits of a hold of {held}")]
+    OverCapture { held: i64, asked: i64 },
+}
+
+/// Where a posting left the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    /// Index into `Book::entries`.
+    pub entry: usize,
+    pub lot_id: Option<String>,
+    pub balance: i64,
+}
+
+/// What a capture did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    pub posted: Posted,
+    pub released: i64,
+}
+
+/// One account's balance, debt, live lots and the holds a batch needs, with what changed.
+#[derive(Debug, Clone)]
+pub struct Book {
+    pub account: AccountState,
+    /// Lots with credits left (and lots opened here), in burn order.
+    lots: Vec<Lot>,
+    holds: BTreeMap<String, Hold>,
+    /// Entries appended since the book was loaded.
+    pub entries: Vec<Entry>,
+    account_changed: bool,
+    new_lots: BTreeSet<String>,
+    changed_lots: BTreeSet<String>,
+    new_holds: BTreeSet<String>,
+    changed_holds: BTreeSet<String>,
+    /// True when the account row itself is new.
+    pub opened: bool,
+}
+
+/// What a book changed, for the store to write.
+#[derive(Debug, Clone, Default)]
+pub struct BookChanges {
+    pub account: Option<AccountState>,
+    pub new_lots: Vec<Lot>,
+    pub changed_lots: Vec<Lot>,
+    pub new_holds: Vec<Hold>,
+    pub changed_holds: Vec<Hold>,
+    pub entries: Vec<Entry>,
+}
+
+impl Book {
+    /// A book over stored state: the account, its lots with credits left, and the holds that
+    /// matter (the ones commands name and the active ones).
+    pub fn load(account: AccountState, mut lots: Vec<Lot>, holds: Vec<Hold>) -> Self {
+        lots.sort_by(burn_order);
+        Self {
+            account,
+            lots,
+            holds: holds.into_iter().map(|h| (h.id.clone(), h)).collect(),
+            entries: Vec::new(),
+            account_changed: false,
+            new_lots: BTreeSet::new(),
+            changed_lots: BTreeSet::new(),
+            new_holds: BTreeSet::new(),
+            changed_holds: BTreeSet::new(),
+            opened: false,
+        }
+    }
+
+    /// A book for an account created in this batch.
+    pub fn open(account: AccountState) -> Self {
+        let mut book = Self::load(account, Vec::new(), Vec::new());
+        book.opened = true;
+        book.account_changed = true;
+        book
+    }
+
+    pub fn lots(&self) -> &[Lot] {
+        &self.lots
+    }
+
+    pub fn hold(&self, id: &str) -> Option<&Hold> {
+        self.holds.get(id)
+    }
+
+    /// Credits reserved by live holds.
+    pub fn held(&self, now: DateTime<Utc>) -> i64 {
+        self.holds.values().filter(|h| h.is_live(now)).map(|h| h.credits).sum()
+    }
+
+    /// What can be spent or reserved now.
+    pub fn available(&self, now: DateTime<Utc>) -> i64 {
+        let free: i64 = self
+            .lots
+            .iter()
+            .filter(|l| !l.is_expired(now))
+            .map(Lot::free)
+            .sum();
+        free - self.account.debt
+    }
+
+    /// Credits past their lot's expiry that only wait for their hold to end (not spendable,
+    /// not yet written off). Readers subtract them from the balance.
+    pub fn dead(&self, now: DateTime<Utc>) -> i64 {
+        self.lots
+            .iter()
+            .filter(|l| l.is_expired(now))
+            .map(Lot::free)
+            .sum()
+    }
+
+    /// Brings the book to `now`: holds past their time release themselves (no entry), then
+    /// every lot past its expiry that nothing holds expires (one `expiry` entry per lot).
+    pub fn settle(&mut self, now: DateTime<Utc>) {
+        let due: Vec<String> = self
+            .holds
+            .values()
+            .filter(|h| h.status == HoldStatus::Active && h.expires_at <= now)
+            .map(|h| h.id.clone())
+            .collect();
+        for id in due {
+            self.close_hold(&id, HoldStatus::Expired, now);
+        }
+        let expiring: Vec<(String, i64)> = self
+            .lots
+            .iter()
+            .filter(|l| l.is_expired(now) && l.held == 0 && l.remaining > 0)
+            .map(|l| (l.id.clone(), l.remaining))
+            .collect();
+        for (lot_id, credits) in expiring {
+            self.set_lot(&lot_id, |lot| lot.remaining = 0);
+            self.append(EntryKind::Expiry, -credits, "expiry", &lot_id, Metadata::new(), now);
+        }
+    }
+
+    /// Adds credits: pays the debt first, keeps the rest in a new lot.
+    pub fn credit(&mut self, credit: Credit, now: DateTime<Utc>) -> Posted {
+        self.settle(now);
+        let paid = credit.credits.min(self.account.debt).max(0);
+        self.account.debt -= paid;
+        let lot = Lot {
+            id: credit.lot.id.clone(),
+            account_id: self.account.id.clone(),
+            source: credit.lot.source,
+            reference: credit.lot.reference,
+            credits: credit.credits,
+            remaining: credit.credits - paid,
+            held: 0,
+            expires_at: credit.lot.expires_at,
+            created_at: now,
+        };
+        self.new_lots.insert(lot.id.clone());
+        let position = self
+            .lots
+            .binary_search_by(|l| burn_order(l, &lot))
+            .unwrap_or_else(|p| p);
+        self.lots.insert(position, lot);
+        if credit.ends_trial {
+            self.account.is_trial_user = false;
+        }
+        let entry = self.append(
+            credit.kind,
+            credit.credits,
+            &credit.reason,
+            &credit.reference,
+            credit.metadata,
+            now,
+        );
+        Posted {
+            entry,
+            lot_id: Some(credit.lot.id),
+            balance: self.account.balance,
+        }
+    }
+
+    /// Spends credits, never below what is available.
+    pub fn debit(&mut self, debit: Debit, now: DateTime<Utc>) -> Result<Posted, PostingError> {
+        self.settle(now);
+        let available = self.available(now);
+        if debit.credits > available {
+            return Err(PostingError::Insufficient {
+                available,
+                asked: debit.credits,
+            });
+        }
+        self.take_free(debit.credits, now, |_| true);
+        let entry = self.append(
+            EntryKind::Consumption,
+            -debit.credits,
+            &debit.reason,
+            &debit.reference,
+            debit.metadata,
+            now,
+        );
+        Ok(Posted {
+            entry,
+            lot_id: None,
+            balance: self.account.balance,
+        })
+    }
+
+    /// Takes credits back: the purchase's own lots first, then the rest in burn order, then
+    /// debt.
+    pub fn claw_back(&mut self, clawback: Clawback, now: DateTime<Utc>) -> Posted {
+        self.settle(now);
+        let own = |lot: &Lot| lot.source == LotSource::Purchase && lot.reference == clawback.purchase_reference;
+        let left = self.take_free(clawback.credits, now, own);
+        let left = self.take_free(left, now, |_| true);
+        self.account.debt += left;
+        let entry = self.append(
+            clawback.kind,
+            -clawback.credits,
+            clawback.kind.as_str(),
+            &clawback.reference,
+            Metadata::new(),
+            now,
+        );
+        Posted {
+            entry,
+            lot_id: None,
+            balance: self.account.balance,
+        }
+    }
+
+    /// Reserves credits in a new hold.
+    pub fn reserve(&mut self, reservation: Reservation, now: DateTime<Utc>) -> Result<(), PostingError> {
+        self.settle(now);
+        let available = self.available(now);
+        if reservation.credits > available {
+            return Err(PostingError::Insufficient {
+                available,
+                asked: reservation.credits,
+            });
+        }
+        let mut left = reservation.credits;
+        let mut allocations = Vec::new();
+        let mut touched = Vec::new();
+        for lot in self.lots.iter_mut().filter(|l| !l.is_expired(now)) {
+            if left == 0 {
+                break;
+            }
+            let take = lot.free().min(left);
+            if take > 0 {
+                lot.held += take;
+                left -= take;
+                allocations.push(Allocation {
+                    lot_id: lot.id.clone(),
+                    credits: take,
+                });
+                touched.push(lot.id.clone());
+            }
+        }
+        self.mark_lots(touched);
+        let hold = Hold {
+            id: reservation.hold_id.clone(),
+            account_id: self.account.id.clone(),
+            credits: reservation.credits,
+            status: HoldStatus::Active,
+            expires_at: reservation.expires_at,
+            allocations,
+            reason: reservation.reason,
+            metadata: reservation.metadata,
+            captured_credits: None,
+            created_at: now,
+            closed_at: None,
+        };
+        self.new_holds.insert(hold.id.clone());
+        self.holds.insert(hold.id.clone(), hold);
+        Ok(())
+    }
+
+    /// Debits `credits` of a live hold (from the lots it reserved, in order) and releases the
+    /// rest.
+    pub fn capture(
+        &mut self,
+        hold_id: &str,
+        credits: i64,
+        metadata: Metadata,
+        now: DateTime<Utc>,
+    ) -> Result<Captured, PostingError> {
+        self.settle(now);
+        let hold = self.holds.get(hold_id).ok_or(PostingError::HoldNotFound)?;
+        if hold.status != HoldStatus::Active {
+            return Err(PostingError::HoldClosed(hold.status));
+        }
+        if credits > hold.credits {
+            return Err(PostingError::OverCapture {
+                held: hold.credits,
+                asked: credits,
+            });
+        }
+        let (reason, mut entry_metadata, allocations) =
+            (hold.reason.clone(), hold.metadata.clone(), hold.allocations.clone());
+        let mut left = credits;
+        for allocation in &allocations {
+            let take = allocation.credits.min(left);
+            left -= take;
+            self.set_lot(&allocation.lot_id, |lot| {
+                lot.held -= allocation.credits;
+                lot.remaining -= take;
+            });
+        }
+        self.set_hold(hold_id, |hold| {
+            hold.status = HoldStatus::Captured;
+            hold.captured_credits = Some(credits);
+            hold.closed_at = Some(now);
+        });
+        entry_metadata.extend(metadata);
+        let entry = self.append(EntryKind::Consumption, -credits, &reason, hold_id, entry_metadata, now);
+        // Lots past their expiry that only this hold kept alive expire now.
+        self.settle(now);
+        Ok(Captured {
+            posted: Posted {
+                entry,
+                lot_id: None,
+                balance: self.account.balance,
+            },
+            released: self.holds.get(hold_id).map_or(0, |h| h.credits - credits),
+        })
+    }
+
+    /// Ends a live hold without a debit. False when it had already expired (nothing to do).
+    pub fn release(&mut self, hold_id: &str, now: DateTime<Utc>) -> Result<bool, PostingError> {
+        self.settle(now);
+        let hold = self.holds.get(hold_id).ok_or(PostingError::HoldNotFound)?;
+        match hold.status {
+            HoldStatus::Active => {}
+            HoldStatus::Released | HoldStatus::Expired => return Ok(false),
+            HoldStatus::Captured => return Err(PostingError::HoldClosed(HoldStatus::Captured)),
+        }
+        self.close_hold(hold_id, HoldStatus::Released, now);
+        self.settle(now);
+        Ok(true)
+    }
+
+    /// Everything to store.
+    pub fn changes(&self) -> BookChanges {
+        let lot = |id: &String| self.lots.iter().find(|l| &l.id == id).cloned();
+        BookChanges {
+            account: self.account_changed.then(|| self.account.clone()),
+            new_lots: self.new_lots.iter().filter_map(lot).collect(),
+            changed_lots: self
+                .changed_lots
+                .iter()
+                .filter(|id| !self.new_lots.contains(*id))
+                .filter_map(lot)
+                .collect(),
+            new_holds: self
+                .new_holds
+                .iter()
+                .filter_map(|id| self.holds.get(id).cloned())
+                .collect(),
+            changed_holds: self
+                .changed_holds
+                .iter()
+                .filter(|id| !self.new_holds.contains(*id))
+                .filter_map(|id| self.holds.get(id).cloned())
+                .collect(),
+            entries: self.entries.clone(),
+        }
+    }
+
+    /// Takes up to `credits` free credits from unexpired lots matching `which`, in burn order;
+    /// returns what it could not find.
+    fn take_free(&mut self, credits: i64, now: DateTime<Utc>, which: impl Fn(&Lot) -> bool) -> i64 {
+        let mut left = credits;
+        let mut touched = Vec::new();
+        for lot in self.lots.iter_mut().filter(|l| !l.is_expired(now) && which(l)) {
+            if left == 0 {
+                break;
+            }
+            let take = lot.free().min(left);
+            if take > 0 {
+                lot.remaining -= take;
+                left -= take;
+                touched.push(lot.id.clone());
+            }
+        }
+        self.mark_lots(touched);
+        left
+    }
+
+    fn close_hold(&mut self, hold_id: &str, status: HoldStatus, now: DateTime<Utc>) {
+        let Some(allocations) = self.holds.get(hold_id).map(|h| h.allocations.clone()) else {
+            return;
+        };
+        for allocation in &allocations {
+            self.set_lot(&allocation.lot_id, |lot| lot.held -= allocation.credits);
+        }
+        self.set_hold(hold_id, |hold| {
+            hold.status = status;
+            hold.closed_at = Some(now);
+        });
+    }
+
+    fn append(
+        &mut self,
+        kind: EntryKind,
+        delta: i64,
+        reason: &str,
+        reference: &str,
+        metadata: Metadata,
+        now: DateTime<Utc>,
+    ) -> usize {
+        self.account.balance += delta;
+        self.account_changed = true;
+        self.entries.push(Entry {
+            account_id: self.account.id.clone(),
+            kind,
+            delta,
+            balance_after: self.account.balance,
+            reason: reason.to_owned(),
+            reference: reference.to_owned(),
+            metadata,
+            created_at: now,
+        });
+        self.entries.len() - 1
+    }
+
+    fn set_lot(&mut self, lot_id: &str, change: impl FnOnce(&mut Lot)) {
+        if let Some(lot) = self.lots.iter_mut().find(|l| l.id == lot_id) {
+            change(lot);
+            self.changed_lots.insert(lot_id.to_owned());
+        }
+    }
+
+    fn set_hold(&mut self, hold_id: &str, change: impl FnOnce(&mut Hold)) {
+        if let Some(hold) = self.holds.get_mut(hold_id) {
+            change(hold);
+            self.changed_holds.insert(hold_id.to_owned());
+        }
+    }
+
+    fn mark_lots(&mut self, ids: Vec<String>) {
+        self.changed_lots.extend(ids);
+    }
+}
+
+#[cfg(test)]
+mod tests;
