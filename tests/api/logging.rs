@@ -5,15 +5,19 @@ use std::time::Duration;
 use credits::grpc::pb::{self, credits_service_client::CreditsServiceClient};
 use serde_json::Value;
 
-use crate::helpers::{
-    FIXTURE_ACCOUNT, FIXTURE_EMAIL, FIXTURE_SESSION, STANDARD_PRICE, WEBHOOK_SECRET, fixture, grpc_channel,
-    now, spawn_app, spawn_process, stripe_signature,
+use crate::{
+    helpers::{
+        FIXTURE_ACCOUNT, FIXTURE_EMAIL, FIXTURE_SESSION, STANDARD_PRICE, WEBHOOK_SECRET, fixture,
+        grpc_channel, now, spawn_app, spawn_process, stripe_signature,
+    },
+    metrics::raw_call,
 };
 
 const STRIPE_KEY: &str = "sk_test_51LoggedNeverXyZ9";
 const GRPC_TOKEN: &str = "grpc-token-never-logged-7f3a";
 const WRONG_TOKEN: &str = "wrong-token-never-logged-c41d";
 const CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+const MADE_UP_METHOD: &str = "MadeUpMethodNeverLogged";
 
 fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -56,6 +60,13 @@ async fn logs_are_json_lines_without_secrets_tokens_or_payloads() {
         .list_credit_packs(with_token(pb::ListCreditPacksRequest::default(), WRONG_TOKEN))
         .await
         .expect_err("wrong token");
+    // A caller-chosen method name is logged as `unknown`, never as sent.
+    let made_up = format!("/credits.v1.CreditsService/{MADE_UP_METHOD}");
+    for token in [Some(GRPC_TOKEN), None] {
+        raw_call(grpc_channel(server.grpc_addr).await, &made_up, token)
+            .await
+            .expect_err("no such method");
+    }
 
     let url = format!("http://{}/account/stripe-webhook/", server.http_addr);
     let body = fixture("checkout_session_completed.json");
@@ -101,6 +112,13 @@ async fn logs_are_json_lines_without_secrets_tokens_or_payloads() {
         rpc_line["span_id"].as_str().is_some_and(|id| id.len() == 16),
         "{rpc_line}"
     );
+    let unknown_codes: Vec<String> = output
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|log| log["message"] == "rpc" && log["method"] == "unknown")
+        .filter_map(|log| log["code"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(unknown_codes, ["UNIMPLEMENTED", "UNAUTHENTICATED"], "{output:#?}");
     // Payload-only values: the customer's name and address, and the raw JSON.
     let event: Value = serde_json::from_str(&body).expect("fixture");
     let customer_name = event["data"]["object"]["customer_details"]["name"]
@@ -113,6 +131,7 @@ async fn logs_are_json_lines_without_secrets_tokens_or_payloads() {
         GRPC_TOKEN,
         WRONG_TOKEN,
         "payload-marker-5d2e",
+        MADE_UP_METHOD,
         customer_name.as_str(),
         "\"object\": \"event\"",
         "\"object\":\"event\"",
