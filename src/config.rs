@@ -119,6 +119,9 @@ impl Settings {
                 "must start with sqlite:, postgres:// or postgresql://",
             ));
         }
+        if database_url.starts_with("postgres") {
+            refuse_unread_secrets(&database_url)?;
+        }
 
         let secret_key = var("STRIPE_SECRET_KEY").map(SecretString::from);
         let webhook_secrets = secret_list(&var, "STRIPE_WEBHOOK_SECRET");
@@ -187,9 +190,9 @@ impl Settings {
         })
     }
 
-    /// The database URL with any password masked, for logs.
+    /// The database URL with any password masked (user-info or query), for logs.
     pub fn database_url_redacted(&self) -> String {
-        redact_url_password(self.database_url.expose_secret())
+        redact_url(self.database_url.expose_secret(), UserName::Shown)
     }
 }
 
@@ -298,14 +301,96 @@ fn secret_list(var: &impl Fn(&str) -> Option<String>, name: &str) -> Vec<SecretS
         .unwrap_or_default()
 }
 
-fn redact_url_password(raw: &str) -> String {
-    match Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("****"));
-            url.to_string()
-        }
-        _ => raw.to_owned(),
+/// Query parameters whose value is a credential: libpq's and sqlx's `password` and
+/// `sslpassword` (`sslkey` is a path, not a secret), and the usual token names an endpoint URL
+/// might carry. Matched on the decoded key, case-insensitively, as a superset of what sqlx reads.
+const SECRET_QUERY_KEYS: [&str; 8] = [
+    "password",
+    "sslpassword",
+    "token",
+    "access_token",
+    "api_key",
+    "apikey",
+    "secret",
+    "client_secret",
+];
+
+fn is_secret_key(key: &str) -> bool {
+    SECRET_QUERY_KEYS.iter().any(|s| key.eq_ignore_ascii_case(s))
+}
+
+/// sqlx reads only `password` (exactly) of these from a PostgreSQL URL, and logs the key and
+/// value of every parameter it does not know at WARN: a secret under any other name (libpq's
+/// `sslpassword`, `PASSWORD`) would do nothing but reach the logs, so start-up refuses it.
+fn refuse_unread_secrets(raw: &str) -> Result<(), ConfigError> {
+    // An unparseable URL is refused by sqlx itself, with a message that does not quote it.
+    let Ok(url) = Url::parse(raw) else {
+        return Ok(());
+    };
+    match url
+        .query_pairs()
+        .find(|(key, _)| key != "password" && is_secret_key(key))
+    {
+        Some((key, _)) => Err(ConfigError::new(
+            "DATABASE_URL",
+            format!(
+                "query parameter {key:?} is not read by the PostgreSQL driver, which would log \
+                 its value; remove it (the password goes in user-info or `password`)"
+            ),
+        )),
+        None => Ok(()),
     }
+}
+
+/// Whose user name is shown: a database role is worth seeing, while an HTTP endpoint with a bare
+/// user name (`https://TOKEN@host`) is usually carrying a token in it.
+#[derive(Clone, Copy)]
+enum UserName {
+    Shown,
+    Masked,
+}
+
+/// `raw` for logs: the user-info password, secret query values and (for `UserName::Masked`) the
+/// user name become `****`; everything else is kept as written, so the line still says where.
+fn redact_url(raw: &str, user: UserName) -> String {
+    let Ok(mut url) = Url::parse(raw) else {
+        // What cannot be parsed cannot be masked precisely: show only the scheme.
+        let scheme_end = raw.find("://").map_or(0, |i| i + 3);
+        return format!("{}****", &raw[..scheme_end]);
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("****"));
+    }
+    if matches!(user, UserName::Masked) && !url.username().is_empty() {
+        let _ = url.set_username("****");
+    }
+    if let Some(query) = url.query() {
+        let mut changed = false;
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| {
+                let raw_key = pair.split_once('=').map_or(pair, |(key, _)| key);
+                let is_secret = url::form_urlencoded::parse(raw_key.as_bytes())
+                    .next()
+                    .is_some_and(|(key, _)| is_secret_key(&key));
+                if is_secret {
+                    changed = true;
+                    format!("{raw_key}=****")
+                } else {
+                    pair.to_owned()
+                }
+            })
+            .collect();
+        if changed {
+            url.set_query(Some(&pairs.join("&")));
+        }
+    }
+    url.to_string()
+}
+
+/// An http(s) setting for logs, with any credentials in it masked.
+fn redact_endpoint(url: &Url) -> String {
+    redact_url(url.as_str(), UserName::Masked)
 }
 
 fn mask(secret: &Option<SecretString>) -> &'static str {
@@ -327,7 +412,7 @@ impl fmt::Display for Settings {
             self.http_addr,
             self.migrate_on_start,
             self.credit_packs_file.display(),
-            self.stripe.api_base,
+            redact_endpoint(&self.stripe.api_base),
             mask(&self.stripe.secret_key),
             if self.stripe.publishable_key.is_empty() {
                 "unset"
@@ -338,7 +423,7 @@ impl fmt::Display for Settings {
                 0 => "unset".to_owned(),
                 n => format!("{n} secret(s)"),
             },
-            self.frontend_url,
+            redact_endpoint(&self.frontend_url),
             match self.grpc.auth_tokens.len() {
                 0 => "unset".to_owned(),
                 n => format!("{n} token(s)"),
@@ -348,7 +433,10 @@ impl fmt::Display for Settings {
                 Some(tls) if tls.client_ca.is_some() => "mtls",
                 Some(_) => "on",
             },
-            self.telemetry.otlp_endpoint.as_ref().map_or("unset", Url::as_str),
+            self.telemetry
+                .otlp_endpoint
+                .as_ref()
+                .map_or_else(|| "unset".to_owned(), redact_endpoint),
         )
     }
 }
@@ -446,5 +534,105 @@ mod tests {
         let shown = s.to_string();
         assert!(!shown.contains("supersecret"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    /// The start-up line for these settings, asserted free of `secret`.
+    fn shown_without(vars: &[(&str, &str)], secret: &str) -> String {
+        let shown = settings(vars).expect("valid").to_string();
+        assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        shown
+    }
+
+    #[test]
+    fn database_passwords_are_masked_in_every_form_sqlx_accepts() {
+        let cases = [
+            (
+                "postgres://app:hunter2@db/credits",
+                "postgres://app:****@db/credits",
+            ),
+            (
+                "postgresql://app:hunter2@db:5432/credits",
+                "postgresql://app:****@db:5432/credits",
+            ),
+            (
+                "postgres://app:hunter%32%40x@db/credits",
+                "postgres://app:****@db/credits",
+            ),
+            (
+                "postgres://app@db/credits?password=hunter2",
+                "postgres://app@db/credits?password=****",
+            ),
+            (
+                "postgres://app@db/credits?sslmode=require&password=hunter2&application_name=credits",
+                "postgres://app@db/credits?sslmode=require&password=****&application_name=credits",
+            ),
+            (
+                "postgres://app@db/credits?sslkey=/etc/k.pem&pass%77ord=hunter%32",
+                "postgres://app@db/credits?sslkey=/etc/k.pem&pass%77ord=****",
+            ),
+            (
+                "postgres://app@db/credits?password",
+                "postgres://app@db/credits?password=****",
+            ),
+        ];
+        for (url, want) in cases {
+            let shown = shown_without(&[("DATABASE_URL", url)], "hunter");
+            assert!(shown.contains(&format!("DATABASE_URL={want} ")), "{url}: {shown}");
+        }
+        for url in [
+            "sqlite://credits.db?mode=rwc",
+            "sqlite:credits.db",
+            "sqlite::memory:",
+        ] {
+            let shown = shown_without(&[("DATABASE_URL", url)], "****");
+            assert!(shown.contains(&format!("DATABASE_URL={url} ")), "{url}: {shown}");
+        }
+        // What cannot be parsed cannot be masked precisely, so none of it is shown.
+        let shown = shown_without(&[("DATABASE_URL", "postgres://app:hunter2@db:port/x")], "hunter");
+        assert!(shown.contains("DATABASE_URL=postgres://**** "), "{shown}");
+    }
+
+    #[test]
+    fn database_secrets_that_sqlx_would_log_instead_of_reading_are_refused() {
+        for url in [
+            "postgres://app@db/credits?sslkey=/etc/k.pem&sslpassword=hunter2",
+            "postgresql://app@db/credits?PASSWORD=hunter2",
+            "postgres://app@db/credits?token=hunter2",
+        ] {
+            let err = settings(&[("DATABASE_URL", url)]).err().expect("refused");
+            assert_eq!(err.var, "DATABASE_URL", "{url}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        assert_eq!(
+            redact_url(
+                "postgres://db/c?sslpassword=hunter2&sslkey=/k.pem",
+                UserName::Shown
+            ),
+            "postgres://db/c?sslpassword=****&sslkey=/k.pem"
+        );
+    }
+
+    #[test]
+    fn credentials_in_other_urls_are_masked() {
+        let shown = shown_without(
+            &[
+                ("STRIPE_API_BASE", "https://user:hunter2@stripe.internal"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://hunter2@collector:4317"),
+                ("FRONTEND_URL", "https://app.example.com/?token=hunter2"),
+            ],
+            "hunter2",
+        );
+        assert!(
+            shown.contains("STRIPE_API_BASE=https://****:****@stripe.internal/ "),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("OTEL_EXPORTER_OTLP_ENDPOINT=http://****@collector:4317/"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("FRONTEND_URL=https://app.example.com/?token=**** "),
+            "{shown}"
+        );
     }
 }
