@@ -6,6 +6,8 @@ use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::ledger::types::{RedirectOriginError, RedirectPolicy, is_plain_http_off_loopback, parse_origin};
+
 mod ops;
 pub use ops::{GrpcSettings, HttpSettings, TelemetrySettings, TlsSettings};
 
@@ -35,6 +37,9 @@ pub struct Settings {
     pub credit_packs_file: PathBuf,
     pub stripe: StripeSettings,
     pub frontend_url: Url,
+    /// `ALLOWED_REDIRECT_ORIGINS` (default: FRONTEND_URL's origin): where a caller's Checkout
+    /// success/cancel URLs may lead.
+    pub redirects: RedirectPolicy,
     pub log_format: LogFormat,
     /// How often the database is probed for the health service.
     pub health_check_interval: Duration,
@@ -153,6 +158,15 @@ impl Settings {
             }
         };
 
+        // Production sends buyers over https only; loopback stays open for local runs.
+        let https_only = app_env == AppEnv::Production;
+        let frontend_url = parse_http_url(&var, "FRONTEND_URL", "http://localhost:3000")?;
+        if https_only && is_plain_http_off_loopback(&frontend_url.origin()) {
+            let plain = RedirectOriginError::PlainHttp(frontend_url.origin().ascii_serialization());
+            return Err(ConfigError::new("FRONTEND_URL", plain.to_string()));
+        }
+        let redirects = redirect_policy(&var, &frontend_url, https_only)?;
+
         Ok(Self {
             app_env,
             database_url: SecretString::from(database_url),
@@ -171,7 +185,8 @@ impl Settings {
                 api_base: parse_http_url(&var, "STRIPE_API_BASE", "https://api.stripe.com")?,
                 timeout: Duration::from_millis(parse(&var, "STRIPE_TIMEOUT_MS", 10_000)?),
             },
-            frontend_url: parse_http_url(&var, "FRONTEND_URL", "http://localhost:3000")?,
+            frontend_url,
+            redirects,
             log_format,
             health_check_interval: Duration::from_millis(parse(&var, "HEALTH_CHECK_INTERVAL_MS", 5_000)?),
             shutdown_grace: parse_seconds(&var, "SHUTDOWN_GRACE", 10)?,
@@ -281,11 +296,36 @@ fn parse_optional_http_url(
     let Some(raw) = var(name) else {
         return Ok(None);
     };
-    let url = Url::parse(raw.trim()).map_err(|err| ConfigError::new(name, format!("{raw:?}: {err}")))?;
+    // Quoted masked: an error line is printed like the start-up line.
+    let shown = redact_url(raw.trim(), UserName::Masked);
+    let url = Url::parse(raw.trim()).map_err(|err| ConfigError::new(name, format!("{shown:?}: {err}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ConfigError::new(name, format!("{raw:?} is not an http(s) URL")));
+        return Err(ConfigError::new(name, format!("{shown:?} is not an http(s) URL")));
     }
     Ok(Some(url))
+}
+
+/// `ALLOWED_REDIRECT_ORIGINS`, comma-separated; unset means FRONTEND_URL's origin alone.
+fn redirect_policy(
+    var: &impl Fn(&str) -> Option<String>,
+    frontend_url: &Url,
+    https_only: bool,
+) -> Result<RedirectPolicy, ConfigError> {
+    const VAR: &str = "ALLOWED_REDIRECT_ORIGINS";
+    let origins = match var(VAR) {
+        None => vec![frontend_url.origin()],
+        Some(raw) => raw
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|entry| {
+                parse_origin(entry).map_err(|err| {
+                    ConfigError::new(VAR, format!("{}: {err}", redact_url(entry, UserName::Masked)))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    RedirectPolicy::new(origins, https_only).map_err(|err| ConfigError::new(VAR, err.to_string()))
 }
 
 /// Comma-separated secrets (several during a rotation), blanks dropped.
@@ -405,7 +445,8 @@ impl fmt::Display for Settings {
             "APP_ENV={:?} DATABASE_URL={} GRPC_ADDR={} HTTP_ADDR={} MIGRATE_ON_START={} \
              CREDIT_PACKS_FILE={} STRIPE_API_BASE={} STRIPE_SECRET_KEY={} \
              STRIPE_PUBLISHABLE_KEY={} STRIPE_WEBHOOK_SECRET={} FRONTEND_URL={} \
-             GRPC_AUTH_TOKENS={} GRPC_TLS={} OTEL_EXPORTER_OTLP_ENDPOINT={}",
+             ALLOWED_REDIRECT_ORIGINS={} GRPC_AUTH_TOKENS={} GRPC_TLS={} \
+             OTEL_EXPORTER_OTLP_ENDPOINT={}",
             self.app_env,
             self.database_url_redacted(),
             self.grpc_addr,
@@ -424,6 +465,7 @@ impl fmt::Display for Settings {
                 n => format!("{n} secret(s)"),
             },
             redact_endpoint(&self.frontend_url),
+            self.redirects,
             match self.grpc.auth_tokens.len() {
                 0 => "unset".to_owned(),
                 n => format!("{n} token(s)"),
@@ -487,6 +529,51 @@ mod tests {
             settings(&[("MIGRATE_ON_START", "maybe")]).err().map(|e| e.var),
             Some("MIGRATE_ON_START")
         );
+    }
+
+    #[test]
+    fn redirect_origins_default_to_the_frontend_and_production_wants_https() {
+        let origins = |vars: &[(&str, &str)]| settings(vars).map(|s| s.redirects.to_string());
+        let frontend = [("FRONTEND_URL", "https://App.Example.com/billing")];
+        assert_eq!(
+            origins(&frontend).ok().as_deref(),
+            Some("https://app.example.com")
+        );
+        let listed = [(
+            "ALLOWED_REDIRECT_ORIGINS",
+            "https://a.test:443, ,https://b.test:8443",
+        )];
+        assert_eq!(
+            origins(&listed).ok().as_deref(),
+            Some("https://a.test,https://b.test:8443")
+        );
+        for bad in ["a.test", "https://a.test/path", " , ", "https://a.test,*"] {
+            let err = settings(&[("ALLOWED_REDIRECT_ORIGINS", bad)])
+                .err()
+                .map(|e| e.var);
+            assert_eq!(err, Some("ALLOWED_REDIRECT_ORIGINS"), "{bad}");
+        }
+        let production = [
+            ("APP_ENV", "production"),
+            ("STRIPE_SECRET_KEY", "sk_live_x"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+        ];
+        let with = |extra: (&'static str, &'static str)| {
+            let mut vars = production.to_vec();
+            vars.push(extra);
+            settings(&vars).err().map(|e| e.var)
+        };
+        assert_eq!(
+            with(("FRONTEND_URL", "http://app.example.com")),
+            Some("FRONTEND_URL")
+        );
+        assert_eq!(
+            with(("ALLOWED_REDIRECT_ORIGINS", "http://app.example.com")),
+            Some("ALLOWED_REDIRECT_ORIGINS")
+        );
+        // The default FRONTEND_URL is loopback, so production starts without setting either.
+        assert_eq!(with(("FRONTEND_URL", "http://localhost:3000")), None);
+        assert_eq!(with(("ALLOWED_REDIRECT_ORIGINS", "http://[::1]:3000")), None);
     }
 
     #[test]
@@ -634,5 +721,14 @@ mod tests {
             shown.contains("FRONTEND_URL=https://app.example.com/?token=**** "),
             "{shown}"
         );
+        // Nor does the line that refuses a bad value.
+        for (var, bad) in [
+            ("ALLOWED_REDIRECT_ORIGINS", "https://u:hunter2@a.test"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://u:hunter2@collector:port"),
+        ] {
+            let err = settings(&[(var, bad)]).err().expect("refused");
+            assert_eq!(err.var, var);
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
     }
 }
