@@ -57,7 +57,12 @@ impl Application {
         }
         store::store_pack_file(&db, &packs, Utc::now()).await?;
         let stripe = StripeGateway::new(&settings.stripe)?;
-        let ledger = Ledger::new(db, stripe, settings.frontend_url.clone());
+        let ledger = Ledger::new(
+            db,
+            stripe,
+            settings.frontend_url.clone(),
+            settings.redirects.clone(),
+        );
 
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)

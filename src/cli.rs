@@ -139,7 +139,12 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
 async fn ledger(settings: &Settings) -> Result<Ledger, CliError> {
     let db = db::connect(settings).await?;
     let stripe = StripeGateway::new(&settings.stripe).map_err(anyhow::Error::new)?;
-    Ok(Ledger::new(db, stripe, settings.frontend_url.clone()))
+    Ok(Ledger::new(
+        db,
+        stripe,
+        settings.frontend_url.clone(),
+        settings.redirects.clone(),
+    ))
 }
 
 fn ago(age: std::time::Duration) -> chrono::DateTime<chrono::Utc> {

@@ -6,6 +6,8 @@ use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::ledger::types::{RedirectOriginError, RedirectPolicy, is_plain_http_off_loopback, parse_origin};
+
 mod ops;
 pub use ops::{GrpcSettings, HttpSettings, TelemetrySettings, TlsSettings};
 
@@ -35,6 +37,9 @@ pub struct Settings {
     pub credit_packs_file: PathBuf,
     pub stripe: StripeSettings,
     pub frontend_url: Url,
+    /// `ALLOWED_REDIRECT_ORIGINS` (default: FRONTEND_URL's origin): where a caller's Checkout
+    /// success/cancel URLs may lead.
+    pub redirects: RedirectPolicy,
     pub log_format: LogFormat,
     /// How often the database is probed for the health service.
     pub health_check_interval: Duration,
@@ -119,6 +124,9 @@ impl Settings {
                 "must start with sqlite:, postgres:// or postgresql://",
             ));
         }
+        if database_url.starts_with("postgres") {
+            refuse_unread_secrets(&database_url)?;
+        }
 
         let secret_key = var("STRIPE_SECRET_KEY").map(SecretString::from);
         let webhook_secrets = secret_list(&var, "STRIPE_WEBHOOK_SECRET");
@@ -150,6 +158,15 @@ impl Settings {
             }
         };
 
+        // Production sends buyers over https only; loopback stays open for local runs.
+        let https_only = app_env == AppEnv::Production;
+        let frontend_url = parse_http_url(&var, "FRONTEND_URL", "http://localhost:3000")?;
+        if https_only && is_plain_http_off_loopback(&frontend_url.origin()) {
+            let plain = RedirectOriginError::PlainHttp(frontend_url.origin().ascii_serialization());
+            return Err(ConfigError::new("FRONTEND_URL", plain.to_string()));
+        }
+        let redirects = redirect_policy(&var, &frontend_url, https_only)?;
+
         Ok(Self {
             app_env,
             database_url: SecretString::from(database_url),
@@ -168,7 +185,8 @@ impl Settings {
                 api_base: parse_http_url(&var, "STRIPE_API_BASE", "https://api.stripe.com")?,
                 timeout: Duration::from_millis(parse(&var, "STRIPE_TIMEOUT_MS", 10_000)?),
             },
-            frontend_url: parse_http_url(&var, "FRONTEND_URL", "http://localhost:3000")?,
+            frontend_url,
+            redirects,
             log_format,
             health_check_interval: Duration::from_millis(parse(&var, "HEALTH_CHECK_INTERVAL_MS", 5_000)?),
             shutdown_grace: parse_seconds(&var, "SHUTDOWN_GRACE", 10)?,
@@ -187,9 +205,9 @@ impl Settings {
         })
     }
 
-    /// The database URL with any password masked, for logs.
+    /// The database URL with any password masked (user-info or query), for logs.
     pub fn database_url_redacted(&self) -> String {
-        redact_url_password(self.database_url.expose_secret())
+        redact_url(self.database_url.expose_secret(), UserName::Shown)
     }
 }
 
@@ -278,11 +296,36 @@ fn parse_optional_http_url(
     let Some(raw) = var(name) else {
         return Ok(None);
     };
-    let url = Url::parse(raw.trim()).map_err(|err| ConfigError::new(name, format!("{raw:?}: {err}")))?;
+    // Quoted masked: an error line is printed like the start-up line.
+    let shown = redact_url(raw.trim(), UserName::Masked);
+    let url = Url::parse(raw.trim()).map_err(|err| ConfigError::new(name, format!("{shown:?}: {err}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ConfigError::new(name, format!("{raw:?} is not an http(s) URL")));
+        return Err(ConfigError::new(name, format!("{shown:?} is not an http(s) URL")));
     }
     Ok(Some(url))
+}
+
+/// `ALLOWED_REDIRECT_ORIGINS`, comma-separated; unset means FRONTEND_URL's origin alone.
+fn redirect_policy(
+    var: &impl Fn(&str) -> Option<String>,
+    frontend_url: &Url,
+    https_only: bool,
+) -> Result<RedirectPolicy, ConfigError> {
+    const VAR: &str = "ALLOWED_REDIRECT_ORIGINS";
+    let origins = match var(VAR) {
+        None => vec![frontend_url.origin()],
+        Some(raw) => raw
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|entry| {
+                parse_origin(entry).map_err(|err| {
+                    ConfigError::new(VAR, format!("{}: {err}", redact_url(entry, UserName::Masked)))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    RedirectPolicy::new(origins, https_only).map_err(|err| ConfigError::new(VAR, err.to_string()))
 }
 
 /// Comma-separated secrets (several during a rotation), blanks dropped.
@@ -298,14 +341,96 @@ fn secret_list(var: &impl Fn(&str) -> Option<String>, name: &str) -> Vec<SecretS
         .unwrap_or_default()
 }
 
-fn redact_url_password(raw: &str) -> String {
-    match Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("****"));
-            url.to_string()
-        }
-        _ => raw.to_owned(),
+/// Query parameters whose value is a credential: libpq's and sqlx's `password` and
+/// `sslpassword` (`sslkey` is a path, not a secret), and the usual token names an endpoint URL
+/// might carry. Matched on the decoded key, case-insensitively, as a superset of what sqlx reads.
+const SECRET_QUERY_KEYS: [&str; 8] = [
+    "password",
+    "sslpassword",
+    "token",
+    "access_token",
+    "api_key",
+    "apikey",
+    "secret",
+    "client_secret",
+];
+
+fn is_secret_key(key: &str) -> bool {
+    SECRET_QUERY_KEYS.iter().any(|s| key.eq_ignore_ascii_case(s))
+}
+
+/// sqlx reads only `password` (exactly) of these from a PostgreSQL URL, and logs the key and
+/// value of every parameter it does not know at WARN: a secret under any other name (libpq's
+/// `sslpassword`, `PASSWORD`) would do nothing but reach the logs, so start-up refuses it.
+fn refuse_unread_secrets(raw: &str) -> Result<(), ConfigError> {
+    // An unparseable URL is refused by sqlx itself, with a message that does not quote it.
+    let Ok(url) = Url::parse(raw) else {
+        return Ok(());
+    };
+    match url
+        .query_pairs()
+        .find(|(key, _)| key != "password" && is_secret_key(key))
+    {
+        Some((key, _)) => Err(ConfigError::new(
+            "DATABASE_URL",
+            format!(
+                "query parameter {key:?} is not read by the PostgreSQL driver, which would log \
+                 its value; remove it (the password goes in user-info or `password`)"
+            ),
+        )),
+        None => Ok(()),
     }
+}
+
+/// Whose user name is shown: a database role is worth seeing, while an HTTP endpoint with a bare
+/// user name (`https://TOKEN@host`) is usually carrying a token in it.
+#[derive(Clone, Copy)]
+enum UserName {
+    Shown,
+    Masked,
+}
+
+/// `raw` for logs: the user-info password, secret query values and (for `UserName::Masked`) the
+/// user name become `****`; everything else is kept as written, so the line still says where.
+fn redact_url(raw: &str, user: UserName) -> String {
+    let Ok(mut url) = Url::parse(raw) else {
+        // What cannot be parsed cannot be masked precisely: show only the scheme.
+        let scheme_end = raw.find("://").map_or(0, |i| i + 3);
+        return format!("{}****", &raw[..scheme_end]);
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("****"));
+    }
+    if matches!(user, UserName::Masked) && !url.username().is_empty() {
+        let _ = url.set_username("****");
+    }
+    if let Some(query) = url.query() {
+        let mut changed = false;
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| {
+                let raw_key = pair.split_once('=').map_or(pair, |(key, _)| key);
+                let is_secret = url::form_urlencoded::parse(raw_key.as_bytes())
+                    .next()
+                    .is_some_and(|(key, _)| is_secret_key(&key));
+                if is_secret {
+                    changed = true;
+                    format!("{raw_key}=****")
+                } else {
+                    pair.to_owned()
+                }
+            })
+            .collect();
+        if changed {
+            url.set_query(Some(&pairs.join("&")));
+        }
+    }
+    url.to_string()
+}
+
+/// An http(s) setting for logs, with any credentials in it masked.
+fn redact_endpoint(url: &Url) -> String {
+    redact_url(url.as_str(), UserName::Masked)
 }
 
 fn mask(secret: &Option<SecretString>) -> &'static str {
@@ -320,14 +445,15 @@ impl fmt::Display for Settings {
             "APP_ENV={:?} DATABASE_URL={} GRPC_ADDR={} HTTP_ADDR={} MIGRATE_ON_START={} \
              CREDIT_PACKS_FILE={} STRIPE_API_BASE={} STRIPE_SECRET_KEY={} \
              STRIPE_PUBLISHABLE_KEY={} STRIPE_WEBHOOK_SECRET={} FRONTEND_URL={} \
-             GRPC_AUTH_TOKENS={} GRPC_TLS={} OTEL_EXPORTER_OTLP_ENDPOINT={}",
+             ALLOWED_REDIRECT_ORIGINS={} GRPC_AUTH_TOKENS={} GRPC_TLS={} \
+             OTEL_EXPORTER_OTLP_ENDPOINT={}",
             self.app_env,
             self.database_url_redacted(),
             self.grpc_addr,
             self.http_addr,
             self.migrate_on_start,
             self.credit_packs_file.display(),
-            self.stripe.api_base,
+            redact_endpoint(&self.stripe.api_base),
             mask(&self.stripe.secret_key),
             if self.stripe.publishable_key.is_empty() {
                 "unset"
@@ -338,7 +464,8 @@ impl fmt::Display for Settings {
                 0 => "unset".to_owned(),
                 n => format!("{n} secret(s)"),
             },
-            self.frontend_url,
+            redact_endpoint(&self.frontend_url),
+            self.redirects,
             match self.grpc.auth_tokens.len() {
                 0 => "unset".to_owned(),
                 n => format!("{n} token(s)"),
@@ -348,7 +475,10 @@ impl fmt::Display for Settings {
                 Some(tls) if tls.client_ca.is_some() => "mtls",
                 Some(_) => "on",
             },
-            self.telemetry.otlp_endpoint.as_ref().map_or("unset", Url::as_str),
+            self.telemetry
+                .otlp_endpoint
+                .as_ref()
+                .map_or_else(|| "unset".to_owned(), redact_endpoint),
         )
     }
 }
@@ -402,6 +532,51 @@ mod tests {
     }
 
     #[test]
+    fn redirect_origins_default_to_the_frontend_and_production_wants_https() {
+        let origins = |vars: &[(&str, &str)]| settings(vars).map(|s| s.redirects.to_string());
+        let frontend = [("FRONTEND_URL", "https://App.Example.com/billing")];
+        assert_eq!(
+            origins(&frontend).ok().as_deref(),
+            Some("https://app.example.com")
+        );
+        let listed = [(
+            "ALLOWED_REDIRECT_ORIGINS",
+            "https://a.test:443, ,https://b.test:8443",
+        )];
+        assert_eq!(
+            origins(&listed).ok().as_deref(),
+            Some("https://a.test,https://b.test:8443")
+        );
+        for bad in ["a.test", "https://a.test/path", " , ", "https://a.test,*"] {
+            let err = settings(&[("ALLOWED_REDIRECT_ORIGINS", bad)])
+                .err()
+                .map(|e| e.var);
+            assert_eq!(err, Some("ALLOWED_REDIRECT_ORIGINS"), "{bad}");
+        }
+        let production = [
+            ("APP_ENV", "production"),
+            ("STRIPE_SECRET_KEY", "sk_live_x"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+        ];
+        let with = |extra: (&'static str, &'static str)| {
+            let mut vars = production.to_vec();
+            vars.push(extra);
+            settings(&vars).err().map(|e| e.var)
+        };
+        assert_eq!(
+            with(("FRONTEND_URL", "http://app.example.com")),
+            Some("FRONTEND_URL")
+        );
+        assert_eq!(
+            with(("ALLOWED_REDIRECT_ORIGINS", "http://app.example.com")),
+            Some("ALLOWED_REDIRECT_ORIGINS")
+        );
+        // The default FRONTEND_URL is loopback, so production starts without setting either.
+        assert_eq!(with(("FRONTEND_URL", "http://localhost:3000")), None);
+        assert_eq!(with(("ALLOWED_REDIRECT_ORIGINS", "http://[::1]:3000")), None);
+    }
+
+    #[test]
     fn durations_take_units() {
         assert_eq!(parse_duration("72h"), Ok(Duration::from_secs(72 * 3600)));
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
@@ -446,5 +621,114 @@ mod tests {
         let shown = s.to_string();
         assert!(!shown.contains("supersecret"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    /// The start-up line for these settings, asserted free of `secret`.
+    fn shown_without(vars: &[(&str, &str)], secret: &str) -> String {
+        let shown = settings(vars).expect("valid").to_string();
+        assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        shown
+    }
+
+    #[test]
+    fn database_passwords_are_masked_in_every_form_sqlx_accepts() {
+        let cases = [
+            (
+                "postgres://app:hunter2@db/credits",
+                "postgres://app:****@db/credits",
+            ),
+            (
+                "postgresql://app:hunter2@db:5432/credits",
+                "postgresql://app:****@db:5432/credits",
+            ),
+            (
+                "postgres://app:hunter%32%40x@db/credits",
+                "postgres://app:****@db/credits",
+            ),
+            (
+                "postgres://app@db/credits?password=hunter2",
+                "postgres://app@db/credits?password=****",
+            ),
+            (
+                "postgres://app@db/credits?sslmode=require&password=hunter2&application_name=credits",
+                "postgres://app@db/credits?sslmode=require&password=****&application_name=credits",
+            ),
+            (
+                "postgres://app@db/credits?sslkey=/etc/k.pem&pass%77ord=hunter%32",
+                "postgres://app@db/credits?sslkey=/etc/k.pem&pass%77ord=****",
+            ),
+            (
+                "postgres://app@db/credits?password",
+                "postgres://app@db/credits?password=****",
+            ),
+        ];
+        for (url, want) in cases {
+            let shown = shown_without(&[("DATABASE_URL", url)], "hunter");
+            assert!(shown.contains(&format!("DATABASE_URL={want} ")), "{url}: {shown}");
+        }
+        for url in [
+            "sqlite://credits.db?mode=rwc",
+            "sqlite:credits.db",
+            "sqlite::memory:",
+        ] {
+            let shown = shown_without(&[("DATABASE_URL", url)], "****");
+            assert!(shown.contains(&format!("DATABASE_URL={url} ")), "{url}: {shown}");
+        }
+        // What cannot be parsed cannot be masked precisely, so none of it is shown.
+        let shown = shown_without(&[("DATABASE_URL", "postgres://app:hunter2@db:port/x")], "hunter");
+        assert!(shown.contains("DATABASE_URL=postgres://**** "), "{shown}");
+    }
+
+    #[test]
+    fn database_secrets_that_sqlx_would_log_instead_of_reading_are_refused() {
+        for url in [
+            "postgres://app@db/credits?sslkey=/etc/k.pem&sslpassword=hunter2",
+            "postgresql://app@db/credits?PASSWORD=hunter2",
+            "postgres://app@db/credits?token=hunter2",
+        ] {
+            let err = settings(&[("DATABASE_URL", url)]).err().expect("refused");
+            assert_eq!(err.var, "DATABASE_URL", "{url}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        assert_eq!(
+            redact_url(
+                "postgres://db/c?sslpassword=hunter2&sslkey=/k.pem",
+                UserName::Shown
+            ),
+            "postgres://db/c?sslpassword=****&sslkey=/k.pem"
+        );
+    }
+
+    #[test]
+    fn credentials_in_other_urls_are_masked() {
+        let shown = shown_without(
+            &[
+                ("STRIPE_API_BASE", "https://user:hunter2@stripe.internal"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://hunter2@collector:4317"),
+                ("FRONTEND_URL", "https://app.example.com/?token=hunter2"),
+            ],
+            "hunter2",
+        );
+        assert!(
+            shown.contains("STRIPE_API_BASE=https://****:****@stripe.internal/ "),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("OTEL_EXPORTER_OTLP_ENDPOINT=http://****@collector:4317/"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("FRONTEND_URL=https://app.example.com/?token=**** "),
+            "{shown}"
+        );
+        // Nor does the line that refuses a bad value.
+        for (var, bad) in [
+            ("ALLOWED_REDIRECT_ORIGINS", "https://u:hunter2@a.test"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://u:hunter2@collector:port"),
+        ] {
+            let err = settings(&[(var, bad)]).err().expect("refused");
+            assert_eq!(err.var, var);
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
     }
 }

@@ -27,15 +27,17 @@ use sea_orm::{DatabaseConnection, DbBackend};
 /// The scrape path on `HTTP_ADDR`.
 pub const METRICS_PATH: &str = "/metrics";
 
+/// `&'static str`: RPC labels come from fixed lists (method names, gRPC codes), never from a
+/// request, so a caller cannot add series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
-    method: String,
-    code: String,
+    method: &'static str,
+    code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodLabels {
-    method: String,
+    method: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -151,20 +153,15 @@ impl Metrics {
         }))
     }
 
-    /// One finished RPC.
-    pub fn rpc(&self, method: &str, code: &str, elapsed: Duration) {
+    /// One finished RPC: `method` is a known RPC name or `unknown` (`grpc::service::rpc_method`).
+    pub fn rpc(&self, method: &'static str, code: &'static str, elapsed: Duration) {
         self.0
             .rpc_requests
-            .get_or_create(&RpcLabels {
-                method: method.to_owned(),
-                code: code.to_owned(),
-            })
+            .get_or_create(&RpcLabels { method, code })
             .inc();
         self.0
             .rpc_duration
-            .get_or_create(&MethodLabels {
-                method: method.to_owned(),
-            })
+            .get_or_create(&MethodLabels { method })
             .observe(elapsed.as_secs_f64());
     }
 

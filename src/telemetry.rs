@@ -105,13 +105,13 @@ pub fn init(format: LogFormat, otel: &TelemetrySettings) -> Result<TelemetryGuar
 }
 
 /// The span of one `CreditsService` RPC; the caller's `traceparent` becomes its parent.
-/// Handlers record `account_id`; the gRPC guard records the code and latency.
-pub fn rpc_span(path: &str, headers: &HeaderMap) -> Span {
-    let full = path.trim_start_matches('/');
-    let (service, method) = full.split_once('/').unwrap_or(("", full));
+/// `method` is a known RPC name or `unknown`, never the raw path. Handlers record
+/// `account_id`; the gRPC guard records the code and latency.
+pub fn rpc_span(service: &str, method: &str, headers: &HeaderMap) -> Span {
+    let name = format!("{service}/{method}");
     let span = tracing::info_span!(
         "grpc.request",
-        otel.name = full,
+        otel.name = name.as_str(),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         rpc.system = "grpc",

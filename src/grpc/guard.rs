@@ -15,7 +15,7 @@ use tonic::{Code, Status, body::Body, codegen::BoxFuture, server::NamedService};
 use tower::Service;
 use tracing::{Instrument, Span};
 
-use super::auth::BearerTokens;
+use super::{auth::BearerTokens, service::rpc_method};
 use crate::{metrics::Metrics, telemetry};
 
 /// What every guarded RPC shares.
@@ -59,7 +59,11 @@ impl<S: NamedService> NamedService for Guarded<S> {
 
 impl<S> Service<Request<Body>> for Guarded<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response<Body>;
@@ -76,11 +80,11 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
-        let path = request.uri().path().to_owned();
-        let span = telemetry::rpc_span(&path, request.headers());
+        // Normalised before anything records it: the path is the caller's to choose.
+        let method = rpc_method(request.uri().path());
+        let span = telemetry::rpc_span(S::NAME, method, request.headers());
         let started = Instant::now();
         let future = async move {
-            let method = path.rsplit('/').next().unwrap_or_default().to_owned();
             let authorization = request.headers().get("authorization").map(|v| v.as_bytes());
             let response = if !shared.tokens.accepts(authorization) {
                 Status::unauthenticated("missing or invalid bearer token").into_http()
@@ -95,7 +99,7 @@ where
             };
             let code = response_code(&response);
             let elapsed = started.elapsed();
-            shared.metrics.rpc(&method, code_name(code), elapsed);
+            shared.metrics.rpc(method, code_name(code), elapsed);
             let span = Span::current();
             span.record("rpc.grpc.status_code", code as i32);
             // i64: OpenTelemetry has no unsigned integers.

@@ -1,10 +1,32 @@
-//! Thin RPC handlers: parse → call the ledger → convert.
+//! Thin RPC handlers: parse → call the ledger → convert; and the list of their names.
 
 use tonic::{Request, Response, Status};
 use tracing::Span;
 
 use super::{convert, pb, status::to_status};
 use crate::ledger::Ledger;
+
+/// The RPCs of `credits.v1.CreditsService`, the only method names metrics, logs and spans
+/// carry: tonic exposes no such list, and a name taken from the request path would let any
+/// caller mint label values. A unit test keeps it equal to the proto.
+pub const RPC_METHODS: [&str; 4] = [
+    "ListCreditPacks",
+    "PurchaseCredits",
+    "GetBalance",
+    "ListPurchases",
+];
+
+/// What any other path under the service (or a path of another service) is called.
+pub const UNKNOWN_METHOD: &str = "unknown";
+
+/// The method a request path names when it is one of `RPC_METHODS`; `unknown` otherwise.
+pub fn rpc_method(path: &str) -> &'static str {
+    path.strip_prefix('/')
+        .and_then(|p| p.strip_prefix(pb::credits_service_server::SERVICE_NAME))
+        .and_then(|p| p.strip_prefix('/'))
+        .and_then(|name| RPC_METHODS.into_iter().find(|known| *known == name))
+        .unwrap_or(UNKNOWN_METHOD)
+}
 
 /// `credits.v1.CreditsService` over the ledger.
 #[derive(Clone)]
@@ -79,5 +101,49 @@ impl pb::credits_service_server::CreditsService for CreditsApi {
             purchases: result.purchases.into_iter().map(convert::purchase).collect(),
             next_page_token: result.next_page_token.unwrap_or_default(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use prost_types::FileDescriptorSet;
+
+    use super::*;
+
+    #[test]
+    fn rpc_methods_are_the_methods_of_the_proto_service() {
+        let set = FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).expect("the build's descriptor set");
+        let service = set
+            .file
+            .iter()
+            .filter(|file| file.package() == "credits.v1")
+            .flat_map(|file| &file.service)
+            .find(|service| {
+                format!("credits.v1.{}", service.name()) == pb::credits_service_server::SERVICE_NAME
+            })
+            .expect("CreditsService in the descriptor set");
+        let mut in_proto: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
+        let mut listed = RPC_METHODS.to_vec();
+        in_proto.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(listed, in_proto);
+    }
+
+    #[test]
+    fn only_known_paths_of_this_service_keep_their_method_name() {
+        assert_eq!(rpc_method("/credits.v1.CreditsService/GetBalance"), "GetBalance");
+        for path in [
+            "/credits.v1.CreditsService/getbalance",
+            "/credits.v1.CreditsService/GetBalance/extra",
+            "/credits.v1.CreditsService/MadeUp",
+            "/credits.v1.CreditsService/",
+            "/credits.v1.CreditsServiceX/GetBalance",
+            "/other.v1.Other/GetBalance",
+            "credits.v1.CreditsService/GetBalance",
+            "",
+        ] {
+            assert_eq!(rpc_method(path), UNKNOWN_METHOD, "{path}");
+        }
     }
 }

@@ -66,14 +66,23 @@ pub struct Ledger {
     db: DatabaseConnection,
     stripe: StripeGateway,
     frontend_url: Url,
+    redirects: RedirectPolicy,
 }
 
 impl Ledger {
-    pub fn new(db: DatabaseConnection, stripe: StripeGateway, frontend_url: Url) -> Self {
+    /// `redirects` decides which success/cancel URLs a caller may pass; the defaults on
+    /// `frontend_url` are configuration, not input, and are not checked.
+    pub fn new(
+        db: DatabaseConnection,
+        stripe: StripeGateway,
+        frontend_url: Url,
+        redirects: RedirectPolicy,
+    ) -> Self {
         Self {
             db,
             stripe,
             frontend_url,
+            redirects,
         }
     }
 
@@ -94,6 +103,12 @@ impl Ledger {
     /// idempotency key, a repeat returns the first session and records nothing new.
     #[tracing::instrument(skip_all, fields(account_id = %req.account_id, price_id = req.price_id.as_str()), err)]
     pub async fn purchase_credits(&self, req: PurchaseRequest) -> Result<StartedCheckout, LedgerError> {
+        // Before anything is written or sent: Checkout would send the buyer there after paying.
+        for (field, url) in [("success_url", &req.success_url), ("cancel_url", &req.cancel_url)] {
+            if let Some(url) = url {
+                self.redirects.check(field, url)?;
+            }
+        }
         let pack = store::pack_by_price(&self.db, req.price_id.as_str())
             .await?
             .filter(|pack| pack.active)

@@ -103,3 +103,88 @@ async fn migrate_applies_and_reports_status_and_packs_list_shows_the_packs() {
     assert!(stdout.contains("standard"), "{stdout}");
     assert!(!stdout.contains("not migrated"), "{stdout}");
 }
+
+#[tokio::test]
+async fn bad_redirect_origins_stop_start_up_with_exit_code_2_naming_the_variable() {
+    let db = TestDatabase::new().await;
+    let packs = format!("{}/packs.toml", env!("CARGO_MANIFEST_DIR"));
+    let production = [
+        ("APP_ENV", "production"),
+        ("STRIPE_SECRET_KEY", "sk_test_x"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
+        ("GRPC_AUTH", "none"),
+    ];
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![("ALLOWED_REDIRECT_ORIGINS", "app.example.com")],
+            "ALLOWED_REDIRECT_ORIGINS",
+        ),
+        (
+            vec![("ALLOWED_REDIRECT_ORIGINS", "*")],
+            "ALLOWED_REDIRECT_ORIGINS",
+        ),
+        (
+            vec![("ALLOWED_REDIRECT_ORIGINS", "ftp://app.example.com")],
+            "ALLOWED_REDIRECT_ORIGINS",
+        ),
+        (
+            vec![("ALLOWED_REDIRECT_ORIGINS", "https://app.example.com/billing")],
+            "ALLOWED_REDIRECT_ORIGINS",
+        ),
+        (
+            vec![(
+                "ALLOWED_REDIRECT_ORIGINS",
+                "https://app.example.com,https://x.test?a=1",
+            )],
+            "ALLOWED_REDIRECT_ORIGINS",
+        ),
+        (
+            vec![("ALLOWED_REDIRECT_ORIGINS", "https://user@app.example.com")],
+            "ALLOWED_REDIRECT_ORIGINS",
+        ),
+        (
+            vec![("ALLOWED_REDIRECT_ORIGINS", " , ")],
+            "ALLOWED_REDIRECT_ORIGINS",
+        ),
+        (
+            [
+                production.as_slice(),
+                &[("ALLOWED_REDIRECT_ORIGINS", "http://app.example.com")],
+            ]
+            .concat(),
+            "ALLOWED_REDIRECT_ORIGINS",
+        ),
+        (
+            [
+                production.as_slice(),
+                &[("FRONTEND_URL", "http://app.example.com")],
+            ]
+            .concat(),
+            "FRONTEND_URL",
+        ),
+    ];
+    for (vars, var) in cases {
+        // Safe to start if the variable were ignored: loopback port 0, a throwaway database.
+        let mut env = vec![
+            ("DATABASE_URL", db.url.as_str()),
+            ("CREDIT_PACKS_FILE", packs.as_str()),
+            ("GRPC_ADDR", "127.0.0.1:0"),
+            ("HTTP_ADDR", "127.0.0.1:0"),
+        ];
+        env.extend(vars.iter().copied());
+        let started = tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"))
+            .arg("serve")
+            .env_clear()
+            .envs(env)
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(std::time::Duration::from_secs(20), started)
+            .await
+            .unwrap_or_else(|_| panic!("{vars:?}: the service started instead of refusing"))
+            .expect("run the credits binary");
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{vars:?}: {message}");
+        assert!(message.contains(var), "{var} not named: {message}");
+        assert_eq!(message.trim().lines().count(), 1, "one clear line: {message}");
+    }
+}

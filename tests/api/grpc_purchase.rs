@@ -32,7 +32,10 @@ async fn purchase(
 
 #[tokio::test]
 async fn purchase_credits_creates_a_checkout_session_with_the_exact_fields() {
-    let app = spawn_app().await;
+    let app = TestApp::builder()
+        .env("ALLOWED_REDIRECT_ORIGINS", "https://shop.example.test")
+        .spawn()
+        .await;
     app.mock_checkout_sessions().await;
 
     let mut req = request("user-1", "Buyer@Example.com", STANDARD_PRICE);
@@ -114,6 +117,154 @@ async fn redirect_urls_default_to_the_frontend() {
         form_value(&form, "cancel_url"),
         Some("https://app.example.test/dashboard/credits?checkout=cancelled")
     );
+}
+
+fn with_redirects(success_url: &str, cancel_url: &str) -> pb::PurchaseCreditsRequest {
+    pb::PurchaseCreditsRequest {
+        success_url: success_url.into(),
+        cancel_url: cancel_url.into(),
+        ..request("user-1", "a@example.com", STANDARD_PRICE)
+    }
+}
+
+/// Asserts each request is INVALID_ARGUMENT naming `field`, and that nothing happened.
+async fn assert_refused(app: &TestApp, cases: Vec<(pb::PurchaseCreditsRequest, &str)>) {
+    for (req, field) in cases {
+        let urls = format!("{:?} {:?}", req.success_url, req.cancel_url);
+        let status = purchase(app, req).await.expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{urls}: {status:?}");
+        assert!(
+            status.message().contains(field),
+            "{urls}: {field} not named in {:?}",
+            status.message()
+        );
+    }
+    assert!(app.stripe_requests().await.is_empty(), "nothing reached Stripe");
+    assert!(app.purchases_of("user-1").await.is_empty(), "nothing recorded");
+}
+
+#[tokio::test]
+async fn redirect_urls_of_another_origin_are_invalid_argument_and_never_reach_stripe() {
+    // FRONTEND_URL is https://app.example.test, so that origin alone is allowed.
+    let app = spawn_app().await;
+    app.mock_checkout_sessions().await;
+    let ok = "https://app.example.test/ok";
+    let cases = vec![
+        (with_redirects("https://evil.test/ok", ""), "success_url"),
+        (with_redirects("", "https://evil.test/cancel"), "cancel_url"),
+        (with_redirects(ok, "https://evil.test/cancel"), "cancel_url"),
+        (
+            with_redirects("https://app.example.test.evil.test/ok", ""),
+            "success_url",
+        ),
+        (
+            with_redirects("https://app.example.testevil.test/ok", ""),
+            "success_url",
+        ),
+        (
+            with_redirects("https://evil.test/https://app.example.test/", ""),
+            "success_url",
+        ),
+        (
+            with_redirects("https://app.example.test@evil.test/ok", ""),
+            "success_url",
+        ),
+        (
+            with_redirects("https://evil.test\\@app.example.test/ok", ""),
+            "success_url",
+        ),
+        (with_redirects("http://app.example.test/ok", ""), "success_url"),
+        (
+            with_redirects("https://app.example.test:8443/ok", ""),
+            "success_url",
+        ),
+        (with_redirects("https://app.example.test/o\nk", ""), "success_url"),
+    ];
+    assert_refused(&app, cases).await;
+}
+
+#[tokio::test]
+async fn redirect_urls_on_an_allowed_origin_pass_however_the_origin_is_written() {
+    let app = TestApp::builder()
+        .env(
+            "ALLOWED_REDIRECT_ORIGINS",
+            "https://Shop.Example.test, https://www.example.test:8443",
+        )
+        .spawn()
+        .await;
+    app.mock_checkout_sessions().await;
+    let success = "https://SHOP.example.test:443/ok?session={CHECKOUT_SESSION_ID}";
+    let cancel = "https://www.example.test:8443/cancel";
+    purchase(&app, with_redirects(success, cancel))
+        .await
+        .expect("allowed origins");
+    let requests = app.stripe_requests().await;
+    assert_eq!(requests.len(), 1);
+    let form = form_of(&requests[0]);
+    assert_eq!(form_value(&form, "success_url"), Some(success), "sent as given");
+    assert_eq!(form_value(&form, "cancel_url"), Some(cancel));
+
+    // Once the list is set it is the whole list: FRONTEND_URL's origin is not added to it, and
+    // the default port is not the configured one.
+    let status = purchase(&app, with_redirects("https://app.example.test/ok", ""))
+        .await
+        .expect_err("not listed");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("success_url"), "{status:?}");
+    let status = purchase(&app, with_redirects("", "https://www.example.test/cancel"))
+        .await
+        .expect_err("another port");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("cancel_url"), "{status:?}");
+    assert_eq!(app.stripe_requests().await.len(), 1);
+}
+
+#[tokio::test]
+async fn in_production_plain_http_redirects_pass_only_on_loopback() {
+    let app = TestApp::builder()
+        .env("APP_ENV", "production")
+        .env(
+            "ALLOWED_REDIRECT_ORIGINS",
+            "https://app.example.test,http://localhost:3000,http://127.0.0.1:8080,http://[::1]:3000",
+        )
+        .spawn()
+        .await;
+    app.mock_checkout_sessions().await;
+    for (success, cancel) in [
+        ("http://localhost:3000/ok", "http://127.0.0.1:8080/cancel"),
+        ("http://[::1]:3000/ok", "https://app.example.test/cancel"),
+    ] {
+        purchase(&app, with_redirects(success, cancel))
+            .await
+            .unwrap_or_else(|status| panic!("{success} {cancel}: {status:?}"));
+    }
+    assert_eq!(app.stripe_requests().await.len(), 2);
+
+    let refused = [
+        (with_redirects("http://app.example.test/ok", ""), "success_url"),
+        (with_redirects("", "http://app.example.test/cancel"), "cancel_url"),
+    ];
+    for (req, field) in refused {
+        let status = purchase(&app, req).await.expect_err("plain http");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(field), "{status:?}");
+        assert!(status.message().contains("https"), "{status:?}");
+    }
+    assert_eq!(
+        app.stripe_requests().await.len(),
+        2,
+        "no Stripe call for a refused URL"
+    );
+
+    // In development plain http is fine on an allowed origin.
+    let dev = TestApp::builder()
+        .env("ALLOWED_REDIRECT_ORIGINS", "http://shop.example.test")
+        .spawn()
+        .await;
+    dev.mock_checkout_sessions().await;
+    purchase(&dev, with_redirects("http://shop.example.test/ok", ""))
+        .await
+        .expect("http in development");
 }
 
 #[tokio::test]

@@ -5,15 +5,19 @@ use std::time::Duration;
 use credits::grpc::pb::{self, credits_service_client::CreditsServiceClient};
 use serde_json::Value;
 
-use crate::helpers::{
-    FIXTURE_ACCOUNT, FIXTURE_EMAIL, FIXTURE_SESSION, STANDARD_PRICE, WEBHOOK_SECRET, fixture, grpc_channel,
-    now, spawn_app, spawn_process, stripe_signature,
+use crate::{
+    helpers::{
+        FIXTURE_ACCOUNT, FIXTURE_EMAIL, FIXTURE_SESSION, STANDARD_PRICE, WEBHOOK_SECRET, fixture,
+        grpc_channel, now, spawn_app, spawn_process, stripe_signature,
+    },
+    metrics::raw_call,
 };
 
 const STRIPE_KEY: &str = "sk_test_51LoggedNeverXyZ9";
 const GRPC_TOKEN: &str = "grpc-token-never-logged-7f3a";
 const WRONG_TOKEN: &str = "wrong-token-never-logged-c41d";
 const CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+const MADE_UP_METHOD: &str = "MadeUpMethodNeverLogged";
 
 fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -56,6 +60,13 @@ async fn logs_are_json_lines_without_secrets_tokens_or_payloads() {
         .list_credit_packs(with_token(pb::ListCreditPacksRequest::default(), WRONG_TOKEN))
         .await
         .expect_err("wrong token");
+    // A caller-chosen method name is logged as `unknown`, never as sent.
+    let made_up = format!("/credits.v1.CreditsService/{MADE_UP_METHOD}");
+    for token in [Some(GRPC_TOKEN), None] {
+        raw_call(grpc_channel(server.grpc_addr).await, &made_up, token)
+            .await
+            .expect_err("no such method");
+    }
 
     let url = format!("http://{}/account/stripe-webhook/", server.http_addr);
     let body = fixture("checkout_session_completed.json");
@@ -101,6 +112,13 @@ async fn logs_are_json_lines_without_secrets_tokens_or_payloads() {
         rpc_line["span_id"].as_str().is_some_and(|id| id.len() == 16),
         "{rpc_line}"
     );
+    let unknown_codes: Vec<String> = output
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|log| log["message"] == "rpc" && log["method"] == "unknown")
+        .filter_map(|log| log["code"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(unknown_codes, ["UNIMPLEMENTED", "UNAUTHENTICATED"], "{output:#?}");
     // Payload-only values: the customer's name and address, and the raw JSON.
     let event: Value = serde_json::from_str(&body).expect("fixture");
     let customer_name = event["data"]["object"]["customer_details"]["name"]
@@ -113,6 +131,7 @@ async fn logs_are_json_lines_without_secrets_tokens_or_payloads() {
         GRPC_TOKEN,
         WRONG_TOKEN,
         "payload-marker-5d2e",
+        MADE_UP_METHOD,
         customer_name.as_str(),
         "\"object\": \"event\"",
         "\"object\":\"event\"",
@@ -128,4 +147,79 @@ async fn logs_are_json_lines_without_secrets_tokens_or_payloads() {
             "{line}"
         );
     }
+}
+
+/// `credits serve` with `env` and nothing else, until it exits (it cannot reach its database).
+async fn serve_until_exit(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let packs = format!("{}/packs.toml", env!("CARGO_MANIFEST_DIR"));
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"))
+        .arg("serve")
+        .env_clear()
+        .envs([
+            ("LOG_FORMAT", "json"),
+            ("RUST_LOG", "debug"),
+            ("GRPC_ADDR", "127.0.0.1:0"),
+            ("HTTP_ADDR", "127.0.0.1:0"),
+            ("CREDIT_PACKS_FILE", packs.as_str()),
+        ])
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the binary gives up on an unreachable database")
+        .expect("run the credits binary");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+#[tokio::test]
+async fn credentials_in_urls_never_reach_the_start_up_log_in_any_form() {
+    // Port 1 refuses connections: the settings are logged, then the database fails.
+    let database_urls = [
+        "postgres://u@127.0.0.1:1/db?password=hunter2-query-secret",
+        "postgres://u@127.0.0.1:1/db?sslmode=disable&password=hunter2-amp-secret&application_name=x",
+        "postgresql://u:hunter2-userinfo-secret@127.0.0.1:1/db",
+        "postgres://u:hunter2%2Dencoded%2Dsecret@127.0.0.1:1/db",
+        "postgres://u@127.0.0.1:1/db?pass%77ord=hunter2-encoded-key-secret",
+    ];
+    let stripe_base = "https://stripe-user:hunter2-stripe-secret@127.0.0.1:1";
+    let otlp_endpoint = "http://otel-user:hunter2-otel-secret@127.0.0.1:1";
+    let runs = database_urls.map(|database_url| async move {
+        let env = [
+            ("DATABASE_URL", database_url),
+            ("STRIPE_API_BASE", stripe_base),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint),
+        ];
+        (database_url, serve_until_exit(&env).await)
+    });
+    for (database_url, (code, output)) in futures_util::future::join_all(runs).await {
+        assert_ne!(code, Some(0), "{database_url}: {output}");
+        let config_line = output
+            .lines()
+            .find(|line| line.contains("starting credits"))
+            .unwrap_or_else(|| panic!("{database_url}: the settings are logged first: {output}"));
+        assert!(config_line.contains("127.0.0.1:1"), "{config_line}");
+        assert!(
+            !output.contains("hunter2"),
+            "{database_url}: a secret leaked in\n{output}"
+        );
+    }
+
+    // sqlx ignores `sslpassword` and would log its value: refused before anything connects.
+    let (code, output) = serve_until_exit(&[(
+        "DATABASE_URL",
+        "postgres://u@127.0.0.1:1/db?sslkey=/etc/key.pem&sslpassword=hunter2-sslpassword-secret",
+    )])
+    .await;
+    assert_eq!(code, Some(2), "{output}");
+    assert!(
+        output.contains("DATABASE_URL") && output.contains("sslpassword"),
+        "{output}"
+    );
+    assert!(!output.contains("hunter2"), "a secret leaked in\n{output}");
 }

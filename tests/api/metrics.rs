@@ -1,8 +1,13 @@
 //! `GET /metrics`: Prometheus text with the documented names; counters move with traffic.
 
+use std::collections::BTreeSet;
+
+use tonic::{Code, codegen::http::uri::PathAndQuery, transport::Channel};
+use tonic_prost::ProstCodec;
+
 use crate::helpers::{
     FIXTURE_ACCOUNT, FIXTURE_EMAIL, FIXTURE_SESSION, STANDARD_CREDITS, STANDARD_PRICE, TestApp, fixture,
-    spawn_app,
+    grpc_channel, spawn_app,
 };
 
 async fn scrape(app: &TestApp) -> String {
@@ -106,5 +111,109 @@ async fn counters_move_after_rpcs_and_webhooks() {
     ];
     for (name, want) in series {
         assert_eq!(value(&text, name), Some(want), "{name} in\n{text}");
+    }
+}
+
+const TOKEN: &str = "metrics-test-token";
+
+/// One unary call to any path, with an empty message, the way a scanner or a stale client
+/// would send it: nothing in the generated client limits the path.
+pub async fn raw_call(channel: Channel, path: &str, token: Option<&str>) -> Result<(), tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|err| tonic::Status::unavailable(err.to_string()))?;
+    let mut request = tonic::Request::new(());
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    }
+    let path = PathAndQuery::try_from(path).expect("a valid path");
+    grpc.unary::<(), (), _>(request, path, ProstCodec::default())
+        .await
+        .map(|_| ())
+}
+
+/// Every `method` label value of the two RPC families.
+fn method_labels(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|line| {
+            line.starts_with("credits_grpc_requests_total{")
+                || line.starts_with("credits_grpc_request_duration_seconds")
+        })
+        .filter_map(|line| {
+            let rest = &line[line.find("method=\"")? + "method=\"".len()..];
+            Some(rest[..rest.find('"')?].to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn made_up_method_names_are_labelled_unknown_and_add_no_series() {
+    let app = TestApp::builder().env("GRPC_AUTH_TOKENS", TOKEN).spawn().await;
+    let channel = grpc_channel(app.grpc_addr).await;
+    let mut paths: Vec<String> = (0..50)
+        .map(|n| format!("/credits.v1.CreditsService/MadeUp{n:02}"))
+        .collect();
+    paths.extend(
+        [
+            "/credits.v1.CreditsService/getbalance",
+            "/credits.v1.CreditsService/GetBalance/extra",
+            "/credits.v1.CreditsService/GetBalance%20",
+            "/credits.v1.CreditsServiceX/GetBalance",
+            "/other.v1.Other/GetBalance",
+            "/grpc.health.v1.Health/MadeUp",
+        ]
+        .map(String::from),
+    );
+    for path in &paths {
+        let status = raw_call(channel.clone(), path, None).await.expect_err("refused");
+        assert!(
+            matches!(status.code(), Code::Unauthenticated | Code::Unimplemented),
+            "{path}: {status:?}"
+        );
+    }
+    // With the token a made-up method is UNIMPLEMENTED, still under `unknown`.
+    let status = raw_call(
+        channel.clone(),
+        "/credits.v1.CreditsService/MadeUpWithToken",
+        Some(TOKEN),
+    )
+    .await
+    .expect_err("no such method");
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    // A real method keeps its name, with and without the token.
+    raw_call(
+        channel.clone(),
+        "/credits.v1.CreditsService/ListCreditPacks",
+        None,
+    )
+    .await
+    .expect_err("no token");
+    raw_call(channel, "/credits.v1.CreditsService/ListCreditPacks", Some(TOKEN))
+        .await
+        .expect("ListCreditPacks with the token");
+
+    let text = scrape(&app).await;
+    let want: BTreeSet<String> = ["ListCreditPacks", "unknown"].map(String::from).into();
+    assert_eq!(method_labels(&text), want, "{text}");
+    let unauthenticated = value(
+        &text,
+        r#"credits_grpc_requests_total{method="unknown",code="UNAUTHENTICATED"}"#,
+    )
+    .unwrap_or_default();
+    assert!(unauthenticated >= 50.0, "{text}");
+    assert_eq!(
+        value(
+            &text,
+            r#"credits_grpc_requests_total{method="unknown",code="UNIMPLEMENTED"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    for code in ["UNAUTHENTICATED", "OK"] {
+        let series = format!(r#"credits_grpc_requests_total{{method="ListCreditPacks",code="{code}"}}"#);
+        assert_eq!(value(&text, &series), Some(1.0), "{series} in\n{text}");
     }
 }
