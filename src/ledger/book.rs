@@ -267,7 +267,11 @@ impl Book {
 
     /// Credits reserved by live holds.
     pub fn held(&self, now: DateTime<Utc>) -> i64 {
-        self.holds.values().filter(|h| h.is_live(now)).map(|h| h.credits).sum()
+        self.holds
+            .values()
+            .filter(|h| h.is_live(now))
+            .map(|h| h.credits)
+            .sum()
     }
 
     /// What can be spent or reserved now.
@@ -311,7 +315,14 @@ impl Book {
             .collect();
         for (lot_id, credits) in expiring {
             self.set_lot(&lot_id, |lot| lot.remaining = 0);
-            self.append(EntryKind::Expiry, -credits, "expiry", &lot_id, Metadata::new(), now);
+            self.append(
+                EntryKind::Expiry,
+                -credits,
+                "expiry",
+                &lot_id,
+                Metadata::new(),
+                now,
+            );
         }
     }
 
@@ -385,7 +396,8 @@ impl Book {
     /// debt.
     pub fn claw_back(&mut self, clawback: Clawback, now: DateTime<Utc>) -> Posted {
         self.settle(now);
-        let own = |lot: &Lot| lot.source == LotSource::Purchase && lot.reference == clawback.purchase_reference;
+        let own =
+            |lot: &Lot| lot.source == LotSource::Purchase && lot.reference == clawback.purchase_reference;
         let left = self.take_free(clawback.credits, now, own);
         let left = self.take_free(left, now, |_| true);
         self.account.debt += left;
@@ -471,8 +483,11 @@ impl Book {
                 asked: credits,
             });
         }
-        let (reason, mut entry_metadata, allocations) =
-            (hold.reason.clone(), hold.metadata.clone(), hold.allocations.clone());
+        let (reason, mut entry_metadata, allocations) = (
+            hold.reason.clone(),
+            hold.metadata.clone(),
+            hold.allocations.clone(),
+        );
         let mut left = credits;
         for allocation in &allocations {
             let take = allocation.credits.min(left);
@@ -488,7 +503,14 @@ impl Book {
             hold.closed_at = Some(now);
         });
         entry_metadata.extend(metadata);
-        let entry = self.append(EntryKind::Consumption, -credits, &reason, hold_id, entry_metadata, now);
+        let entry = self.append(
+            EntryKind::Consumption,
+            -credits,
+            &reason,
+            hold_id,
+            entry_metadata,
+            now,
+        );
         // Lots past their expiry that only this hold kept alive expire now.
         self.settle(now);
         Ok(Captured {

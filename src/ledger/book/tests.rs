@@ -157,7 +157,10 @@ fn holds_lower_the_available_balance_and_captures_release_the_rest() {
         t(1),
     )
     .expect("reserve");
-    assert_eq!((book.account.balance, book.available(t(2)), book.held(t(2))), (100, 40, 60));
+    assert_eq!(
+        (book.account.balance, book.available(t(2)), book.held(t(2))),
+        (100, 40, 60)
+    );
     assert!(matches!(
         book.debit(debit(41, "k"), t(2)),
         Err(PostingError::Insufficient { available: 40, .. })
@@ -242,7 +245,13 @@ fn a_lot_expires_once_and_held_credits_wait_for_their_hold() {
     assert_eq!(expiries, [(-90, "promo")]);
     assert_eq!(book.account.balance, 50);
     book.settle(t(400));
-    assert_eq!(book.entries.iter().filter(|e| e.kind == EntryKind::Expiry).count(), 1);
+    assert_eq!(
+        book.entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Expiry)
+            .count(),
+        1
+    );
     assert_invariants(&book);
 }
 
@@ -262,7 +271,10 @@ fn changes_list_new_and_changed_rows_once() {
     book.debit(debit(10, "k"), t(1)).expect("debit");
     let changes = book.changes();
     assert_eq!(changes.new_lots.len(), 1);
-    assert!(changes.changed_lots.is_empty(), "a new lot is inserted with its final state");
+    assert!(
+        changes.changed_lots.is_empty(),
+        "a new lot is inserted with its final state"
+    );
     assert_eq!(changes.new_lots[0].remaining, 90);
     assert_eq!(changes.entries.len(), 2);
     assert!(changes.account.is_some());
@@ -393,7 +405,7 @@ proptest! {
     ) {
         let mut book = book();
         for (n, (credits, expires_in)) in lots.iter().enumerate() {
-            book.credit(credit(&format!("l{n}"), *credits, expires_in.map(|s| t(s))), t(n as i64));
+            book.credit(credit(&format!("l{n}"), *credits, expires_in.map(t)), t(n as i64));
         }
         let now = t(5);
         let total: i64 = book.lots().iter().filter(|l| !l.is_expired(now)).map(|l| l.remaining).sum();
