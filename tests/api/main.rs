@@ -19,5 +19,6 @@ mod packs_sync;
 mod telemetry;
 mod webhook_adjustments;
 mod webhook_concurrency;
+mod webhook_flood;
 mod webhook_fulfilment;
 mod webhook_input;
