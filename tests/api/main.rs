@@ -10,6 +10,7 @@ mod grpc_packs;
 mod grpc_purchase;
 mod grpc_purchases;
 mod health;
+mod http_timeouts;
 mod lifecycle;
 mod load_shedding;
 mod logging;
