@@ -1,15 +1,22 @@
 //! Wiring: `Application::build` opens the database, loads packs and binds both listeners (port 0
 //! works and the real addresses are exposed); `run_until_stopped` serves until the token fires.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, pin::pin, sync::Arc, time::Duration};
 
+use axum::Router;
 use chrono::Utc;
-use tokio::net::TcpListener;
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{ServerTlsConfig, server::TcpIncoming};
+use tower::Service;
 
 use crate::{
-    config::{AppEnv, Settings},
+    config::{AppEnv, HttpSettings, Settings},
     db,
     grpc::{CreditsApi, auth::BearerTokens, guard::Guarded, pb, tls},
     health::Health,
@@ -152,14 +159,12 @@ impl Application {
                 self.ledger.db().clone(),
                 self.settings.database_max_connections,
             ));
-        let http_drain = drain.clone();
-        let http = axum::serve(self.http_listener, router).with_graceful_shutdown(async move {
-            http_drain.cancelled().await;
-        });
+        let router = limits::limit_body_read(router, self.settings.http.body_read_timeout);
+        let http = serve_http(self.http_listener, router, self.settings.http, drain.clone());
 
         tracing::info!(%grpc_addr, %http_addr, "credits listening");
         let mut grpc_task = tokio::spawn(grpc);
-        let mut http_task = tokio::spawn(async move { http.await });
+        let mut http_task = tokio::spawn(http);
 
         let jobs = crate::scheduler::spawn(self.ledger.clone(), metrics, &self.settings, drain.clone());
 
@@ -182,7 +187,7 @@ impl Application {
         match drained {
             Ok((grpc, http)) => {
                 grpc??;
-                http??;
+                http?;
                 tracing::info!("credits stopped");
             }
             Err(_) => {
@@ -194,4 +199,87 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Serves `router` on `listener` until `drain` fires, then stops accepting and lets open
+/// connections finish their requests. Dropping the future closes every connection left.
+///
+/// HTTP/1 and HTTP/2 (prior knowledge), as `axum::serve` did, but with read timeouts: hyper's
+/// header timeout covers each HTTP/1 request head, and the first request of any connection must
+/// arrive within the same time, because the protocol sniff before it reads without a timer.
+async fn serve_http(listener: TcpListener, router: Router, settings: HttpSettings, drain: CancellationToken) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout);
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = drain.cancelled() => break,
+        };
+        // Reap closed connections, so the set only holds open ones.
+        while connections.try_join_next().is_some() {}
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                accept_failed(err).await;
+                continue;
+            }
+        };
+        // Told by the service when a request has arrived: from then on hyper's timer governs.
+        let first_request = Arc::new(Notify::new());
+        let service = {
+            let (router, first_request) = (router.clone(), first_request.clone());
+            service_fn(move |request: hyper::Request<Incoming>| {
+                first_request.notify_one();
+                router.clone().call(request)
+            })
+        };
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let (header_timeout, drain) = (settings.header_read_timeout, drain.clone());
+        connections.spawn(async move {
+            let mut connection = pin!(connection);
+            let mut first_request_due = pin!(tokio::time::sleep(header_timeout));
+            let (mut waiting, mut draining) = (true, false);
+            loop {
+                tokio::select! {
+                    served = connection.as_mut() => {
+                        if let Err(err) = served {
+                            tracing::debug!(error = %err, "HTTP connection ended with an error");
+                        }
+                        break;
+                    }
+                    () = first_request.notified(), if waiting => waiting = false,
+                    () = &mut first_request_due, if waiting => {
+                        tracing::debug!(timeout = ?header_timeout, "no HTTP request in time; closing");
+                        break;
+                    }
+                    () = drain.cancelled(), if !draining => {
+                        draining = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// Refused or reset connections are the client's business; anything else (out of file
+/// descriptors) would repeat at once, so wait a little before accepting again.
+async fn accept_failed(err: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %err, "HTTP accept failed; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }

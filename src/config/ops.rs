@@ -42,13 +42,19 @@ pub struct TlsSettings {
     pub client_ca: Option<PathBuf>,
 }
 
-/// Limits of the webhook route.
+/// Limits of the HTTP listener and its webhook route.
 #[derive(Clone, Copy, Debug)]
 pub struct HttpSettings {
     /// `HTTP_REQUEST_TIMEOUT_MS`: a webhook running longer answers 503 (Stripe retries).
     pub request_timeout: Duration,
     /// `HTTP_CONCURRENCY_LIMIT`: webhooks in flight at once; more answer 503.
     pub concurrency_limit: usize,
+    /// `HTTP_HEADER_READ_TIMEOUT_MS`: a connection whose request head has not arrived whole by
+    /// then (idle keep-alive ones included) is closed.
+    pub header_read_timeout: Duration,
+    /// `HTTP_BODY_READ_TIMEOUT_MS`: a request body not received whole this long after its
+    /// headers answers 408.
+    pub body_read_timeout: Duration,
 }
 
 /// How long shutdown keeps serving after flipping health, before draining.
@@ -152,7 +158,21 @@ impl HttpSettings {
         Ok(Self {
             request_timeout: Duration::from_millis(parse(var, "HTTP_REQUEST_TIMEOUT_MS", 30_000)?),
             concurrency_limit,
+            header_read_timeout: positive_millis(var, "HTTP_HEADER_READ_TIMEOUT_MS", 5_000)?,
+            body_read_timeout: positive_millis(var, "HTTP_BODY_READ_TIMEOUT_MS", 10_000)?,
         })
+    }
+}
+
+/// Milliseconds, at least 1: a zero read timeout would cut every client off at once.
+fn positive_millis(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    match parse(var, name, default)? {
+        0 => Err(ConfigError::new(name, "must be at least 1")),
+        millis => Ok(Duration::from_millis(millis)),
     }
 }
 
@@ -190,6 +210,28 @@ mod tests {
             .err()
             .map(|e| e.var);
         assert_eq!(err, Some("GRPC_TLS_KEY"));
+    }
+
+    #[test]
+    fn http_read_timeouts_default_and_refuse_zero() {
+        let http = |vars: &[(&str, &str)]| {
+            let map: HashMap<&str, &str> = vars.iter().copied().collect();
+            HttpSettings::from_lookup(&|k: &str| map.get(k).map(|v| (*v).to_owned()))
+        };
+        let defaults = http(&[]).expect("defaults are valid");
+        assert_eq!(defaults.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(defaults.body_read_timeout, Duration::from_secs(10));
+        let set = http(&[
+            ("HTTP_HEADER_READ_TIMEOUT_MS", "1"),
+            ("HTTP_BODY_READ_TIMEOUT_MS", "250"),
+        ])
+        .expect("valid");
+        assert_eq!(set.header_read_timeout, Duration::from_millis(1));
+        assert_eq!(set.body_read_timeout, Duration::from_millis(250));
+        for name in ["HTTP_HEADER_READ_TIMEOUT_MS", "HTTP_BODY_READ_TIMEOUT_MS"] {
+            assert_eq!(http(&[(name, "0")]).err().map(|e| e.var), Some(name));
+            assert_eq!(http(&[(name, "soon")]).err().map(|e| e.var), Some(name));
+        }
     }
 
     #[test]
