@@ -42,7 +42,7 @@ struct MethodLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookLabels {
-    event_type: String,
+    event_type: &'static str,
     outcome: String,
 }
 
@@ -166,11 +166,11 @@ impl Metrics {
     }
 
     /// One webhook delivery; `credits` are counted when the outcome granted them.
-    pub fn webhook(&self, event_type: &str, outcome: &str, credits: i64, started: Instant) {
+    pub fn webhook(&self, event_type: &'static str, outcome: &str, credits: i64, started: Instant) {
         self.0
             .webhook_events
             .get_or_create(&WebhookLabels {
-                event_type: event_type.to_owned(),
+                event_type,
                 outcome: outcome.to_owned(),
             })
             .inc();

@@ -145,6 +145,30 @@ fn data_object<T: serde::de::DeserializeOwned>(
         .map_err(|err| EventParseError::NotAnEvent(format!("data.object is not a {kind}: {err}")))
 }
 
+/// The event types this service acts on; every other type is stored and ignored.
+pub const HANDLED_EVENT_TYPES: [&str; 11] = [
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "checkout.session.expired",
+    "charge.refunded",
+    "refund.created",
+    "refund.updated",
+    "charge.refund.updated",
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+];
+
+/// The metrics label of an event type: a handled type, else `other`, so a sender cannot grow
+/// the number of series.
+pub fn event_type_label(event_type: &str) -> &'static str {
+    HANDLED_EVENT_TYPES
+        .into_iter()
+        .find(|t| *t == event_type)
+        .unwrap_or("other")
+}
+
 /// Reads a raw webhook body into a ledger event.
 pub fn parse_event(body: &[u8]) -> Result<StripeEvent, EventParseError> {
     let envelope: Envelope = serde_json::from_slice(body).map_err(|err| {
@@ -329,6 +353,13 @@ mod tests {
             parse_event(no_intent.as_bytes()).map(|e| e.action),
             Ok(EventAction::Ignore)
         ));
+    }
+
+    #[test]
+    fn only_handled_types_label_metrics() {
+        assert_eq!(event_type_label("charge.refunded"), "charge.refunded");
+        assert_eq!(event_type_label("invoice.paid"), "other");
+        assert_eq!(event_type_label("made.up.12345"), "other");
     }
 
     #[test]

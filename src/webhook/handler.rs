@@ -10,7 +10,7 @@ use tracing::{Span, field::Empty};
 use super::{
     WebhookState,
     error::WebhookError,
-    event::{parse_event, unparsable_event},
+    event::{event_type_label, parse_event, unparsable_event},
     signature,
 };
 use crate::ledger::error::error_chain;
@@ -100,9 +100,12 @@ pub async fn stripe_webhook(
                 "latency_ms",
                 i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
             );
-            state
-                .metrics
-                .webhook(&event.event_type, outcome, report.credits, started);
+            state.metrics.webhook(
+                event_type_label(&event.event_type),
+                outcome,
+                report.credits,
+                started,
+            );
             Ok(Json(json!({ "status": "success" })))
         }
         Err(err) => {
@@ -113,7 +116,9 @@ pub async fn stripe_webhook(
             span.record("outcome", outcome);
             span.record("otel.status_code", "ERROR");
             span.record("latency_ms", i64::try_from(ms).unwrap_or(i64::MAX));
-            state.metrics.webhook(&event.event_type, outcome, 0, started);
+            state
+                .metrics
+                .webhook(event_type_label(&event.event_type), outcome, 0, started);
             if transient {
                 tracing::warn!(event_id = %event.id, event_type = %event.event_type, ms, error = %error_chain(&err), "stripe event deferred; Stripe will redeliver");
             } else {

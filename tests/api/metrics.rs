@@ -217,3 +217,36 @@ async fn made_up_method_names_are_labelled_unknown_and_add_no_series() {
         assert_eq!(value(&text, &series), Some(1.0), "{series} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn made_up_event_types_are_labelled_other_and_add_no_series() {
+    // Without a webhook secret (development) anyone can post events: the label set must not
+    // follow what they send.
+    let app = TestApp::builder().without("STRIPE_WEBHOOK_SECRET").spawn().await;
+    for n in 0..30 {
+        let body = format!(
+            r#"{{"id":"evt_made_up_{n}","object":"event","type":"made.up.type_{n}","data":{{"object":{{"id":"x_{n}"}}}}}}"#
+        );
+        assert_eq!(app.post_webhook_with(&body, None).await.status(), 200);
+    }
+    let text = scrape(&app).await;
+    let labels: BTreeSet<String> = text
+        .lines()
+        .filter(|l| l.starts_with("credits_webhook_events_total{"))
+        .filter_map(|l| {
+            l.split("event_type=\"")
+                .nth(1)?
+                .split('"')
+                .next()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(labels, BTreeSet::from(["other".to_owned()]), "{text}");
+    assert_eq!(
+        value(
+            &text,
+            r#"credits_webhook_events_total{event_type="other",outcome="ignored"}"#
+        ),
+        Some(30.0)
+    );
+}
