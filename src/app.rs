@@ -1,5 +1,6 @@
-//! Wiring: `Application::build` opens the database, loads packs and binds both listeners (port 0
-//! works and the real addresses are exposed); `run_until_stopped` serves until the token fires.
+//! Wiring: `Application::build` opens the database, loads packs, starts the ledger writer and
+//! binds both listeners (port 0 works and the real addresses are exposed); `run_until_stopped`
+//! serves until the token fires.
 
 use std::{net::SocketAddr, pin::pin, sync::Arc, time::Duration};
 
@@ -10,18 +11,23 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
+use sea_orm::DatabaseConnection;
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{ServerTlsConfig, server::TcpIncoming};
 use tower::Service;
 
 use crate::{
+    billing::{Billing, fulfilment::Fulfilment},
+    catalog,
     config::{AppEnv, HttpSettings, Settings},
     db,
     grpc::{CreditsApi, auth::BearerTokens, guard::Guarded, pb, tls},
     health::Health,
-    ledger::{Ledger, packs, store},
-    limits, metrics,
+    ledger::{Ledger, TrialPolicy, WriterSettings, writer},
+    limits,
+    metrics::{self, Metrics},
+    ops,
     stripe::StripeGateway,
     webhook::{self, WebhookState},
 };
@@ -30,7 +36,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
-    Packs(#[from] packs::PackFileError),
+    Packs(#[from] catalog::PackFileError),
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
     #[error("cannot listen on {addr}: {source}")]
@@ -45,10 +51,70 @@ pub enum StartupError {
     Tls(#[from] tls::TlsError),
 }
 
+/// Billing over the ledger writer, as `serve` and the command line run them.
+pub struct Services {
+    pub billing: Billing,
+    pub metrics: Metrics,
+    writer: Vec<tokio::task::JoinHandle<()>>,
+    stop_writer: CancellationToken,
+}
+
+impl Services {
+    /// Starts the writer on its own connections; reads use `reads`.
+    pub async fn start(settings: &Settings, reads: DatabaseConnection) -> Result<Self, StartupError> {
+        let writer_db = db::connect_writer(settings).await?;
+        let metrics = Metrics::new();
+        let stop_writer = CancellationToken::new();
+        let (handle, writer) = writer::spawn(
+            writer_db,
+            Arc::new(Fulfilment),
+            TrialPolicy {
+                credits: settings.ledger.trial_credits,
+                expire_days: settings.ledger.trial_expire_days,
+            },
+            WriterSettings {
+                connections: settings.ledger.writer_connections,
+                ..WriterSettings::default()
+            },
+            metrics.clone(),
+            stop_writer.clone(),
+        );
+        let checkpointer = db::checkpoint_sqlite(reads.clone(), stop_writer.clone());
+        let stripe = StripeGateway::new(&settings.stripe)?;
+        let billing = Billing::new(
+            Ledger::new(handle, reads),
+            stripe,
+            settings.frontend_url.clone(),
+            settings.redirects.clone(),
+        );
+        Ok(Self {
+            billing,
+            metrics,
+            writer: writer.into_iter().chain(checkpointer).collect(),
+            stop_writer,
+        })
+    }
+
+    /// Lets the writer finish what is queued, then waits for it (at most `grace`).
+    pub async fn stop(self, grace: Duration) {
+        self.stop_writer.cancel();
+        drop(self.billing);
+        let finished = tokio::time::timeout(grace, async {
+            for task in self.writer {
+                let _ = task.await;
+            }
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(?grace, "the ledger writer did not finish in time");
+        }
+    }
+}
+
 /// A built, bound, not yet serving instance of the service.
 pub struct Application {
     settings: Settings,
-    ledger: Ledger,
+    services: Services,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
     grpc_tls: Option<ServerTlsConfig>,
@@ -56,20 +122,14 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let packs = packs::load_pack_file(&settings.credit_packs_file)?;
+        let packs = catalog::load_pack_file(&settings.credit_packs_file)?;
         let grpc_tls = settings.grpc.tls.as_ref().map(tls::server_config).transpose()?;
         let db = db::connect(&settings).await?;
         if settings.migrate_on_start {
             db::migrate(&db).await?;
         }
-        store::store_pack_file(&db, &packs, Utc::now()).await?;
-        let stripe = StripeGateway::new(&settings.stripe)?;
-        let ledger = Ledger::new(
-            db,
-            stripe,
-            settings.frontend_url.clone(),
-            settings.redirects.clone(),
-        );
+        catalog::store::store_pack_file(&db, &packs, Utc::now()).await?;
+        let services = Services::start(&settings, db).await?;
 
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -80,7 +140,7 @@ impl Application {
         let http_listener = bind(settings.http_addr).await?;
         Ok(Self {
             settings,
-            ledger,
+            services,
             grpc_listener,
             http_listener,
             grpc_tls,
@@ -99,7 +159,8 @@ impl Application {
     /// servers (bounded) → return.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        let health = Health::new(reporter, self.ledger.db().clone(), Duration::from_secs(2));
+        let billing = self.services.billing.clone();
+        let health = Health::new(reporter, billing.ledger().clone(), Duration::from_secs(2));
         let drain = CancellationToken::new();
         let watcher = health
             .start_watcher(self.settings.health_check_interval, drain.clone())
@@ -113,10 +174,10 @@ impl Application {
         };
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
-        let metrics = metrics::Metrics::new();
+        let metrics = self.services.metrics.clone();
         let api = Guarded::new(
             pb::credits_service_server::CreditsServiceServer::new(CreditsApi::new(
-                self.ledger.clone(),
+                billing.clone(),
                 self.settings.stripe.publishable_key.clone(),
             )),
             BearerTokens::new(&self.settings.grpc.auth_tokens),
@@ -146,7 +207,7 @@ impl Application {
             );
         }
         let webhook = webhook::router(WebhookState {
-            ledger: self.ledger.clone(),
+            billing: billing.clone(),
             secrets: self.settings.stripe.webhook_secrets.clone(),
             tolerance: self.settings.stripe.webhook_tolerance,
             metrics: metrics.clone(),
@@ -156,7 +217,7 @@ impl Application {
             .merge(limits::limit_http(webhook, self.settings.http))
             .merge(metrics::router(
                 metrics.clone(),
-                self.ledger.db().clone(),
+                billing.ledger().db().clone(),
                 self.settings.database_max_connections,
             ));
         let router = limits::limit_body_read(router, self.settings.http.body_read_timeout);
@@ -166,7 +227,7 @@ impl Application {
         let mut grpc_task = tokio::spawn(grpc);
         let mut http_task = tokio::spawn(http);
 
-        let jobs = crate::scheduler::spawn(self.ledger.clone(), metrics, &self.settings, drain.clone());
+        let jobs = ops::scheduler::spawn(billing.clone(), metrics, &self.settings, drain.clone());
 
         shutdown.cancelled().await;
         health.begin_shutdown().await;
@@ -184,20 +245,25 @@ impl Application {
         for job in jobs {
             job.abort();
         }
-        match drained {
-            Ok((grpc, http)) => {
+        let result = match drained {
+            Ok((grpc, http)) => (|| -> anyhow::Result<()> {
                 grpc??;
                 http?;
-                tracing::info!("credits stopped");
-            }
+                Ok(())
+            })(),
             Err(_) => {
                 // Long-lived streams (health watches) do not end by themselves.
                 grpc_task.abort();
                 http_task.abort();
                 tracing::warn!(?grace, "shutdown grace elapsed; remaining connections closed");
+                Ok(())
             }
-        }
-        Ok(())
+        };
+        // Every request has been answered; what the writer still holds is committed first.
+        drop((health, billing));
+        self.services.stop(grace).await;
+        tracing::info!("credits stopped");
+        result
     }
 }
 

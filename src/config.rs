@@ -6,10 +6,14 @@ use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::ledger::types::{RedirectOriginError, RedirectPolicy, is_plain_http_off_loopback, parse_origin};
-
+mod ledger;
 mod ops;
+mod redact;
+mod redirects;
+pub use ledger::LedgerSettings;
 pub use ops::{GrpcSettings, HttpSettings, TelemetrySettings, TlsSettings};
+use redact::{UserName, redact_endpoint, redact_url, refuse_unread_secrets};
+pub use redirects::{RedirectOriginError, RedirectPolicy, is_plain_http_off_loopback, parse_origin};
 
 /// Which safety rules apply: `production` refuses to run without Stripe secrets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +60,7 @@ pub struct Settings {
     pub reconcile_lookback: Duration,
     /// Processed events older than this are pruned; unmatched and failed ones are kept.
     pub event_retention_days: u32,
+    pub ledger: LedgerSettings,
 }
 
 /// Stripe keys and endpoints.
@@ -202,6 +207,7 @@ impl Settings {
             reconcile_lookback: parse_duration(&var("RECONCILE_LOOKBACK").unwrap_or_else(|| "72h".into()))
                 .map_err(|reason| ConfigError::new("RECONCILE_LOOKBACK", reason))?,
             event_retention_days: parse(&var, "EVENT_RETENTION_DAYS", 90)?,
+            ledger: LedgerSettings::from_lookup(&var)?,
         })
     }
 
@@ -341,98 +347,6 @@ fn secret_list(var: &impl Fn(&str) -> Option<String>, name: &str) -> Vec<SecretS
         .unwrap_or_default()
 }
 
-/// Query parameters whose value is a credential: libpq's and sqlx's `password` and
-/// `sslpassword` (`sslkey` is a path, not a secret), and the usual token names an endpoint URL
-/// might carry. Matched on the decoded key, case-insensitively, as a superset of what sqlx reads.
-const SECRET_QUERY_KEYS: [&str; 8] = [
-    "password",
-    "sslpassword",
-    "token",
-    "access_token",
-    "api_key",
-    "apikey",
-    "secret",
-    "client_secret",
-];
-
-fn is_secret_key(key: &str) -> bool {
-    SECRET_QUERY_KEYS.iter().any(|s| key.eq_ignore_ascii_case(s))
-}
-
-/// sqlx reads only `password` (exactly) of these from a PostgreSQL URL, and logs the key and
-/// value of every parameter it does not know at WARN: a secret under any other name (libpq's
-/// `sslpassword`, `PASSWORD`) would do nothing but reach the logs, so start-up refuses it.
-fn refuse_unread_secrets(raw: &str) -> Result<(), ConfigError> {
-    // An unparseable URL is refused by sqlx itself, with a message that does not quote it.
-    let Ok(url) = Url::parse(raw) else {
-        return Ok(());
-    };
-    match url
-        .query_pairs()
-        .find(|(key, _)| key != "password" && is_secret_key(key))
-    {
-        Some((key, _)) => Err(ConfigError::new(
-            "DATABASE_URL",
-            format!(
-                "query parameter {key:?} is not read by the PostgreSQL driver, which would log \
-                 its value; remove it (the password goes in user-info or `password`)"
-            ),
-        )),
-        None => Ok(()),
-    }
-}
-
-/// Whose user name is shown: a database role is worth seeing, while an HTTP endpoint with a bare
-/// user name (`https://TOKEN@host`) is usually carrying a token in it.
-#[derive(Clone, Copy)]
-enum UserName {
-    Shown,
-    Masked,
-}
-
-/// `raw` for logs: the user-info password, secret query values and (for `UserName::Masked`) the
-/// user name become `****`; everything else is kept as written, so the line still says where.
-fn redact_url(raw: &str, user: UserName) -> String {
-    let Ok(mut url) = Url::parse(raw) else {
-        // What cannot be parsed cannot be masked precisely: show only the scheme.
-        let scheme_end = raw.find("://").map_or(0, |i| i + 3);
-        return format!("{}****", &raw[..scheme_end]);
-    };
-    if url.password().is_some() {
-        let _ = url.set_password(Some("****"));
-    }
-    if matches!(user, UserName::Masked) && !url.username().is_empty() {
-        let _ = url.set_username("****");
-    }
-    if let Some(query) = url.query() {
-        let mut changed = false;
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| {
-                let raw_key = pair.split_once('=').map_or(pair, |(key, _)| key);
-                let is_secret = url::form_urlencoded::parse(raw_key.as_bytes())
-                    .next()
-                    .is_some_and(|(key, _)| is_secret_key(&key));
-                if is_secret {
-                    changed = true;
-                    format!("{raw_key}=****")
-                } else {
-                    pair.to_owned()
-                }
-            })
-            .collect();
-        if changed {
-            url.set_query(Some(&pairs.join("&")));
-        }
-    }
-    url.to_string()
-}
-
-/// An http(s) setting for logs, with any credentials in it masked.
-fn redact_endpoint(url: &Url) -> String {
-    redact_url(url.as_str(), UserName::Masked)
-}
-
 fn mask(secret: &Option<SecretString>) -> &'static str {
     if secret.is_some() { "set" } else { "unset" }
 }
@@ -484,251 +398,4 @@ impl fmt::Display for Settings {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
-        Settings::from_lookup(|name| map.get(name).cloned())
-    }
-
-    #[test]
-    fn defaults_match_the_documented_table() {
-        let s = settings(&[]).expect("defaults are valid");
-        assert_eq!(s.app_env, AppEnv::Development);
-        assert_eq!(s.grpc_addr.to_string(), "0.0.0.0:50051");
-        assert_eq!(s.http_addr.to_string(), "0.0.0.0:8080");
-        assert_eq!(s.database_url.expose_secret(), "sqlite://credits.db?mode=rwc");
-        assert_eq!(s.stripe.api_base.as_str(), "https://api.stripe.com/");
-        assert_eq!(s.frontend_url.as_str(), "http://localhost:3000/");
-        assert!(s.migrate_on_start);
-        assert_eq!(s.log_format, LogFormat::Pretty);
-    }
-
-    #[test]
-    fn a_bad_value_names_its_variable() {
-        assert_eq!(
-            settings(&[("GRPC_ADDR", "nope")]).err().map(|e| e.var),
-            Some("GRPC_ADDR")
-        );
-        assert_eq!(
-            settings(&[("APP_ENV", "staging")]).err().map(|e| e.var),
-            Some("APP_ENV")
-        );
-        assert_eq!(
-            settings(&[("FRONTEND_URL", "ftp://x")]).err().map(|e| e.var),
-            Some("FRONTEND_URL")
-        );
-        assert_eq!(
-            settings(&[("STRIPE_API_BASE", "::")]).err().map(|e| e.var),
-            Some("STRIPE_API_BASE")
-        );
-        assert_eq!(
-            settings(&[("MIGRATE_ON_START", "maybe")]).err().map(|e| e.var),
-            Some("MIGRATE_ON_START")
-        );
-    }
-
-    #[test]
-    fn redirect_origins_default_to_the_frontend_and_production_wants_https() {
-        let origins = |vars: &[(&str, &str)]| settings(vars).map(|s| s.redirects.to_string());
-        let frontend = [("FRONTEND_URL", "https://App.Example.com/billing")];
-        assert_eq!(
-            origins(&frontend).ok().as_deref(),
-            Some("https://app.example.com")
-        );
-        let listed = [(
-            "ALLOWED_REDIRECT_ORIGINS",
-            "https://a.test:443, ,https://b.test:8443",
-        )];
-        assert_eq!(
-            origins(&listed).ok().as_deref(),
-            Some("https://a.test,https://b.test:8443")
-        );
-        for bad in ["a.test", "https://a.test/path", " , ", "https://a.test,*"] {
-            let err = settings(&[("ALLOWED_REDIRECT_ORIGINS", bad)])
-                .err()
-                .map(|e| e.var);
-            assert_eq!(err, Some("ALLOWED_REDIRECT_ORIGINS"), "{bad}");
-        }
-        let production = [
-            ("APP_ENV", "production"),
-            ("STRIPE_SECRET_KEY", "sk_live_x"),
-            ("STRIPE_WEBHOOK_SECRET", "whsec_x"),
-        ];
-        let with = |extra: (&'static str, &'static str)| {
-            let mut vars = production.to_vec();
-            vars.push(extra);
-            settings(&vars).err().map(|e| e.var)
-        };
-        assert_eq!(
-            with(("FRONTEND_URL", "http://app.example.com")),
-            Some("FRONTEND_URL")
-        );
-        assert_eq!(
-            with(("ALLOWED_REDIRECT_ORIGINS", "http://app.example.com")),
-            Some("ALLOWED_REDIRECT_ORIGINS")
-        );
-        // The default FRONTEND_URL is loopback, so production starts without setting either.
-        assert_eq!(with(("FRONTEND_URL", "http://localhost:3000")), None);
-        assert_eq!(with(("ALLOWED_REDIRECT_ORIGINS", "http://[::1]:3000")), None);
-    }
-
-    #[test]
-    fn durations_take_units() {
-        assert_eq!(parse_duration("72h"), Ok(Duration::from_secs(72 * 3600)));
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5w").is_err());
-        assert_eq!(
-            settings(&[("RECONCILE_INTERVAL", "often")]).err().map(|e| e.var),
-            Some("RECONCILE_INTERVAL")
-        );
-    }
-
-    #[test]
-    fn production_requires_stripe_secrets() {
-        let err = settings(&[("APP_ENV", "production")]).err().map(|e| e.var);
-        assert_eq!(err, Some("STRIPE_SECRET_KEY"));
-        let err = settings(&[("APP_ENV", "production"), ("STRIPE_SECRET_KEY", "sk_live_x")])
-            .err()
-            .map(|e| e.var);
-        assert_eq!(err, Some("STRIPE_WEBHOOK_SECRET"));
-        let ok = settings(&[
-            ("APP_ENV", "production"),
-            ("STRIPE_SECRET_KEY", "sk_live_x"),
-            ("STRIPE_WEBHOOK_SECRET", "whsec_a, whsec_b"),
-        ])
-        .expect("complete production settings");
-        assert_eq!(ok.stripe.webhook_secrets.len(), 2);
-        assert_eq!(ok.log_format, LogFormat::Json);
-    }
-
-    #[test]
-    fn display_never_shows_secrets() {
-        let s = settings(&[
-            ("STRIPE_SECRET_KEY", "sk_test_supersecret"),
-            ("STRIPE_WEBHOOK_SECRET", "whsec_supersecret"),
-            ("DATABASE_URL", "postgres://app:hunter2@db/credits"),
-            ("GRPC_AUTH_TOKENS", "tok_supersecret"),
-        ])
-        .expect("valid");
-        let shown = s.to_string();
-        assert!(!shown.contains("supersecret"), "{shown}");
-        assert!(!shown.contains("hunter2"), "{shown}");
-    }
-
-    /// The start-up line for these settings, asserted free of `secret`.
-    fn shown_without(vars: &[(&str, &str)], secret: &str) -> String {
-        let shown = settings(vars).expect("valid").to_string();
-        assert!(!shown.contains(secret), "{secret} shown in {shown}");
-        shown
-    }
-
-    #[test]
-    fn database_passwords_are_masked_in_every_form_sqlx_accepts() {
-        let cases = [
-            (
-                "postgres://app:hunter2@db/credits",
-                "postgres://app:****@db/credits",
-            ),
-            (
-                "postgresql://app:hunter2@db:5432/credits",
-                "postgresql://app:****@db:5432/credits",
-            ),
-            (
-                "postgres://app:hunter%32%40x@db/credits",
-                "postgres://app:****@db/credits",
-            ),
-            (
-                "postgres://app@db/credits?password=hunter2",
-                "postgres://app@db/credits?password=****",
-            ),
-            (
-                "postgres://app@db/credits?sslmode=require&password=hunter2&application_name=credits",
-                "postgres://app@db/credits?sslmode=require&password=****&application_name=credits",
-            ),
-            (
-                "postgres://app@db/credits?sslkey=/etc/k.pem&pass%77ord=hunter%32",
-                "postgres://app@db/credits?sslkey=/etc/k.pem&pass%77ord=****",
-            ),
-            (
-                "postgres://app@db/credits?password",
-                "postgres://app@db/credits?password=****",
-            ),
-        ];
-        for (url, want) in cases {
-            let shown = shown_without(&[("DATABASE_URL", url)], "hunter");
-            assert!(shown.contains(&format!("DATABASE_URL={want} ")), "{url}: {shown}");
-        }
-        for url in [
-            "sqlite://credits.db?mode=rwc",
-            "sqlite:credits.db",
-            "sqlite::memory:",
-        ] {
-            let shown = shown_without(&[("DATABASE_URL", url)], "****");
-            assert!(shown.contains(&format!("DATABASE_URL={url} ")), "{url}: {shown}");
-        }
-        // What cannot be parsed cannot be masked precisely, so none of it is shown.
-        let shown = shown_without(&[("DATABASE_URL", "postgres://app:hunter2@db:port/x")], "hunter");
-        assert!(shown.contains("DATABASE_URL=postgres://**** "), "{shown}");
-    }
-
-    #[test]
-    fn database_secrets_that_sqlx_would_log_instead_of_reading_are_refused() {
-        for url in [
-            "postgres://app@db/credits?sslkey=/etc/k.pem&sslpassword=hunter2",
-            "postgresql://app@db/credits?PASSWORD=hunter2",
-            "postgres://app@db/credits?token=hunter2",
-        ] {
-            let err = settings(&[("DATABASE_URL", url)]).err().expect("refused");
-            assert_eq!(err.var, "DATABASE_URL", "{url}");
-            assert!(!err.to_string().contains("hunter2"), "{err}");
-        }
-        assert_eq!(
-            redact_url(
-                "postgres://db/c?sslpassword=hunter2&sslkey=/k.pem",
-                UserName::Shown
-            ),
-            "postgres://db/c?sslpassword=****&sslkey=/k.pem"
-        );
-    }
-
-    #[test]
-    fn credentials_in_other_urls_are_masked() {
-        let shown = shown_without(
-            &[
-                ("STRIPE_API_BASE", "https://user:hunter2@stripe.internal"),
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://hunter2@collector:4317"),
-                ("FRONTEND_URL", "https://app.example.com/?token=hunter2"),
-            ],
-            "hunter2",
-        );
-        assert!(
-            shown.contains("STRIPE_API_BASE=https://****:****@stripe.internal/ "),
-            "{shown}"
-        );
-        assert!(
-            shown.contains("OTEL_EXPORTER_OTLP_ENDPOINT=http://****@collector:4317/"),
-            "{shown}"
-        );
-        assert!(
-            shown.contains("FRONTEND_URL=https://app.example.com/?token=**** "),
-            "{shown}"
-        );
-        // Nor does the line that refuses a bad value.
-        for (var, bad) in [
-            ("ALLOWED_REDIRECT_ORIGINS", "https://u:hunter2@a.test"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://u:hunter2@collector:port"),
-        ] {
-            let err = settings(&[(var, bad)]).err().expect("refused");
-            assert_eq!(err.var, var);
-            assert!(!err.to_string().contains("hunter2"), "{err}");
-        }
-    }
-}
+mod tests;

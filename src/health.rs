@@ -1,5 +1,6 @@
 //! Health: the gRPC health service (tonic-health) and the HTTP `/healthz` and `/readyz` probes.
-//! SERVING means the database would accept a write now and the process is not shutting down.
+//! SERVING means the ledger writer committed a transaction just now (so the database accepts
+//! writes) and the process is not shutting down.
 
 use std::{
     sync::{
@@ -10,12 +11,11 @@ use std::{
 };
 
 use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
-use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::ledger::store;
+use crate::billing::BillingLedger;
 
 /// The service name health clients ask about, besides the whole server ("").
 pub const SERVICE_NAME: &str = "credits.v1.CreditsService";
@@ -24,27 +24,28 @@ pub const SERVICE_NAME: &str = "credits.v1.CreditsService";
 #[derive(Clone)]
 pub struct Health {
     reporter: HealthReporter,
-    db: DatabaseConnection,
+    ledger: BillingLedger,
     probe_timeout: Duration,
     stopping: Arc<AtomicBool>,
     serving: Arc<AtomicBool>,
 }
 
 impl Health {
-    pub fn new(reporter: HealthReporter, db: DatabaseConnection, probe_timeout: Duration) -> Self {
+    pub fn new(reporter: HealthReporter, ledger: BillingLedger, probe_timeout: Duration) -> Self {
         Self {
             reporter,
-            db,
+            ledger,
             probe_timeout,
             stopping: Arc::new(AtomicBool::new(false)),
             serving: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// True when the database accepts a write within the probe timeout.
+    /// True when the writer commits within the probe timeout: the probe rides in the writer's
+    /// next batch, so it never competes with it for the database's write lock.
     pub async fn database_ready(&self) -> bool {
         matches!(
-            tokio::time::timeout(self.probe_timeout, store::probe_writable(&self.db)).await,
+            tokio::time::timeout(self.probe_timeout, self.ledger.ping()).await,
             Ok(Ok(()))
         )
     }

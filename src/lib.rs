@@ -2,27 +2,36 @@
 //! once when Stripe's webhook says the payment went through.
 //!
 //! # Layout
+//! Arrows run one way: transports → billing/ops → ledger → stores → entities.
 //! - `config`: settings parsed once from the environment.
-//! - `app`: builds and runs the service (gRPC + HTTP listeners, shutdown order).
+//! - `app`: builds and runs the service (gRPC + HTTP listeners, the writer, shutdown order).
 //! - `grpc/`: `credits.v1.CreditsService`, health and reflection; converts and maps errors.
 //! - `webhook/`: `POST /account/stripe-webhook/`: signature, payload parsing, error answers.
-//! - `ledger/`: the domain (accounts, packs, purchases, fulfilment) and its SeaORM store.
+//! - `ledger/`: the only code that changes balances: commands, the group-commit writer,
+//!   posting rules (lots, holds, debt, expiry) and its store.
+//! - `billing/`: checkout, Stripe events into ledger postings, refund/dispute settlement.
+//! - `events/`: the Stripe event store.
+//! - `catalog/`: credit packs: the file, the table, the sync to Stripe.
+//! - `ops/`: reconciliation, job leases, the scheduler of periodic jobs.
 //! - `stripe/`: the Stripe API calls, over async-stripe.
 //! - `entities/`: SeaORM entities; the schema is in the `migration` crate.
-//! - `health`, `db`, `shutdown`, `telemetry`, `cli`: process plumbing.
-//! - `metrics` (`GET /metrics`), `limits` (HTTP load shedding): operations.
+//! - `health`, `db/`, `shutdown`, `telemetry`, `cli`: process plumbing.
+//! - `metrics` (`GET /metrics`), `limits` (HTTP load shedding and read timeouts): operations.
 
 pub mod app;
+pub mod billing;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod entities;
+pub mod events;
 pub mod grpc;
 pub mod health;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;
-pub mod scheduler;
+pub mod ops;
 pub mod shutdown;
 pub mod stripe;
 pub mod telemetry;

@@ -53,8 +53,22 @@ struct PoolLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HoldLabels {
+    outcome: &'static str,
+}
+
 struct Inner {
     registry: Registry,
+    writer_batch_size: Histogram,
+    writer_queue_depth: Gauge,
+    ledger_credits: Family<KindLabels, Counter>,
+    holds: Family<HoldLabels, Counter>,
     rpc_requests: Family<RpcLabels, Counter>,
     rpc_duration: HistogramFamily<MethodLabels>,
     webhook_events: Family<WebhookLabels, Counter>,
@@ -139,8 +153,36 @@ impl Metrics {
             "Configured database pool size",
             db_pool_max.clone(),
         );
+        let writer_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 9));
+        registry.register(
+            "writer_batch_size",
+            "Jobs applied per ledger writer transaction",
+            writer_batch_size.clone(),
+        );
+        let writer_queue_depth = Gauge::default();
+        registry.register(
+            "writer_queue_depth",
+            "Jobs waiting for the ledger writer when it took its last batch",
+            writer_queue_depth.clone(),
+        );
+        let ledger_credits = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "ledger_credits",
+            "Credits moved by committed ledger entries, by kind (purchase, grant, trial, consumption, refund, dispute, expiry, import)",
+            ledger_credits.clone(),
+        );
+        let holds = Family::<HoldLabels, Counter>::default();
+        registry.register(
+            "holds",
+            "Holds by outcome (reserved, captured, released, expired)",
+            holds.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
+            writer_batch_size,
+            writer_queue_depth,
+            ledger_credits,
+            holds,
             rpc_requests,
             rpc_duration,
             webhook_events,
@@ -180,6 +222,27 @@ impl Metrics {
         {
             self.0.credits_granted.inc_by(credits);
         }
+    }
+
+    /// A batch the ledger writer took, and the jobs still waiting then.
+    pub fn writer_batch(&self, size: usize, waiting: usize) {
+        self.0.writer_batch_size.observe(size as f64);
+        self.0
+            .writer_queue_depth
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+    }
+
+    /// Credits a committed batch moved, per entry kind.
+    pub fn ledger_credits(&self, kind: &'static str, credits: u64) {
+        self.0
+            .ledger_credits
+            .get_or_create(&KindLabels { kind })
+            .inc_by(credits);
+    }
+
+    /// Holds a committed batch reserved or ended.
+    pub fn holds(&self, outcome: &'static str, count: u64) {
+        self.0.holds.get_or_create(&HoldLabels { outcome }).inc_by(count);
     }
 
     /// One finished reconciliation run and the sessions it credited.

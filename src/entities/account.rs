@@ -12,6 +12,9 @@ pub struct Model {
     pub email: String,
     /// Always the sum of the account's `credit_ledger` deltas.
     pub credit_balance: i64,
+    /// Credits taken back beyond what the lots held (a refund of spent credits); a later
+    /// credit pays it first. `credit_balance = Σ lots.remaining - debt`.
+    pub debt: i64,
     pub is_trial_user: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

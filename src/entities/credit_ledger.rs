@@ -1,4 +1,4 @@
-//! `credit_ledger`: append-only balance changes, unique per (reason, reference).
+//! `credit_ledger`: append-only balance changes, unique per (account, kind, reference).
 
 use sea_orm::entity::prelude::*;
 
@@ -10,8 +10,14 @@ pub struct Model {
     pub account_id: String,
     pub delta: i64,
     pub balance_after: i64,
+    /// See `ledger::kinds::EntryKind`.
+    pub kind: String,
+    /// The caller's word for grants and consumption, the kind's name for the rest.
     pub reason: String,
     pub reference: String,
+    /// JSON object of the caller's metadata, if any.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub metadata: Option<String>,
     pub created_at: DateTimeUtc,
 }
 

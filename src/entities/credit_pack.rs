@@ -15,6 +15,7 @@ pub struct Model {
     #[sea_orm(unique)]
     pub stripe_price_id: Option<String>,
     pub active: bool,
+    pub expires_after_days: Option<i64>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

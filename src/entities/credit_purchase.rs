@@ -21,10 +21,12 @@ pub struct Model {
     pub stripe_payment_intent_id: Option<String>,
     pub checkout_url: Option<String>,
     pub idempotency_key: Option<String>,
-    /// See `ledger::PurchaseStatus`.
+    /// See `billing::types::PurchaseStatus`.
     pub status: String,
     pub created_at: DateTimeUtc,
     pub completed_at: Option<DateTimeUtc>,
+    /// When the credits this purchase granted expire; `None`: never.
+    pub credits_expire_at: Option<DateTimeUtc>,
     pub updated_at: DateTimeUtc,
 }
 

@@ -1,9 +1,12 @@
 //! SeaORM entities, one file per table. The schema itself lives in `migrations/`.
 
 pub mod account;
+pub mod credit_hold;
 pub mod credit_ledger;
+pub mod credit_lot;
 pub mod credit_pack;
 pub mod credit_purchase;
+pub mod idempotency_key;
 pub mod job_lock;
 pub mod payment_refund_total;
 pub mod stripe_dispute;

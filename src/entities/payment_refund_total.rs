@@ -8,6 +8,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub payment_intent_id: String,
     pub amount_refunded: i64,
+    /// Refund and dispute facts recorded for the payment; 0 means there are none to read.
+    pub facts: i64,
     pub updated_at: DateTimeUtc,
 }
 

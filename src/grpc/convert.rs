@@ -1,14 +1,21 @@
 //! Protobuf messages ↔ domain types. Parsing failures become INVALID_ARGUMENT naming the field.
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 use tonic::Status;
 
 use super::pb;
 use crate::{
-    entities::credit_pack,
+    billing::{PriceId, PurchaseRequest, PurchaseStatus, PurchaseView, RedirectUrl},
+    catalog::Pack,
     ledger::{
-        AccountId, AccountRef, Email, IdempotencyKey, InvalidInput, PageRequest, PriceId, PurchaseRequest,
-        PurchaseStatus, PurchaseView, RedirectUrl,
+        AccountId, AccountRef, Balance, Credits, Email, EntryView, HoldId, IdempotencyKey, InvalidInput,
+        Listing, PageRequest, Reason,
+        book::{Lot, Metadata},
+        command::{self, AccountView},
+        hold_ttl, parse_metadata,
     },
 };
 
@@ -24,6 +31,42 @@ fn optional<T>(raw: &str, parse: impl FnOnce(&str) -> Result<T, InvalidInput>) -
     }
 }
 
+fn account_ref(by_id: Option<String>, by_email: Option<String>) -> Result<AccountRef, Status> {
+    match (by_id, by_email) {
+        (Some(id), _) => AccountId::parse(&id).map(AccountRef::Id).map_err(invalid),
+        (None, Some(email)) => Email::parse(&email).map(AccountRef::Email).map_err(invalid),
+        (None, None) => Err(Status::invalid_argument(
+            "invalid account: set account_id or email",
+        )),
+    }
+}
+
+/// The `oneof account { account_id; email }` of a request, as the domain names accounts.
+macro_rules! account_of {
+    ($module:ident) => {
+        pub fn $module(account: Option<pb::$module::Account>) -> Result<AccountRef, Status> {
+            match account {
+                Some(pb::$module::Account::AccountId(id)) => account_ref(Some(id), None),
+                Some(pb::$module::Account::Email(email)) => account_ref(None, Some(email)),
+                None => account_ref(None, None),
+            }
+        }
+    };
+}
+
+/// Each request's account, parsed.
+pub mod account {
+    use super::*;
+
+    account_of!(get_balance_request);
+    account_of!(list_purchases_request);
+    account_of!(grant_credits_request);
+    account_of!(consume_credits_request);
+    account_of!(reserve_credits_request);
+    account_of!(list_ledger_entries_request);
+    account_of!(list_credit_lots_request);
+}
+
 pub fn purchase_request(req: pb::PurchaseCreditsRequest) -> Result<PurchaseRequest, Status> {
     Ok(PurchaseRequest {
         account_id: AccountId::parse(&req.account_id).map_err(invalid)?,
@@ -35,58 +78,110 @@ pub fn purchase_request(req: pb::PurchaseCreditsRequest) -> Result<PurchaseReque
     })
 }
 
-pub fn balance_account(account: Option<pb::get_balance_request::Account>) -> Result<AccountRef, Status> {
-    use pb::get_balance_request::Account;
-    match account {
-        Some(Account::AccountId(id)) => AccountId::parse(&id).map(AccountRef::Id).map_err(invalid),
-        Some(Account::Email(email)) => Email::parse(&email).map(AccountRef::Email).map_err(invalid),
-        None => Err(Status::invalid_argument(
-            "invalid account: set account_id or email",
-        )),
+pub fn page_request(listing: Listing, page_size: i32, page_token: &str) -> Result<PageRequest, Status> {
+    PageRequest::parse(listing, page_size, page_token).map_err(invalid)
+}
+
+fn metadata(raw: &HashMap<String, String>) -> Result<Metadata, Status> {
+    parse_metadata(raw).map_err(invalid)
+}
+
+fn key(raw: &str) -> Result<IdempotencyKey, Status> {
+    IdempotencyKey::parse(raw).map_err(invalid)
+}
+
+fn credits(raw: i64) -> Result<Credits, Status> {
+    Credits::parse(raw).map_err(invalid)
+}
+
+fn reason(raw: &str) -> Result<Reason, Status> {
+    Reason::parse(raw).map_err(invalid)
+}
+
+fn time(field: &'static str, at: &Timestamp) -> Result<DateTime<Utc>, Status> {
+    u32::try_from(at.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(at.seconds, nanos))
+        .ok_or_else(|| invalid(InvalidInput::new(field, "not a valid time")))
+}
+
+pub fn grant(req: pb::GrantCreditsRequest) -> Result<command::Grant, Status> {
+    let expires_at = req
+        .expires_at
+        .as_ref()
+        .map(|at| time("expires_at", at))
+        .transpose()?;
+    if expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Err(invalid(InvalidInput::new("expires_at", "must be in the future")));
     }
+    Ok(command::Grant {
+        credits: credits(req.credits)?,
+        key: key(&req.idempotency_key)?,
+        reason: reason(&req.reason)?,
+        expires_at,
+        metadata: metadata(&req.metadata)?,
+        account: account::grant_credits_request(req.account)?,
+    })
 }
 
-pub fn purchases_account(account: Option<pb::list_purchases_request::Account>) -> Result<AccountRef, Status> {
-    use pb::list_purchases_request::Account;
-    match account {
-        Some(Account::AccountId(id)) => AccountId::parse(&id).map(AccountRef::Id).map_err(invalid),
-        Some(Account::Email(email)) => Email::parse(&email).map(AccountRef::Email).map_err(invalid),
-        None => Err(Status::invalid_argument(
-            "invalid account: set account_id or email",
-        )),
-    }
+pub fn consume(req: pb::ConsumeCreditsRequest) -> Result<command::Consume, Status> {
+    Ok(command::Consume {
+        credits: credits(req.credits)?,
+        key: key(&req.idempotency_key)?,
+        reason: reason(&req.reason)?,
+        metadata: metadata(&req.metadata)?,
+        account: account::consume_credits_request(req.account)?,
+    })
 }
 
-pub fn page_request(page_size: i32, page_token: &str) -> Result<PageRequest, Status> {
-    PageRequest::parse(page_size, page_token).map_err(invalid)
+pub fn reserve(req: pb::ReserveCreditsRequest) -> Result<command::Reserve, Status> {
+    Ok(command::Reserve {
+        credits: credits(req.credits)?,
+        key: key(&req.idempotency_key)?,
+        ttl: hold_ttl(req.ttl_seconds).map_err(invalid)?,
+        reason: reason(&req.reason)?,
+        metadata: metadata(&req.metadata)?,
+        account: account::reserve_credits_request(req.account)?,
+    })
 }
 
-pub fn pack(model: credit_pack::Model) -> pb::CreditPack {
+pub fn capture(req: pb::CaptureHoldRequest) -> Result<command::Capture, Status> {
+    Ok(command::Capture {
+        hold_id: hold_id(&req.hold_id)?,
+        credits: credits(req.credits)?,
+        metadata: metadata(&req.metadata)?,
+    })
+}
+
+pub fn hold_id(raw: &str) -> Result<HoldId, Status> {
+    HoldId::parse(raw).map_err(invalid)
+}
+
+pub fn pack(pack: Pack) -> pb::CreditPack {
     pb::CreditPack {
-        id: model.id,
-        name: model.name,
-        credits: model.credits,
-        unit_amount: model.unit_amount,
-        currency: model.currency,
-        stripe_price_id: model.stripe_price_id.unwrap_or_default(),
+        id: pack.id,
+        name: pack.name,
+        credits: pack.credits,
+        unit_amount: pack.unit_amount,
+        currency: pack.currency,
+        stripe_price_id: pack.stripe_price_id.unwrap_or_default(),
     }
 }
 
-fn timestamp(at: chrono::DateTime<chrono::Utc>) -> Timestamp {
+pub fn timestamp(at: DateTime<Utc>) -> Timestamp {
     Timestamp {
         seconds: at.timestamp(),
         nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
     }
 }
 
-fn status(raw: &str) -> pb::PurchaseStatus {
-    match PurchaseStatus::parse(raw) {
-        Some(PurchaseStatus::Pending) => pb::PurchaseStatus::Pending,
-        Some(PurchaseStatus::Completed) => pb::PurchaseStatus::Completed,
-        Some(PurchaseStatus::Expired) => pb::PurchaseStatus::Expired,
-        Some(PurchaseStatus::Failed) => pb::PurchaseStatus::Failed,
-        Some(PurchaseStatus::Refunded) => pb::PurchaseStatus::Refunded,
-        None => pb::PurchaseStatus::Unspecified,
+fn status(status: PurchaseStatus) -> pb::PurchaseStatus {
+    match status {
+        PurchaseStatus::Pending => pb::PurchaseStatus::Pending,
+        PurchaseStatus::Completed => pb::PurchaseStatus::Completed,
+        PurchaseStatus::Expired => pb::PurchaseStatus::Expired,
+        PurchaseStatus::Failed => pb::PurchaseStatus::Failed,
+        PurchaseStatus::Refunded => pb::PurchaseStatus::Refunded,
     }
 }
 
@@ -97,13 +192,64 @@ pub fn purchase(view: PurchaseView) -> pb::CreditPurchase {
         account_id: p.account_id,
         credit_pack_id: p.credit_pack_id,
         credit_pack_name: view.pack_name,
-        quantity: p.quantity,
+        quantity: p.credits,
         amount: p.amount,
         currency: p.currency,
-        stripe_checkout_session_id: p.stripe_checkout_session_id,
-        status: status(&p.status).into(),
+        stripe_checkout_session_id: p.session_id,
+        status: status(p.status).into(),
         created_at: Some(timestamp(p.created_at)),
         completed_at: p.completed_at.map(timestamp),
         amount_refunded: p.amount_refunded,
+    }
+}
+
+pub fn balance(balance: Balance) -> pb::GetBalanceResponse {
+    pb::GetBalanceResponse {
+        account_id: balance.account.id,
+        email: balance.account.email,
+        credit_balance: balance.credit_balance,
+        is_trial_user: balance.account.is_trial_user,
+        available_balance: balance.available_balance,
+        held_credits: balance.held_credits,
+        next_expiry_at: balance.next_expiry_at.map(timestamp),
+        expiring_credits: balance.expiring_credits,
+    }
+}
+
+pub fn account_view(account: AccountView) -> pb::Account {
+    pb::Account {
+        account_id: account.account_id,
+        email: account.email,
+        credit_balance: account.credit_balance,
+        available_balance: account.available_balance,
+        held_credits: account.held_credits,
+        is_trial_user: account.is_trial_user,
+        created_at: Some(timestamp(account.created_at)),
+    }
+}
+
+pub fn entry(entry: EntryView) -> pb::LedgerEntry {
+    pb::LedgerEntry {
+        id: entry.id.to_string(),
+        account_id: entry.account_id,
+        delta: entry.delta,
+        balance_after: entry.balance_after,
+        kind: entry.kind.as_str().to_owned(),
+        reason: entry.reason,
+        reference: entry.reference,
+        metadata: entry.metadata.into_iter().collect(),
+        created_at: Some(timestamp(entry.created_at)),
+    }
+}
+
+pub fn lot(lot: Lot) -> pb::CreditLot {
+    pb::CreditLot {
+        id: lot.id,
+        source: lot.source.as_str().to_owned(),
+        reference: lot.reference,
+        credits: lot.credits,
+        remaining: lot.remaining,
+        expires_at: lot.expires_at.map(timestamp),
+        created_at: Some(timestamp(lot.created_at)),
     }
 }

@@ -3,17 +3,31 @@
 use tonic::{Request, Response, Status};
 use tracing::Span;
 
-use super::{convert, pb, status::to_status};
-use crate::ledger::Ledger;
+use super::{
+    convert, pb,
+    status::{billing_status, ledger_status},
+};
+use crate::{
+    billing::{Billing, BillingLedger},
+    ledger::{AccountId, AccountRef, Email, Listing},
+};
 
 /// The RPCs of `credits.v1.CreditsService`, the only method names metrics, logs and spans
 /// carry: tonic exposes no such list, and a name taken from the request path would let any
 /// caller mint label values. A unit test keeps it equal to the proto.
-pub const RPC_METHODS: [&str; 4] = [
+pub const RPC_METHODS: [&str; 12] = [
     "ListCreditPacks",
     "PurchaseCredits",
     "GetBalance",
     "ListPurchases",
+    "EnsureAccount",
+    "GrantCredits",
+    "ConsumeCredits",
+    "ReserveCredits",
+    "CaptureHold",
+    "ReleaseHold",
+    "ListLedgerEntries",
+    "ListCreditLots",
 ];
 
 /// What any other path under the service (or a path of another service) is called.
@@ -28,19 +42,29 @@ pub fn rpc_method(path: &str) -> &'static str {
         .unwrap_or(UNKNOWN_METHOD)
 }
 
-/// `credits.v1.CreditsService` over the ledger.
+/// `credits.v1.CreditsService` over billing and the ledger.
 #[derive(Clone)]
 pub struct CreditsApi {
-    ledger: Ledger,
+    billing: Billing,
     publishable_key: String,
 }
 
 impl CreditsApi {
-    pub fn new(ledger: Ledger, publishable_key: String) -> Self {
+    pub fn new(billing: Billing, publishable_key: String) -> Self {
         Self {
-            ledger,
+            billing,
             publishable_key,
         }
+    }
+
+    fn ledger(&self) -> &BillingLedger {
+        self.billing.ledger()
+    }
+}
+
+fn record_account(by: &AccountRef) {
+    if let AccountRef::Id(id) = by {
+        Span::current().record("account_id", id.as_str());
     }
 }
 
@@ -50,7 +74,7 @@ impl pb::credits_service_server::CreditsService for CreditsApi {
         &self,
         _request: Request<pb::ListCreditPacksRequest>,
     ) -> Result<Response<pb::ListCreditPacksResponse>, Status> {
-        let packs = self.ledger.list_packs().await.map_err(to_status)?;
+        let packs = self.billing.list_packs().await.map_err(billing_status)?;
         Ok(Response::new(pb::ListCreditPacksResponse {
             packs: packs.into_iter().map(convert::pack).collect(),
             stripe_publishable_key: self.publishable_key.clone(),
@@ -63,7 +87,7 @@ impl pb::credits_service_server::CreditsService for CreditsApi {
     ) -> Result<Response<pb::PurchaseCreditsResponse>, Status> {
         let req = convert::purchase_request(request.into_inner())?;
         Span::current().record("account_id", req.account_id.as_str());
-        let started = self.ledger.purchase_credits(req).await.map_err(to_status)?;
+        let started = self.billing.purchase_credits(req).await.map_err(billing_status)?;
         Ok(Response::new(pb::PurchaseCreditsResponse {
             checkout_url: started.checkout_url,
             checkout_session_id: started.checkout_session_id,
@@ -75,15 +99,10 @@ impl pb::credits_service_server::CreditsService for CreditsApi {
         &self,
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
-        let by = convert::balance_account(request.into_inner().account)?;
-        let account = self.ledger.get_balance(&by).await.map_err(to_status)?;
-        Span::current().record("account_id", account.id.as_str());
-        Ok(Response::new(pb::GetBalanceResponse {
-            account_id: account.id,
-            email: account.email,
-            credit_balance: account.credit_balance,
-            is_trial_user: account.is_trial_user,
-        }))
+        let by = convert::account::get_balance_request(request.into_inner().account)?;
+        let balance = self.ledger().balance(&by).await.map_err(ledger_status)?;
+        Span::current().record("account_id", balance.account.id.as_str());
+        Ok(Response::new(convert::balance(balance)))
     }
 
     async fn list_purchases(
@@ -91,15 +110,141 @@ impl pb::credits_service_server::CreditsService for CreditsApi {
         request: Request<pb::ListPurchasesRequest>,
     ) -> Result<Response<pb::ListPurchasesResponse>, Status> {
         let req = request.into_inner();
-        let by = convert::purchases_account(req.account)?;
-        if let crate::ledger::AccountRef::Id(id) = &by {
-            Span::current().record("account_id", id.as_str());
-        }
-        let page = convert::page_request(req.page_size, &req.page_token)?;
-        let result = self.ledger.list_purchases(&by, &page).await.map_err(to_status)?;
+        let by = convert::account::list_purchases_request(req.account)?;
+        record_account(&by);
+        let page = convert::page_request(Listing::Purchases, req.page_size, &req.page_token)?;
+        let result = self
+            .billing
+            .list_purchases(&by, &page)
+            .await
+            .map_err(billing_status)?;
         Ok(Response::new(pb::ListPurchasesResponse {
             purchases: result.purchases.into_iter().map(convert::purchase).collect(),
             next_page_token: result.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn ensure_account(
+        &self,
+        request: Request<pb::EnsureAccountRequest>,
+    ) -> Result<Response<pb::EnsureAccountResponse>, Status> {
+        let req = request.into_inner();
+        let account_id =
+            AccountId::parse(&req.account_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let email = Email::parse(&req.email).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Span::current().record("account_id", account_id.as_str());
+        let ensured = self
+            .ledger()
+            .ensure_account(account_id, email, false)
+            .await
+            .map_err(ledger_status)?;
+        Ok(Response::new(pb::EnsureAccountResponse {
+            account: Some(convert::account_view(ensured.account)),
+            created: ensured.created,
+        }))
+    }
+
+    async fn grant_credits(
+        &self,
+        request: Request<pb::GrantCreditsRequest>,
+    ) -> Result<Response<pb::GrantCreditsResponse>, Status> {
+        let grant = convert::grant(request.into_inner())?;
+        record_account(&grant.account);
+        let granted = self.ledger().grant(grant).await.map_err(ledger_status)?;
+        Ok(Response::new(pb::GrantCreditsResponse {
+            credit_balance: granted.credit_balance,
+            ledger_entry_id: granted.ledger_entry_id,
+            lot_id: granted.lot_id,
+            replayed: granted.replayed,
+        }))
+    }
+
+    async fn consume_credits(
+        &self,
+        request: Request<pb::ConsumeCreditsRequest>,
+    ) -> Result<Response<pb::ConsumeCreditsResponse>, Status> {
+        let consume = convert::consume(request.into_inner())?;
+        record_account(&consume.account);
+        let consumed = self.ledger().consume(consume).await.map_err(ledger_status)?;
+        Ok(Response::new(pb::ConsumeCreditsResponse {
+            credit_balance: consumed.credit_balance,
+            available_balance: consumed.available_balance,
+            ledger_entry_id: consumed.ledger_entry_id,
+            replayed: consumed.replayed,
+        }))
+    }
+
+    async fn reserve_credits(
+        &self,
+        request: Request<pb::ReserveCreditsRequest>,
+    ) -> Result<Response<pb::ReserveCreditsResponse>, Status> {
+        let reserve = convert::reserve(request.into_inner())?;
+        record_account(&reserve.account);
+        let reserved = self.ledger().reserve(reserve).await.map_err(ledger_status)?;
+        Ok(Response::new(pb::ReserveCreditsResponse {
+            hold_id: reserved.hold_id,
+            available_balance: reserved.available_balance,
+            expires_at: Some(convert::timestamp(reserved.expires_at)),
+            replayed: reserved.replayed,
+        }))
+    }
+
+    async fn capture_hold(
+        &self,
+        request: Request<pb::CaptureHoldRequest>,
+    ) -> Result<Response<pb::CaptureHoldResponse>, Status> {
+        let capture = convert::capture(request.into_inner())?;
+        let captured = self.ledger().capture(capture).await.map_err(ledger_status)?;
+        Ok(Response::new(pb::CaptureHoldResponse {
+            credit_balance: captured.credit_balance,
+            available_balance: captured.available_balance,
+            ledger_entry_id: captured.ledger_entry_id,
+            released_credits: captured.released_credits,
+            replayed: captured.replayed,
+        }))
+    }
+
+    async fn release_hold(
+        &self,
+        request: Request<pb::ReleaseHoldRequest>,
+    ) -> Result<Response<pb::ReleaseHoldResponse>, Status> {
+        let hold_id = convert::hold_id(&request.into_inner().hold_id)?;
+        let released = self.ledger().release(hold_id).await.map_err(ledger_status)?;
+        Ok(Response::new(pb::ReleaseHoldResponse {
+            available_balance: released.available_balance,
+            replayed: released.replayed,
+        }))
+    }
+
+    async fn list_ledger_entries(
+        &self,
+        request: Request<pb::ListLedgerEntriesRequest>,
+    ) -> Result<Response<pb::ListLedgerEntriesResponse>, Status> {
+        let req = request.into_inner();
+        let by = convert::account::list_ledger_entries_request(req.account)?;
+        record_account(&by);
+        let page = convert::page_request(Listing::LedgerEntries, req.page_size, &req.page_token)?;
+        let result = self.ledger().entries(&by, &page).await.map_err(ledger_status)?;
+        Ok(Response::new(pb::ListLedgerEntriesResponse {
+            entries: result.entries.into_iter().map(convert::entry).collect(),
+            next_page_token: result.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn list_credit_lots(
+        &self,
+        request: Request<pb::ListCreditLotsRequest>,
+    ) -> Result<Response<pb::ListCreditLotsResponse>, Status> {
+        let req = request.into_inner();
+        let by = convert::account::list_credit_lots_request(req.account)?;
+        record_account(&by);
+        let lots = self
+            .ledger()
+            .lots(&by, req.include_spent)
+            .await
+            .map_err(ledger_status)?;
+        Ok(Response::new(pb::ListCreditLotsResponse {
+            lots: lots.into_iter().map(convert::lot).collect(),
         }))
     }
 }

@@ -14,192 +14,14 @@
 //!   burn order; what it cannot find becomes debt, so the balance may go below zero.
 //! - Invariant: `balance = Σ lots.remaining - debt`, and `balance` is the sum of the entries.
 
-use std::{
-    cmp::Ordering,
-    collections::{BTreeMap, BTreeSet},
-};
+mod parts;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
+pub use parts::*;
 
 use super::kinds::{EntryKind, HoldStatus, LotSource};
-
-/// Caller-supplied key/value pairs kept with an entry or hold.
-pub type Metadata = BTreeMap<String, String>;
-
-/// The account row a book is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountState {
-    pub id: String,
-    pub email: String,
-    pub balance: i64,
-    pub debt: i64,
-    pub is_trial_user: bool,
-    pub created_at: DateTime<Utc>,
-}
-
-/// Credits from one purchase, grant, trial or import.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lot {
-    pub id: String,
-    pub account_id: String,
-    pub source: LotSource,
-    pub reference: String,
-    pub credits: i64,
-    /// Not yet consumed, clawed back or expired; includes `held`.
-    pub remaining: i64,
-    /// Reserved by active holds.
-    pub held: i64,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl Lot {
-    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
-    }
-
-    fn free(&self) -> i64 {
-        self.remaining - self.held
-    }
-}
-
-/// Soonest expiry first, never-expiring last, oldest first on ties (then by id, for a total
-/// order).
-pub fn burn_order(a: &Lot, b: &Lot) -> Ordering {
-    let by_expiry = match (a.expires_at, b.expires_at) {
-        (Some(x), Some(y)) => x.cmp(&y),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
-    };
-    by_expiry
-        .then(a.created_at.cmp(&b.created_at))
-        .then_with(|| a.id.cmp(&b.id))
-}
-
-/// Credits a hold reserves in one lot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Allocation {
-    pub lot_id: String,
-    pub credits: i64,
-}
-
-/// A reservation of credits whose cost is known only later.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hold {
-    pub id: String,
-    pub account_id: String,
-    pub credits: i64,
-    pub status: HoldStatus,
-    pub expires_at: DateTime<Utc>,
-    /// In burn order at the time of the reservation.
-    pub allocations: Vec<Allocation>,
-    pub reason: String,
-    pub metadata: Metadata,
-    pub captured_credits: Option<i64>,
-    pub created_at: DateTime<Utc>,
-    pub closed_at: Option<DateTime<Utc>>,
-}
-
-impl Hold {
-    /// Active and not past its time to live.
-    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        self.status == HoldStatus::Active && self.expires_at > now
-    }
-}
-
-/// A ledger entry appended by a posting; the store gives it its id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub account_id: String,
-    pub kind: EntryKind,
-    pub delta: i64,
-    pub balance_after: i64,
-    pub reason: String,
-    pub reference: String,
-    pub metadata: Metadata,
-    pub created_at: DateTime<Utc>,
-}
-
-/// The lot a credit opens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LotTerms {
-    pub id: String,
-    pub source: LotSource,
-    pub reference: String,
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
-/// Credits added to an account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credit {
-    pub credits: i64,
-    pub kind: EntryKind,
-    pub reason: String,
-    pub reference: String,
-    pub metadata: Metadata,
-    pub lot: LotTerms,
-    /// The seed's `fill_credits`: a purchase ends the trial; grants do not.
-    pub ends_trial: bool,
-}
-
-/// Credits taken because they were spent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Debit {
-    pub credits: i64,
-    pub reason: String,
-    pub reference: String,
-    pub metadata: Metadata,
-}
-
-/// Credits taken back because the money went back (a refund or a dispute).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Clawback {
-    pub credits: i64,
-    pub kind: EntryKind,
-    pub reference: String,
-    /// The purchase's lots (`source = purchase`, this reference) are taken from first.
-    pub purchase_reference: String,
-}
-
-/// A new hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reservation {
-    pub hold_id: String,
-    pub credits: i64,
-    pub expires_at: DateTime<Utc>,
-    pub reason: String,
-    pub metadata: Metadata,
-}
-
-/// Why a posting was refused; nothing changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PostingError {
-    #[error("not enough credits: {available} available, {asked} asked")]
-    Insufficient { available: i64, asked: i64 },
-    #[error("hold not found")]
-    HoldNotFound,
-    #[error("hold is {0}")]
-    HoldClosed(HoldStatus),
-    #[error("cannot capture {asked} credits of a hold of {held}")]
-    OverCapture { held: i64, asked: i64 },
-}
-
-/// Where a posting left the account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Posted {
-    /// Index into `Book::entries`.
-    pub entry: usize,
-    pub lot_id: Option<String>,
-    pub balance: i64,
-}
-
-/// What a capture did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Captured {
-    pub posted: Posted,
-    pub released: i64,
-}
 
 /// One account's balance, debt, live lots and the holds a batch needs, with what changed.
 #[derive(Debug, Clone)]
@@ -217,6 +39,8 @@ pub struct Book {
     changed_holds: BTreeSet<String>,
     /// True when the account row itself is new.
     pub opened: bool,
+    /// False for a book loaded to be credited only: no lots, no holds.
+    complete: bool,
 }
 
 /// What a book changed, for the store to write.
@@ -246,7 +70,16 @@ impl Book {
             new_holds: BTreeSet::new(),
             changed_holds: BTreeSet::new(),
             opened: false,
+            complete: true,
         }
+    }
+
+    /// A book that can only be credited (a purchase): its lots and holds are not read, since a
+    /// credit needs only the balance and the debt. Debits and holds on it are refused.
+    pub fn credit_only(account: AccountState) -> Self {
+        let mut book = Self::load(account, Vec::new(), Vec::new());
+        book.complete = false;
+        book
     }
 
     /// A book for an account created in this batch.
@@ -255,6 +88,14 @@ impl Book {
         book.opened = true;
         book.account_changed = true;
         book
+    }
+
+    /// Follows the buyer's new email (PurchaseCredits); the caller checked it is free.
+    pub fn change_email(&mut self, email: &str) {
+        if self.account.email != email {
+            self.account.email = email.to_owned();
+            self.account_changed = true;
+        }
     }
 
     pub fn lots(&self) -> &[Lot] {
@@ -368,6 +209,7 @@ impl Book {
 
     /// Spends credits, never below what is available.
     pub fn debit(&mut self, debit: Debit, now: DateTime<Utc>) -> Result<Posted, PostingError> {
+        self.require_complete()?;
         self.settle(now);
         let available = self.available(now);
         if debit.credits > available {
@@ -394,7 +236,8 @@ impl Book {
 
     /// Takes credits back: the purchase's own lots first, then the rest in burn order, then
     /// debt.
-    pub fn claw_back(&mut self, clawback: Clawback, now: DateTime<Utc>) -> Posted {
+    pub fn claw_back(&mut self, clawback: Clawback, now: DateTime<Utc>) -> Result<Posted, PostingError> {
+        self.require_complete()?;
         self.settle(now);
         let own =
             |lot: &Lot| lot.source == LotSource::Purchase && lot.reference == clawback.purchase_reference;
@@ -406,18 +249,19 @@ impl Book {
             -clawback.credits,
             clawback.kind.as_str(),
             &clawback.reference,
-            Metadata::new(),
+            clawback.metadata,
             now,
         );
-        Posted {
+        Ok(Posted {
             entry,
             lot_id: None,
             balance: self.account.balance,
-        }
+        })
     }
 
     /// Reserves credits in a new hold.
     pub fn reserve(&mut self, reservation: Reservation, now: DateTime<Utc>) -> Result<(), PostingError> {
+        self.require_complete()?;
         self.settle(now);
         let available = self.available(now);
         if reservation.credits > available {
@@ -472,6 +316,7 @@ impl Book {
         metadata: Metadata,
         now: DateTime<Utc>,
     ) -> Result<Captured, PostingError> {
+        self.require_complete()?;
         self.settle(now);
         let hold = self.holds.get(hold_id).ok_or(PostingError::HoldNotFound)?;
         if hold.status != HoldStatus::Active {
@@ -525,6 +370,7 @@ impl Book {
 
     /// Ends a live hold without a debit. False when it had already expired (nothing to do).
     pub fn release(&mut self, hold_id: &str, now: DateTime<Utc>) -> Result<bool, PostingError> {
+        self.require_complete()?;
         self.settle(now);
         let hold = self.holds.get(hold_id).ok_or(PostingError::HoldNotFound)?;
         match hold.status {
@@ -561,6 +407,14 @@ impl Book {
                 .filter_map(|id| self.holds.get(id).cloned())
                 .collect(),
             entries: self.entries.clone(),
+        }
+    }
+
+    fn require_complete(&self) -> Result<(), PostingError> {
+        if self.complete {
+            Ok(())
+        } else {
+            Err(PostingError::NotLoaded)
         }
     }
 

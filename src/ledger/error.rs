@@ -2,10 +2,9 @@
 
 use sea_orm::{DbErr, RuntimeErr, sqlx};
 
-use super::types::InvalidInput;
-use crate::stripe::StripeError;
+use super::{kinds::HoldStatus, types::InvalidInput};
 
-/// The domain's error: a variant per thing a caller can act on, plus `Unexpected`.
+/// The ledger's error: a variant per thing a caller can act on, plus `Unexpected`.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error(transparent)]
@@ -14,16 +13,38 @@ pub enum LedgerError {
     NotFound(String),
     #[error("email {0} belongs to another account")]
     EmailTaken(String),
-    #[error(transparent)]
-    Stripe(#[from] StripeError),
+    /// A debit or reservation asked for more than is available; nothing was written.
+    #[error("not enough credits: {available} available, {asked} asked")]
+    Insufficient { available: i64, asked: i64 },
+    /// The hold was already captured, released or expired.
+    #[error("hold {hold_id} is {status}")]
+    HoldClosed { hold_id: String, status: HoldStatus },
     /// Another writer changed what this one read (a compare-and-set lost): worth retrying.
     #[error("concurrent update: {0}")]
     Contended(&'static str),
     /// The database did not answer: worth retrying.
     #[error("database unavailable")]
     DatabaseUnavailable(#[source] DbErr),
+    /// The writer is not taking commands (the service is stopping): retry on another replica.
+    #[error("the ledger writer is stopped")]
+    WriterStopped,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
+}
+
+impl LedgerError {
+    /// A passing fault: the same request may succeed later (503 / UNAVAILABLE).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Contended(_) | Self::DatabaseUnavailable(_) | Self::WriterStopped => true,
+            Self::InvalidInput(_)
+            | Self::NotFound(_)
+            | Self::EmailTaken(_)
+            | Self::Insufficient { .. }
+            | Self::HoldClosed { .. }
+            | Self::Unexpected(_) => false,
+        }
+    }
 }
 
 impl From<DbErr> for LedgerError {

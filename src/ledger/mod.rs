@@ -1,250 +1,219 @@
-//! The billing domain: packs, accounts, purchases and the credit ledger. No transport types
-//! here; `grpc/` and `webhook/` convert into these calls and map `LedgerError` once each.
+//! The ledger: the only code that changes balances. Accounts, their credit lots, holds and the
+//! append-only entries; every change is a command applied by the writer (`writer`, `apply`)
+//! under the posting rules (`book`), answered once committed. Reads go to the pool.
+//!
+//! - `book`: posting rules, pure (lots, burn order, debt, holds, expiry).
+//! - `command`: what callers ask and what they get back.
+//! - `writer`, `apply`: the group-commit write path and one batch of it.
+//! - `store`: the ledger's tables.
+//! - `types`, `kinds`, `error`: validated inputs, stored vocabularies, the error callers see.
 
-pub mod adjustments;
+pub mod apply;
+pub mod batch;
 pub mod book;
+pub mod command;
 pub mod error;
-pub mod events;
-pub mod fulfilment;
-pub mod jobs;
 pub mod kinds;
-pub mod outcome;
-pub mod pack_sync;
-pub mod packs;
-pub mod reconcile;
 pub mod store;
 pub mod types;
+pub mod writer;
 
 use chrono::Utc;
 use sea_orm::DatabaseConnection;
-use url::Url;
 
+pub use batch::{Extension, TrialPolicy};
 pub use error::LedgerError;
+pub use store::reads::{Balance, EntryView};
 pub use types::*;
+pub use writer::{WriterHandle, WriterSettings};
 
-use crate::{
-    entities::{account, credit_pack, credit_purchase},
-    stripe::{CheckoutRequest, StripeGateway},
+use book::Lot;
+use command::{
+    AccountView, CaptureDone, Command, Consume, Consumed, EnsureAccount, Ensured, Grant, Granted,
+    ReleaseDone, Reply, Reserve, Reserved,
 };
 
-/// A purchase request whose fields have been parsed.
+/// One page of ledger entries and the token for the next (None on the last page).
 #[derive(Debug, Clone)]
-pub struct PurchaseRequest {
-    pub account_id: AccountId,
-    pub email: Email,
-    pub price_id: PriceId,
-    pub success_url: Option<RedirectUrl>,
-    pub cancel_url: Option<RedirectUrl>,
-    pub idempotency_key: Option<IdempotencyKey>,
-}
-
-/// What a caller needs to send the buyer to Stripe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartedCheckout {
-    pub checkout_url: String,
-    pub checkout_session_id: String,
-    pub purchase_id: String,
-}
-
-/// A purchase with its pack's display name.
-#[derive(Debug, Clone)]
-pub struct PurchaseView {
-    pub purchase: credit_purchase::Model,
-    pub pack_name: String,
-}
-
-/// One page of purchases and the token for the next (None on the last page).
-#[derive(Debug, Clone)]
-pub struct PurchasePage {
-    pub purchases: Vec<PurchaseView>,
+pub struct EntryPage {
+    pub entries: Vec<EntryView>,
     pub next_page_token: Option<String>,
 }
 
-/// The domain service: cheap to clone, shared by every transport.
-#[derive(Clone)]
-pub struct Ledger {
-    db: DatabaseConnection,
-    stripe: StripeGateway,
-    frontend_url: Url,
-    redirects: RedirectPolicy,
+/// Accounts with due lots or run-out holds handled per sweep pass.
+const SWEEP_BATCH: u64 = 500;
+
+/// The ledger as callers use it: cheap to clone.
+pub struct Ledger<X: Extension> {
+    writer: WriterHandle<X>,
+    reads: DatabaseConnection,
 }
 
-impl Ledger {
-    /// `redirects` decides which success/cancel URLs a caller may pass; the defaults on
-    /// `frontend_url` are configuration, not input, and are not checked.
-    pub fn new(
-        db: DatabaseConnection,
-        stripe: StripeGateway,
-        frontend_url: Url,
-        redirects: RedirectPolicy,
-    ) -> Self {
+impl<X: Extension> Clone for Ledger<X> {
+    fn clone(&self) -> Self {
         Self {
-            db,
-            stripe,
-            frontend_url,
-            redirects,
+            writer: self.writer.clone(),
+            reads: self.reads.clone(),
         }
     }
+}
 
+fn unexpected(reply: Reply) -> LedgerError {
+    LedgerError::Unexpected(anyhow::anyhow!("the writer answered {reply:?}"))
+}
+
+impl<X: Extension> Ledger<X> {
+    pub fn new(writer: WriterHandle<X>, reads: DatabaseConnection) -> Self {
+        Self { writer, reads }
+    }
+
+    pub fn writer(&self) -> &WriterHandle<X> {
+        &self.writer
+    }
+
+    /// The read pool.
     pub fn db(&self) -> &DatabaseConnection {
-        &self.db
+        &self.reads
     }
 
-    pub fn stripe(&self) -> &StripeGateway {
-        &self.stripe
-    }
-
-    /// Packs a buyer can choose from.
-    pub async fn list_packs(&self) -> Result<Vec<credit_pack::Model>, LedgerError> {
-        Ok(store::active_packs(&self.db).await?)
-    }
-
-    /// Opens a Checkout Session for one pack and records a pending purchase. With an
-    /// idempotency key, a repeat returns the first session and records nothing new.
-    #[tracing::instrument(skip_all, fields(account_id = %req.account_id, price_id = req.price_id.as_str()), err)]
-    pub async fn purchase_credits(&self, req: PurchaseRequest) -> Result<StartedCheckout, LedgerError> {
-        // Before anything is written or sent: Checkout would send the buyer there after paying.
-        for (field, url) in [("success_url", &req.success_url), ("cancel_url", &req.cancel_url)] {
-            if let Some(url) = url {
-                self.redirects.check(field, url)?;
-            }
-        }
-        let pack = store::pack_by_price(&self.db, req.price_id.as_str())
+    /// Creates the account (with the trial credits) on first sight, or finds it; `follow_email`
+    /// moves an existing account to the given email (PurchaseCredits).
+    pub async fn ensure_account(
+        &self,
+        account_id: AccountId,
+        email: Email,
+        follow_email: bool,
+    ) -> Result<Ensured, LedgerError> {
+        match self
+            .writer
+            .command(Command::EnsureAccount(EnsureAccount {
+                account_id,
+                email,
+                follow_email,
+            }))
             .await?
-            .filter(|pack| pack.active)
-            .ok_or_else(|| {
-                LedgerError::NotFound(format!("credit pack with price {}", req.price_id.as_str()))
-            })?;
-
-        let txn = store::begin_write(&self.db).await?;
-        let account = store::ensure_account(&txn, &req.account_id, &req.email, Utc::now()).await?;
-        txn.commit().await?;
-
-        if let Some(key) = &req.idempotency_key
-            && let Some(done) =
-                store::purchase_by_idempotency_key(&self.db, &account.id, key.as_str()).await?
-            && let Some(started) = started_checkout(&done)
         {
-            return Ok(started);
+            Reply::Ensured(ensured) => Ok(ensured),
+            other => Err(unexpected(other)),
         }
-
-        let success_url = req.success_url.as_ref().map_or_else(
-            || self.frontend_page("dashboard/credits?checkout=success&session_id={CHECKOUT_SESSION_ID}"),
-            |u| u.as_str().to_owned(),
-        );
-        let cancel_url = req.cancel_url.as_ref().map_or_else(
-            || self.frontend_page("dashboard/credits?checkout=cancelled"),
-            |u| u.as_str().to_owned(),
-        );
-        let session = self
-            .stripe
-            .create_checkout_session(CheckoutRequest {
-                price_id: req.price_id.as_str(),
-                customer_email: &account.email,
-                account_id: &account.id,
-                pack_id: &pack.id,
-                success_url: &success_url,
-                cancel_url: &cancel_url,
-                idempotency_key: req.idempotency_key.as_ref().map(IdempotencyKey::as_str),
-            })
-            .await?;
-
-        let now = Utc::now();
-        let purchase = credit_purchase::Model {
-            id: uuid::Uuid::now_v7().to_string(),
-            account_id: account.id.clone(),
-            credit_pack_id: pack.id.clone(),
-            quantity: pack.credits,
-            amount: pack.unit_amount,
-            currency: pack.currency.clone(),
-            amount_refunded: 0,
-            stripe_checkout_session_id: session.id.clone(),
-            stripe_payment_intent_id: None,
-            checkout_url: Some(session.url.clone()),
-            idempotency_key: req.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
-            status: PurchaseStatus::Pending.as_str().to_owned(),
-            created_at: now,
-            completed_at: None,
-            updated_at: now,
-        };
-        let purchase_id = purchase.id.clone();
-        if store::insert_purchase_if_new(&self.db, purchase).await? {
-            tracing::info!(
-                purchase_id,
-                session_id = session.id,
-                pack_id = pack.id,
-                "checkout session created"
-            );
-            return Ok(StartedCheckout {
-                checkout_url: session.url,
-                checkout_session_id: session.id,
-                purchase_id,
-            });
-        }
-        // A concurrent repeat of the same idempotent request recorded it first.
-        let existing = store::purchase_by_session(&self.db, &session.id)
-            .await?
-            .ok_or_else(|| {
-                anyhow::anyhow!("purchase for session {} conflicted but is missing", session.id)
-            })?;
-        Ok(StartedCheckout {
-            checkout_url: existing.checkout_url.unwrap_or(session.url),
-            checkout_session_id: session.id,
-            purchase_id: existing.id,
-        })
     }
 
-    pub async fn get_balance(&self, by: &AccountRef) -> Result<account::Model, LedgerError> {
-        store::find_account(&self.db, by)
+    #[tracing::instrument(skip_all, fields(credits = grant.credits.get()), err)]
+    pub async fn grant(&self, grant: Grant) -> Result<Granted, LedgerError> {
+        match self.writer.command(Command::Grant(grant)).await? {
+            Reply::Granted(granted) => Ok(granted),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(credits = consume.credits.get()), err)]
+    pub async fn consume(&self, consume: Consume) -> Result<Consumed, LedgerError> {
+        match self.writer.command(Command::Consume(consume)).await? {
+            Reply::Consumed(consumed) => Ok(consumed),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(credits = reserve.credits.get()), err)]
+    pub async fn reserve(&self, reserve: Reserve) -> Result<Reserved, LedgerError> {
+        match self.writer.command(Command::Reserve(reserve)).await? {
+            Reply::Reserved(reserved) => Ok(reserved),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(hold_id = capture.hold_id.as_str()), err)]
+    pub async fn capture(&self, capture: command::Capture) -> Result<CaptureDone, LedgerError> {
+        match self.writer.command(Command::Capture(capture)).await? {
+            Reply::Captured(captured) => Ok(captured),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(hold_id = hold_id.as_str()), err)]
+    pub async fn release(&self, hold_id: HoldId) -> Result<ReleaseDone, LedgerError> {
+        match self.writer.command(Command::Release(hold_id)).await? {
+            Reply::Released(released) => Ok(released),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Proves the write path works: a write transaction opened and committed (with whatever
+    /// else was queued).
+    pub async fn ping(&self) -> Result<(), LedgerError> {
+        self.writer.command(Command::Ping).await.map(|_| ())
+    }
+
+    /// The balance as of now: no credit past its lot's expiry is counted.
+    pub async fn balance(&self, by: &AccountRef) -> Result<Balance, LedgerError> {
+        store::reads::balance(&self.reads, by, Utc::now())
             .await?
             .ok_or_else(|| LedgerError::NotFound(by.to_string()))
     }
 
-    /// An account's purchases, newest first.
-    pub async fn list_purchases(
-        &self,
-        by: &AccountRef,
-        page: &PageRequest,
-    ) -> Result<PurchasePage, LedgerError> {
-        let account = self.get_balance(by).await?;
-        let mut rows =
-            store::purchases_page(&self.db, &account.id, page.after.as_deref(), page.size + 1).await?;
-        let next_page_token = if rows.len() as u64 > page.size {
-            rows.truncate(page.size as usize);
-            rows.last().map(|last| encode_page_token(&last.id))
+    /// The account as EnsureAccount describes it.
+    pub async fn account(&self, by: &AccountRef) -> Result<AccountView, LedgerError> {
+        let balance = self.balance(by).await?;
+        Ok(AccountView {
+            account_id: balance.account.id,
+            email: balance.account.email,
+            credit_balance: balance.credit_balance,
+            available_balance: balance.available_balance,
+            held_credits: balance.held_credits,
+            is_trial_user: balance.account.is_trial_user,
+            created_at: balance.account.created_at,
+        })
+    }
+
+    /// An account's entries, newest first.
+    pub async fn entries(&self, by: &AccountRef, page: &PageRequest) -> Result<EntryPage, LedgerError> {
+        let account = store::reads::find_account(&self.reads, by)
+            .await?
+            .ok_or_else(|| LedgerError::NotFound(by.to_string()))?;
+        let before = page.after.as_deref().and_then(|c| c.parse::<i64>().ok());
+        let mut entries = store::reads::entries_page(&self.reads, &account.id, before, page.size + 1).await?;
+        let next_page_token = if entries.len() as u64 > page.size {
+            entries.truncate(page.size as usize);
+            entries
+                .last()
+                .map(|last| encode_page_token(Listing::LedgerEntries, &last.id.to_string()))
         } else {
             None
         };
-        let packs = store::all_packs(&self.db).await?;
-        let purchases = rows
-            .into_iter()
-            .map(|purchase| {
-                let pack_name = packs
-                    .iter()
-                    .find(|p| p.id == purchase.credit_pack_id)
-                    .map_or_else(|| purchase.credit_pack_id.clone(), |p| p.name.clone());
-                PurchaseView { purchase, pack_name }
-            })
-            .collect();
-        Ok(PurchasePage {
-            purchases,
+        Ok(EntryPage {
+            entries,
             next_page_token,
         })
     }
 
-    fn frontend_page(&self, path_and_query: &str) -> String {
-        format!(
-            "{}/{}",
-            self.frontend_url.as_str().trim_end_matches('/'),
-            path_and_query
-        )
+    /// An account's lots in burn order.
+    pub async fn lots(&self, by: &AccountRef, include_spent: bool) -> Result<Vec<Lot>, LedgerError> {
+        let account = store::reads::find_account(&self.reads, by)
+            .await?
+            .ok_or_else(|| LedgerError::NotFound(by.to_string()))?;
+        Ok(store::reads::lots(&self.reads, &account.id, include_spent).await?)
     }
-}
 
-fn started_checkout(purchase: &credit_purchase::Model) -> Option<StartedCheckout> {
-    Some(StartedCheckout {
-        checkout_url: purchase.checkout_url.clone()?,
-        checkout_session_id: purchase.stripe_checkout_session_id.clone(),
-        purchase_id: purchase.id.clone(),
-    })
+    /// One pass of the expiry sweep: every account with a lot past its expiry or a hold past its
+    /// time gets an `Expire` command. Returns the expiry entries written.
+    pub async fn sweep(&self) -> Result<usize, LedgerError> {
+        let now = Utc::now();
+        let mut due = store::batch::accounts_with_due_lots(&self.reads, now, SWEEP_BATCH).await?;
+        due.extend(store::batch::accounts_with_stale_holds(&self.reads, now, SWEEP_BATCH).await?);
+        due.sort();
+        due.dedup();
+        let mut commands = tokio::task::JoinSet::new();
+        for id in due.into_iter().filter_map(|id| AccountId::parse(&id).ok()) {
+            let writer = self.writer.clone();
+            commands.spawn(async move { writer.command(Command::Expire(id)).await });
+        }
+        let mut written = 0;
+        while let Some(reply) = commands.join_next().await {
+            let reply = reply.map_err(|err| LedgerError::Unexpected(anyhow::anyhow!("sweep task: {err}")))?;
+            if let Reply::Expired { entries } = reply? {
+                written += entries;
+            }
+        }
+        Ok(written)
+    }
 }

@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use url::{Host, Origin, Url};
-
 /// A request value that failed its newtype's rules; `field` is the caller-facing name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {field}: {reason}")]
@@ -21,7 +19,7 @@ impl InvalidInput {
     }
 }
 
-fn bounded_token(field: &'static str, raw: &str, max: usize) -> Result<String, InvalidInput> {
+pub(crate) fn bounded_token(field: &'static str, raw: &str, max: usize) -> Result<String, InvalidInput> {
     let value = raw.trim();
     if value.is_empty() {
         return Err(InvalidInput::new(field, "must not be empty"));
@@ -105,19 +103,6 @@ impl fmt::Display for AccountRef {
     }
 }
 
-/// A Stripe Price id naming a credit pack.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PriceId(String);
-
-impl PriceId {
-    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
-        bounded_token("price_id", raw, 255).map(Self)
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 /// The caller's key making a purchase request safe to repeat (Stripe allows 255 bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
@@ -131,161 +116,101 @@ impl IdempotencyKey {
     }
 }
 
-/// An absolute http(s) URL that Checkout redirects to, and the origin it leads to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedirectUrl {
-    raw: String,
-    origin: Origin,
+/// Credits a caller moves in one call: 1 to 10^12.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Credits(i64);
+
+/// The most credits one call may move.
+pub const MAX_CREDITS: i64 = 1_000_000_000_000;
+
+impl Credits {
+    pub fn parse(raw: i64) -> Result<Self, InvalidInput> {
+        if (1..=MAX_CREDITS).contains(&raw) {
+            Ok(Self(raw))
+        } else {
+            Err(InvalidInput::new(
+                "credits",
+                format!("must be from 1 to {MAX_CREDITS}"),
+            ))
+        }
+    }
+    pub fn get(self) -> i64 {
+        self.0
+    }
 }
 
-impl RedirectUrl {
-    pub fn parse(field: &'static str, raw: &str) -> Result<Self, InvalidInput> {
-        let raw = raw.trim();
-        // The URL parser drops tabs and newlines that Stripe or a browser may read differently,
-        // so the origin checked would not be the one the buyer lands on.
-        if raw.chars().any(char::is_control) {
-            return Err(InvalidInput::new(field, "contains control characters"));
+/// The caller's word for why credits move (`usage`, `support`, …): 1 to 64 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reason(String);
+
+impl Reason {
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let value = raw.trim();
+        if value.is_empty() {
+            return Err(InvalidInput::new("reason", "must not be empty"));
         }
-        let url = Url::parse(raw).map_err(|err| InvalidInput::new(field, err.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(InvalidInput::new(field, "must be an http or https URL"));
+        if value.chars().count() > 64 {
+            return Err(InvalidInput::new("reason", "longer than 64 characters"));
         }
-        // Keep the caller's text: Stripe expands `{CHECKOUT_SESSION_ID}`, which Url would escape.
-        Ok(Self {
-            raw: raw.to_owned(),
-            origin: url.origin(),
-        })
+        if value.chars().any(char::is_control) {
+            return Err(InvalidInput::new("reason", "contains control characters"));
+        }
+        Ok(Self(value.to_owned()))
     }
     pub fn as_str(&self) -> &str {
-        &self.raw
-    }
-    pub fn origin(&self) -> &Origin {
-        &self.origin
+        &self.0
     }
 }
 
-/// Why a redirect origin cannot be configured.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RedirectOriginError {
-    /// The entry is left to the caller to quote: it may hold user-info.
-    #[error("not an origin like https://app.example.com (scheme, host and optional port only)")]
-    NotAnOrigin,
-    #[error("{0} must use https when APP_ENV=production (plain http only on localhost)")]
-    PlainHttp(String),
-    #[error("no origins given")]
-    Empty,
-}
-
-/// Parses one configured origin: `http(s)://host[:port]`, nothing else, so that what an operator
-/// writes is exactly what is compared (a path would look like a restriction and not be one).
-pub fn parse_origin(raw: &str) -> Result<Origin, RedirectOriginError> {
-    let url = Url::parse(raw).map_err(|_| RedirectOriginError::NotAnOrigin)?;
-    let only_origin = url.username().is_empty()
-        && url.password().is_none()
-        && url.path() == "/"
-        && url.query().is_none()
-        && url.fragment().is_none();
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !only_origin {
-        return Err(RedirectOriginError::NotAnOrigin);
-    }
-    Ok(url.origin())
-}
-
-/// Plain http to anywhere but this machine, which production refuses.
-pub fn is_plain_http_off_loopback(origin: &Origin) -> bool {
-    match origin {
-        Origin::Tuple(scheme, host, _) => {
-            scheme == "http"
-                && !match host {
-                    Host::Domain(domain) => domain == "localhost",
-                    Host::Ipv4(ip) => ip.is_loopback(),
-                    Host::Ipv6(ip) => ip.is_loopback(),
-                }
-        }
-        Origin::Opaque(_) => true,
-    }
-}
-
-/// Where Checkout may send a buyer back to: a fixed set of origins (`ALLOWED_REDIRECT_ORIGINS`),
-/// compared as (scheme, host, port) with default ports filled in and hosts lower-cased by the
-/// URL parser, never as text. In production plain http is refused, except on loopback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedirectPolicy {
-    origins: Vec<Origin>,
-    https_only: bool,
-}
-
-impl RedirectPolicy {
-    pub fn new(origins: Vec<Origin>, https_only: bool) -> Result<Self, RedirectOriginError> {
-        if origins.is_empty() {
-            return Err(RedirectOriginError::Empty);
-        }
-        if https_only && let Some(plain) = origins.iter().find(|o| is_plain_http_off_loopback(o)) {
-            return Err(RedirectOriginError::PlainHttp(plain.ascii_serialization()));
-        }
-        Ok(Self { origins, https_only })
-    }
-
-    /// Refuses a caller's `field` unless it leads to an allowed origin.
-    pub fn check(&self, field: &'static str, url: &RedirectUrl) -> Result<(), InvalidInput> {
-        if self.https_only && is_plain_http_off_loopback(url.origin()) {
+/// At most 20 keys of at most 40 characters, values of at most 500.
+pub fn parse_metadata<'a>(
+    pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Result<super::book::Metadata, InvalidInput> {
+    let mut metadata = super::book::Metadata::new();
+    for (key, value) in pairs {
+        if key.is_empty() || key.chars().count() > 40 || key.chars().any(char::is_control) {
             return Err(InvalidInput::new(
-                field,
-                "must use https when APP_ENV=production (plain http only on localhost)",
+                "metadata",
+                format!("key {key:?} must be 1 to 40 characters without control characters"),
             ));
         }
-        if !self.origins.contains(url.origin()) {
+        // NUL is the one character PostgreSQL text cannot hold.
+        if value.chars().count() > 500 || value.contains('\0') {
             return Err(InvalidInput::new(
-                field,
-                format!(
-                    "origin {} is not in ALLOWED_REDIRECT_ORIGINS",
-                    url.origin().ascii_serialization()
-                ),
+                "metadata",
+                format!("value of {key:?} must be at most 500 characters without NUL"),
             ));
         }
-        Ok(())
+        metadata.insert(key.clone(), value.clone());
+    }
+    if metadata.len() > 20 {
+        return Err(InvalidInput::new("metadata", "more than 20 keys"));
+    }
+    Ok(metadata)
+}
+
+/// A hold's id as callers send it back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HoldId(String);
+
+impl HoldId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        bounded_token("hold_id", raw, 64).map(Self)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
-impl fmt::Display for RedirectPolicy {
-    /// The origins as `ALLOWED_REDIRECT_ORIGINS` would list them, normalised.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let origins: Vec<String> = self.origins.iter().map(Origin::ascii_serialization).collect();
-        f.write_str(&origins.join(","))
-    }
-}
-
-/// Where a purchase is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PurchaseStatus {
-    Pending,
-    Completed,
-    Expired,
-    Failed,
-    Refunded,
-}
-
-impl PurchaseStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Completed => "completed",
-            Self::Expired => "expired",
-            Self::Failed => "failed",
-            Self::Refunded => "refunded",
-        }
-    }
-
-    /// Reads the stored text; unknown text is a bug, reported by the caller.
-    pub fn parse(raw: &str) -> Option<Self> {
-        Some(match raw {
-            "pending" => Self::Pending,
-            "completed" => Self::Completed,
-            "expired" => Self::Expired,
-            "failed" => Self::Failed,
-            "refunded" => Self::Refunded,
-            _ => return None,
-        })
+/// How long a hold lives unless captured or released: 1 s to a day, 300 s by default.
+pub fn hold_ttl(seconds: i32) -> Result<chrono::Duration, InvalidInput> {
+    match seconds {
+        0 => Ok(chrono::Duration::seconds(300)),
+        1..=86_400 => Ok(chrono::Duration::seconds(i64::from(seconds))),
+        _ => Err(InvalidInput::new(
+            "ttl_seconds",
+            "must be from 1 to 86400 (0 means 300)",
+        )),
     }
 }
 
@@ -297,14 +222,42 @@ pub const MAX_PAGE_SIZE: u64 = 500;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageRequest {
     pub size: u64,
-    /// Purchases strictly older than this id.
+    /// Rows strictly older than this cursor.
     pub after: Option<String>,
 }
 
-const PAGE_TOKEN_PREFIX: &str = "purchases.v1:";
+/// Which listing a page token belongs to; a token from one is refused by the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    Purchases,
+    LedgerEntries,
+}
+
+impl Listing {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Purchases => "purchases.v1:",
+            Self::LedgerEntries => "ledger.v1:",
+        }
+    }
+
+    fn rpc(self) -> &'static str {
+        match self {
+            Self::Purchases => "ListPurchases",
+            Self::LedgerEntries => "ListLedgerEntries",
+        }
+    }
+
+    fn valid_cursor(self, cursor: &str) -> bool {
+        match self {
+            Self::Purchases => uuid::Uuid::parse_str(cursor).is_ok(),
+            Self::LedgerEntries => cursor.parse::<i64>().is_ok_and(|id| id > 0),
+        }
+    }
+}
 
 impl PageRequest {
-    pub fn parse(size: i32, token: &str) -> Result<Self, InvalidInput> {
+    pub fn parse(listing: Listing, size: i32, token: &str) -> Result<Self, InvalidInput> {
         let size = match size {
             0 => DEFAULT_PAGE_SIZE,
             n if n < 0 => return Err(InvalidInput::new("page_size", "must not be negative")),
@@ -312,26 +265,24 @@ impl PageRequest {
         };
         let after = match token.trim() {
             "" => None,
-            token => Some(
-                decode_page_token(token)
-                    .ok_or_else(|| InvalidInput::new("page_token", "not a token from ListPurchases"))?,
-            ),
+            token => Some(decode_page_token(listing, token).ok_or_else(|| {
+                InvalidInput::new("page_token", format!("not a token from {}", listing.rpc()))
+            })?),
         };
         Ok(Self { size, after })
     }
 }
 
-/// An opaque token for the page after the purchase `last_id`.
-pub fn encode_page_token(last_id: &str) -> String {
-    hex::encode(format!("{PAGE_TOKEN_PREFIX}{last_id}"))
+/// An opaque token for the page after the row `last`.
+pub fn encode_page_token(listing: Listing, last: &str) -> String {
+    hex::encode(format!("{}{last}", listing.prefix()))
 }
 
-fn decode_page_token(token: &str) -> Option<String> {
+fn decode_page_token(listing: Listing, token: &str) -> Option<String> {
     let bytes = hex::decode(token).ok()?;
     let text = String::from_utf8(bytes).ok()?;
-    let id = text.strip_prefix(PAGE_TOKEN_PREFIX)?;
-    uuid::Uuid::parse_str(id).ok()?;
-    Some(id.to_owned())
+    let cursor = text.strip_prefix(listing.prefix())?;
+    listing.valid_cursor(cursor).then(|| cursor.to_owned())
 }
 
 #[cfg(test)]
@@ -358,91 +309,55 @@ mod tests {
     }
 
     #[test]
-    fn redirect_urls_must_be_http() {
-        assert!(RedirectUrl::parse("success_url", "https://x.test/ok?id={CHECKOUT_SESSION_ID}").is_ok());
-        assert!(RedirectUrl::parse("success_url", "javascript:alert(1)").is_err());
-        assert!(RedirectUrl::parse("cancel_url", "not a url").is_err());
-        assert!(RedirectUrl::parse("cancel_url", "https://x.te\tst/").is_err());
-    }
-
-    fn origin(raw: &str) -> Origin {
-        parse_origin(raw).expect("an origin")
-    }
-
-    fn check(policy: &RedirectPolicy, raw: &str) -> Result<(), InvalidInput> {
-        policy.check("success_url", &RedirectUrl::parse("success_url", raw)?)
-    }
-
-    #[test]
-    fn origins_compare_by_scheme_host_and_port_not_by_text() {
-        let policy = RedirectPolicy::new(vec![origin("https://App.Example.com")], false).expect("valid");
-        for ok in [
-            "https://app.example.com/ok",
-            "https://APP.example.com:443/ok?session={CHECKOUT_SESSION_ID}",
-            "https://app.example.com",
-        ] {
-            assert_eq!(check(&policy, ok), Ok(()), "{ok}");
-        }
-        for bad in [
-            "https://app.example.com.evil.test/",
-            "https://app.example.com@evil.test/",
-            "https://evil.test\\@app.example.com/",
-            "https://evil.test/https://app.example.com",
-            "http://app.example.com/",
-            "https://app.example.com:8443/",
-        ] {
-            let err = check(&policy, bad).expect_err(bad);
-            assert_eq!(err.field, "success_url");
-        }
-    }
-
-    #[test]
-    fn configured_origins_are_origins_only() {
-        assert_eq!(
-            origin("https://app.example.com:443/"),
-            origin("https://app.example.com")
-        );
-        for bad in [
-            "app.example.com",
-            "*",
-            "ftp://app.example.com",
-            "https://app.example.com/billing",
-            "https://app.example.com?x=1",
-            "https://user@app.example.com",
-        ] {
-            assert_eq!(parse_origin(bad), Err(RedirectOriginError::NotAnOrigin), "{bad}");
-        }
-        assert_eq!(
-            RedirectPolicy::new(vec![], false),
-            Err(RedirectOriginError::Empty)
-        );
-    }
-
-    #[test]
-    fn production_allows_plain_http_only_on_loopback() {
-        assert!(RedirectPolicy::new(vec![origin("http://app.example.com")], true).is_err());
-        let loopback = [
-            "http://localhost:3000",
-            "http://127.0.0.1:8080",
-            "http://[::1]:3000",
-        ];
-        let policy = RedirectPolicy::new(loopback.iter().map(|o| origin(o)).collect(), true).expect("valid");
-        for url in loopback {
-            assert_eq!(check(&policy, &format!("{url}/ok")), Ok(()), "{url}");
-        }
-        let err = check(&policy, "http://app.example.com/").expect_err("plain http");
-        assert!(err.reason.contains("https"), "{err}");
-    }
-
-    #[test]
     fn page_tokens_round_trip_and_foreign_ones_fail() {
         let id = uuid::Uuid::now_v7().to_string();
-        let page = PageRequest::parse(10, &encode_page_token(&id)).expect("own token");
+        let page = PageRequest::parse(
+            Listing::Purchases,
+            10,
+            &encode_page_token(Listing::Purchases, &id),
+        )
+        .expect("own token");
         assert_eq!(page.after.as_deref(), Some(id.as_str()));
-        assert!(PageRequest::parse(10, "abc").is_err());
-        assert!(PageRequest::parse(10, &hex::encode("other:1")).is_err());
-        assert_eq!(PageRequest::parse(0, "").map(|p| p.size), Ok(DEFAULT_PAGE_SIZE));
-        assert_eq!(PageRequest::parse(10_000, "").map(|p| p.size), Ok(MAX_PAGE_SIZE));
-        assert!(PageRequest::parse(-1, "").is_err());
+        let entries = encode_page_token(Listing::LedgerEntries, "42");
+        assert_eq!(
+            PageRequest::parse(Listing::LedgerEntries, 10, &entries).map(|p| p.after),
+            Ok(Some("42".to_owned()))
+        );
+        assert!(
+            PageRequest::parse(Listing::Purchases, 10, &entries).is_err(),
+            "another listing's token"
+        );
+        assert!(PageRequest::parse(Listing::Purchases, 10, "abc").is_err());
+        assert!(PageRequest::parse(Listing::Purchases, 10, &hex::encode("other:1")).is_err());
+        assert_eq!(
+            PageRequest::parse(Listing::Purchases, 0, "").map(|p| p.size),
+            Ok(DEFAULT_PAGE_SIZE)
+        );
+        assert_eq!(
+            PageRequest::parse(Listing::Purchases, 10_000, "").map(|p| p.size),
+            Ok(MAX_PAGE_SIZE)
+        );
+        assert!(PageRequest::parse(Listing::Purchases, -1, "").is_err());
+    }
+
+    #[test]
+    fn spend_inputs_are_bounded() {
+        assert!(Credits::parse(0).is_err());
+        assert!(Credits::parse(-5).is_err());
+        assert_eq!(Credits::parse(MAX_CREDITS).map(Credits::get), Ok(MAX_CREDITS));
+        assert!(Credits::parse(MAX_CREDITS + 1).is_err());
+        assert!(Reason::parse("").is_err());
+        assert!(Reason::parse(&"x".repeat(65)).is_err());
+        assert!(Reason::parse(&"é".repeat(64)).is_ok(), "characters, not bytes");
+        let many: std::collections::BTreeMap<String, String> =
+            (0..21).map(|n| (format!("k{n}"), "v".to_owned())).collect();
+        assert_eq!(parse_metadata(&many).map_err(|e| e.field), Err("metadata"));
+        let long_key = [("k".repeat(41), "v".to_owned())];
+        assert!(parse_metadata(long_key.iter().map(|(k, v)| (k, v))).is_err());
+        let long_value = [("k".to_owned(), "v".repeat(501))];
+        assert!(parse_metadata(long_value.iter().map(|(k, v)| (k, v))).is_err());
+        assert_eq!(hold_ttl(0), Ok(chrono::Duration::seconds(300)));
+        assert!(hold_ttl(86_401).is_err());
+        assert!(hold_ttl(-1).is_err());
     }
 }

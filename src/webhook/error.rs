@@ -8,7 +8,7 @@ use axum::{
 use serde_json::json;
 
 use super::{event::EventParseError, signature::SignatureError};
-use crate::{ledger::LedgerError, stripe::StripeError};
+use crate::billing::BillingError;
 
 /// Why a delivery was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -20,20 +20,13 @@ pub enum WebhookError {
     #[error(transparent)]
     Parse(#[from] EventParseError),
     #[error(transparent)]
-    Ledger(#[from] LedgerError),
+    Billing(#[from] BillingError),
 }
 
 impl WebhookError {
     /// A passing fault (database or Stripe unreachable): answered 503 so Stripe redelivers.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Ledger(
-                LedgerError::DatabaseUnavailable(_)
-                    | LedgerError::Contended(_)
-                    | LedgerError::Stripe(StripeError::Unavailable(_))
-            )
-        )
+        matches!(self, Self::Billing(err) if err.is_transient())
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -43,18 +36,10 @@ impl WebhookError {
             Self::Parse(EventParseError::NotJson(_)) => (StatusCode::BAD_REQUEST, "invalid_json"),
             Self::Parse(EventParseError::NotAnEvent(_)) => (StatusCode::BAD_REQUEST, "not_a_stripe_event"),
             // Transient: Stripe retries on any non-2xx, so say so.
-            Self::Ledger(
-                LedgerError::DatabaseUnavailable(_)
-                | LedgerError::Contended(_)
-                | LedgerError::Stripe(StripeError::Unavailable(_)),
-            ) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
-            Self::Ledger(
-                LedgerError::InvalidInput(_)
-                | LedgerError::NotFound(_)
-                | LedgerError::EmailTaken(_)
-                | LedgerError::Stripe(StripeError::NotConfigured | StripeError::Rejected { .. })
-                | LedgerError::Unexpected(_),
-            ) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            Self::Billing(err) if err.is_transient() => {
+                (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+            }
+            Self::Billing(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
 }

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use crate::ledger::{
-    adjustments::{DisputeFact, RefundFact},
-    fulfilment::{CheckoutFacts, EventAction, StripeEvent},
+use crate::billing::{
+    CheckoutFacts, EventAction, RefundReport, StripeEvent,
+    settlement::{DisputeFact, RefundFact},
 };
 
 /// Why a body is not a Stripe event we can read.
@@ -19,23 +20,36 @@ pub enum EventParseError {
     NotAnEvent(String),
 }
 
+/// The event, with `data.object` left unparsed until its type says what it is: the body is
+/// read once.
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     id: String,
     #[serde(default)]
     object: Option<String>,
     #[serde(rename = "type")]
     event_type: String,
-    data: EventData,
+    #[serde(borrow)]
+    data: EventData<'a>,
 }
 
 #[derive(Deserialize)]
-struct EventData {
-    object: serde_json::Value,
+struct EventData<'a> {
+    #[serde(borrow)]
+    object: &'a RawValue,
+}
+
+/// Stripe's `object` tag of a data object, checked against what the event type promises.
+trait Tagged {
+    fn tag(&self) -> Option<&str>;
 }
 
 #[derive(Deserialize)]
 struct CheckoutSession {
+    #[serde(default)]
+    object: Option<String>,
+    #[serde(default)]
+    payment_status: Option<String>,
     id: String,
     #[serde(default)]
     client_reference_id: Option<String>,
@@ -62,6 +76,8 @@ struct CustomerDetails {
 #[derive(Deserialize)]
 struct Charge {
     #[serde(default)]
+    object: Option<String>,
+    #[serde(default)]
     payment_intent: Option<Expandable>,
     #[serde(default)]
     amount_refunded: Option<i64>,
@@ -69,6 +85,8 @@ struct Charge {
 
 #[derive(Deserialize)]
 struct Refund {
+    #[serde(default)]
+    object: Option<String>,
     id: String,
     #[serde(default)]
     payment_intent: Option<Expandable>,
@@ -80,6 +98,8 @@ struct Refund {
 
 #[derive(Deserialize)]
 struct Dispute {
+    #[serde(default)]
+    object: Option<String>,
     id: String,
     #[serde(default)]
     payment_intent: Option<Expandable>,
@@ -127,22 +147,30 @@ impl CheckoutSession {
     }
 }
 
+macro_rules! tagged {
+    ($($t:ty),+) => {
+        $(impl Tagged for $t {
+            fn tag(&self) -> Option<&str> {
+                self.object.as_deref()
+            }
+        })+
+    };
+}
+tagged!(CheckoutSession, Charge, Refund, Dispute);
+
 /// Reads `data.object` as a `kind` (checking Stripe's `object` tag when present).
-fn data_object<T: serde::de::DeserializeOwned>(
-    value: &serde_json::Value,
+fn data_object<T: serde::de::DeserializeOwned + Tagged>(
+    raw: &RawValue,
     kind: &str,
 ) -> Result<T, EventParseError> {
-    if value
-        .get("object")
-        .and_then(|o| o.as_str())
-        .is_some_and(|o| o != kind)
-    {
+    let object: T = serde_json::from_str(raw.get())
+        .map_err(|err| EventParseError::NotAnEvent(format!("data.object is not a {kind}: {err}")))?;
+    if object.tag().is_some_and(|tag| tag != kind) {
         return Err(EventParseError::NotAnEvent(format!(
             "data.object is not a {kind}"
         )));
     }
-    serde_json::from_value(value.clone())
-        .map_err(|err| EventParseError::NotAnEvent(format!("data.object is not a {kind}: {err}")))
+    Ok(object)
 }
 
 /// The event types this service acts on; every other type is stored and ignored.
@@ -184,50 +212,46 @@ pub fn parse_event(body: &[u8]) -> Result<StripeEvent, EventParseError> {
     if envelope.id.trim().is_empty() || envelope.event_type.trim().is_empty() {
         return Err(EventParseError::NotAnEvent("empty id or type".into()));
     }
-    let session = || -> Result<CheckoutFacts, EventParseError> {
-        data_object::<CheckoutSession>(&envelope.data.object, "checkout.session")
-            .map(CheckoutSession::into_facts)
-    };
-    let payment_status = envelope
-        .data
-        .object
-        .get("payment_status")
-        .and_then(|v| v.as_str());
+    let object = envelope.data.object;
+    let session = || data_object::<CheckoutSession>(object, "checkout.session");
     let action = match envelope.event_type.as_str() {
-        "checkout.session.completed" => match payment_status {
-            Some("paid" | "no_payment_required") => EventAction::Credit(session()?),
-            _ => EventAction::AwaitPayment(session()?),
-        },
-        "checkout.session.async_payment_succeeded" => EventAction::Credit(session()?),
-        "checkout.session.async_payment_failed" => EventAction::MarkFailed(session()?),
-        "checkout.session.expired" => EventAction::MarkExpired(session()?),
+        "checkout.session.completed" => {
+            let session = session()?;
+            match session.payment_status.as_deref() {
+                Some("paid" | "no_payment_required") => EventAction::Credit(session.into_facts()),
+                _ => EventAction::AwaitPayment(session.into_facts()),
+            }
+        }
+        "checkout.session.async_payment_succeeded" => EventAction::Credit(session()?.into_facts()),
+        "checkout.session.async_payment_failed" => EventAction::MarkFailed(session()?.into_facts()),
+        "checkout.session.expired" => EventAction::MarkExpired(session()?.into_facts()),
         "charge.refunded" => {
-            let charge: Charge = data_object(&envelope.data.object, "charge")?;
+            let charge: Charge = data_object(object, "charge")?;
             match (charge.payment_intent, charge.amount_refunded) {
                 (Some(intent), Some(amount_refunded)) => EventAction::Refund {
                     payment_intent_id: intent.into_id(),
-                    fact: RefundFact::ChargeTotal { amount_refunded },
+                    report: RefundReport::ChargeTotal { amount_refunded },
                 },
                 // A charge outside a PaymentIntent was never sold by this service.
                 _ => EventAction::Ignore,
             }
         }
         "refund.created" | "refund.updated" | "charge.refund.updated" => {
-            let refund: Refund = data_object(&envelope.data.object, "refund")?;
+            let refund: Refund = data_object(object, "refund")?;
             match (refund.payment_intent, refund.amount) {
                 (Some(intent), Some(amount)) => EventAction::Refund {
                     payment_intent_id: intent.into_id(),
-                    fact: RefundFact::Refund {
+                    report: RefundReport::Refund(RefundFact {
                         refund_id: refund.id,
                         amount,
                         status: refund.status.unwrap_or_else(|| "succeeded".into()),
-                    },
+                    }),
                 },
                 _ => EventAction::Ignore,
             }
         }
         "charge.dispute.created" | "charge.dispute.updated" | "charge.dispute.closed" => {
-            let dispute: Dispute = data_object(&envelope.data.object, "dispute")?;
+            let dispute: Dispute = data_object(object, "dispute")?;
             match dispute.payment_intent {
                 Some(intent) => EventAction::Dispute {
                     payment_intent_id: intent.into_id(),
@@ -330,7 +354,7 @@ mod tests {
             parse_event(charge.as_bytes()).map(|e| e.action).ok(),
             Some(EventAction::Refund {
                 payment_intent_id: "pi_1".into(),
-                fact: RefundFact::ChargeTotal {
+                report: RefundReport::ChargeTotal {
                     amount_refunded: 1000
                 }
             })
@@ -339,7 +363,7 @@ mod tests {
         assert!(matches!(
             parse_event(refund.as_bytes()).map(|e| e.action),
             Ok(EventAction::Refund {
-                fact: RefundFact::Refund { .. },
+                report: RefundReport::Refund(_),
                 ..
             })
         ));

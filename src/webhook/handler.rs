@@ -63,8 +63,8 @@ pub async fn stripe_webhook(
                 let unreadable = unparsable_event(&body);
                 tracing::error!(event_id = %unreadable.id, error = %err, "signed stripe event could not be parsed; stored as failed");
                 if let Err(record_err) = state
-                    .ledger
-                    .record_failed_event(&unreadable, &err.to_string())
+                    .billing
+                    .record_failed_event(unreadable.clone(), err.to_string())
                     .await
                 {
                     tracing::error!(event_id = %unreadable.id, error = %record_err, "could not record the unparsable event");
@@ -76,18 +76,39 @@ pub async fn stripe_webhook(
     let span = Span::current();
     span.record("event_id", event.id.as_str());
     span.record("event_type", event.event_type.as_str());
+    // The event (with its payload) goes to the writer; the log line needs only these.
+    let (event_id, event_type) = (event.id.clone(), event.event_type.clone());
 
-    match state.ledger.process_event(&event).await {
+    match state.billing.process_event(event).await {
         Ok(report) => {
             let ms = started.elapsed().as_millis() as u64;
             let session_id = report.session_id.as_deref().unwrap_or("");
             let account_id = report.account_id.as_deref().unwrap_or("");
             match report.detail.as_deref() {
                 Some(detail) => {
-                    tracing::error!(event_id = %event.id, event_type = %event.event_type, session_id, account_id, credits = report.credits, outcome = report.outcome.as_str(), ms, detail, "stripe event not matched; replay it once the account or pack exists")
+                    tracing::error!(
+                        event_id,
+                        event_type,
+                        session_id,
+                        account_id,
+                        credits = report.credits,
+                        outcome = report.outcome.as_str(),
+                        ms,
+                        detail,
+                        "stripe event not matched; replay it once the account or pack exists"
+                    )
                 }
                 None => {
-                    tracing::info!(event_id = %event.id, event_type = %event.event_type, session_id, account_id, credits = report.credits, outcome = report.outcome.as_str(), ms, "stripe event processed")
+                    tracing::info!(
+                        event_id,
+                        event_type,
+                        session_id,
+                        account_id,
+                        credits = report.credits,
+                        outcome = report.outcome.as_str(),
+                        ms,
+                        "stripe event processed"
+                    )
                 }
             }
             let outcome = report.outcome.as_str();
@@ -100,12 +121,9 @@ pub async fn stripe_webhook(
                 "latency_ms",
                 i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
             );
-            state.metrics.webhook(
-                event_type_label(&event.event_type),
-                outcome,
-                report.credits,
-                started,
-            );
+            state
+                .metrics
+                .webhook(event_type_label(&event_type), outcome, report.credits, started);
             Ok(Json(json!({ "status": "success" })))
         }
         Err(err) => {
@@ -118,13 +136,15 @@ pub async fn stripe_webhook(
             span.record("latency_ms", i64::try_from(ms).unwrap_or(i64::MAX));
             state
                 .metrics
-                .webhook(event_type_label(&event.event_type), outcome, 0, started);
+                .webhook(event_type_label(&event_type), outcome, 0, started);
             if transient {
-                tracing::warn!(event_id = %event.id, event_type = %event.event_type, ms, error = %error_chain(&err), "stripe event deferred; Stripe will redeliver");
+                tracing::warn!(event_id, event_type, ms, error = %error_chain(&err), "stripe event deferred; Stripe will redeliver");
             } else {
-                tracing::error!(event_id = %event.id, event_type = %event.event_type, ms, error = ?err, "stripe event failed");
-                if let Err(record_err) = state.ledger.record_failed_event(&event, &error_chain(&err)).await {
-                    tracing::error!(event_id = %event.id, error = %record_err, "could not record the failed event");
+                tracing::error!(event_id, event_type, ms, error = ?err, "stripe event failed");
+                // Parsed once already; the body is still here.
+                let failed = parse_event(&body).unwrap_or_else(|_| unparsable_event(&body));
+                if let Err(record_err) = state.billing.record_failed_event(failed, error_chain(&err)).await {
+                    tracing::error!(event_id, error = %record_err, "could not record the failed event");
                 }
             }
             Err(err)

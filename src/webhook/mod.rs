@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::{Router, extract::DefaultBodyLimit, routing::post};
 use secrecy::SecretString;
 
-use crate::{ledger::Ledger, metrics::Metrics};
+use crate::{billing::Billing, metrics::Metrics};
 
 /// The path Stripe is configured to call, kept from the system this replaces.
 pub const WEBHOOK_PATH: &str = "/account/stripe-webhook/";
@@ -21,7 +21,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// What the handler needs.
 #[derive(Clone)]
 pub struct WebhookState {
-    pub ledger: Ledger,
+    pub billing: Billing,
     /// Empty only in development, where unsigned events are accepted with a warning.
     pub secrets: Vec<SecretString>,
     pub tolerance: Duration,

@@ -38,6 +38,10 @@ async fn get_balance_finds_an_account_by_id_or_by_email_in_any_case() {
             email: "seven@example.com".into(),
             credit_balance: 0,
             is_trial_user: true,
+            available_balance: 0,
+            held_credits: 0,
+            next_expiry_at: None,
+            expiring_credits: 0,
         }
     );
 }

@@ -15,7 +15,6 @@ use credits::{
     config::{LogFormat, Settings},
     entities::{account, credit_ledger, credit_purchase, stripe_event},
     grpc::pb::{self, credits_service_client::CreditsServiceClient},
-    ledger::store,
 };
 use hmac::{Hmac, KeyInit, Mac};
 pub use process::spawn_process;
@@ -177,7 +176,7 @@ impl TestDatabase {
             }
             None => {
                 let holder = self.connect().await;
-                let txn = store::begin_write(&holder)
+                let txn = credits::db::begin_write(&holder)
                     .await
                     .expect("take the SQLite write lock");
                 Outage::Sqlite(holder, txn)

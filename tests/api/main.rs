@@ -12,6 +12,7 @@ mod grpc_purchase_concurrency;
 mod grpc_purchases;
 mod health;
 mod http_timeouts;
+mod ledger_writer;
 mod lifecycle;
 mod load_shedding;
 mod logging;

@@ -69,11 +69,13 @@ async fn retention_prunes_old_processed_events_but_keeps_unmatched_ones() {
         let body = format!(
             r#"{{"id":"{id}","object":"event","type":"invoice.paid","data":{{"object":{{"id":"in_1"}}}}}}"#
         );
-        app.post_webhook(&body).await;
+        assert_eq!(app.post_webhook(&body).await.status(), 200);
     }
     app.mock_line_items(FIXTURE_SESSION).await;
-    app.post_webhook(&fixture("checkout_session_completed.json"))
-        .await; // unmatched_account
+    let unmatched = app
+        .post_webhook(&fixture("checkout_session_completed.json"))
+        .await;
+    assert_eq!(unmatched.status(), 200, "kept as unmatched_account");
     let db = app.db.connect().await;
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
     credits::entities::stripe_event::Entity::update_many()
@@ -89,7 +91,12 @@ async fn retention_prunes_old_processed_events_but_keeps_unmatched_ones() {
     let pruned = stdout(&app.run_cli(&["events", "prune"]).await);
     assert!(
         pruned.contains("pruned 1 event(s) older than 90 days"),
-        "{pruned}"
+        "{pruned} {:?}",
+        app.events()
+            .await
+            .iter()
+            .map(|e| (&e.id, &e.outcome, e.received_at, e.processed_at))
+            .collect::<Vec<_>>()
     );
     let mut left: Vec<String> = app.events().await.into_iter().map(|e| e.id).collect();
     left.sort();
@@ -232,7 +239,7 @@ async fn a_job_lease_is_held_by_one_replica_at_a_time() {
     let app = spawn_app().await;
     let db = app.db.connect().await;
     let ttl = Duration::from_secs(60);
-    use credits::ledger::jobs::{try_lock, unlock};
+    use credits::ops::jobs::{try_lock, unlock};
     assert!(try_lock(&db, "reconcile", "replica-a", ttl).await.expect("lock"));
     assert!(
         !try_lock(&db, "reconcile", "replica-b", ttl).await.expect("lock"),

@@ -242,13 +242,22 @@ async fn a_dispute_holds_the_credits_and_winning_it_releases_them() {
     .await;
     assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, PAID);
     assert_eq!(purchase(&app).await.status, "completed");
-    let reasons: Vec<String> = app
+    let entries: Vec<(String, i64)> = app
         .ledger_of(FIXTURE_ACCOUNT)
         .await
         .into_iter()
-        .map(|e| e.reason)
+        .map(|e| (e.kind, e.delta))
         .collect();
-    assert_eq!(reasons, ["purchase", "dispute_hold", "dispute_release"]);
+    let kinds = |list: &[(&str, i64)]| {
+        list.iter()
+            .map(|(k, d)| ((*k).to_owned(), *d))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        entries,
+        kinds(&[("purchase", PAID), ("dispute", -PAID), ("dispute", PAID)]),
+        "one hold, one release"
+    );
     app.assert_ledger_matches_balances().await;
 }
 

@@ -138,9 +138,7 @@ async fn a_lock_held_past_the_lock_timeout_answers_503_and_the_retry_credits() {
             .expect("lock the account row");
         holder
     } else {
-        credits::ledger::store::begin_write(&db)
-            .await
-            .expect("take the write lock")
+        credits::db::begin_write(&db).await.expect("take the write lock")
     };
 
     let body = fixture("checkout_session_completed.json");

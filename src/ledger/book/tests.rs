@@ -121,15 +121,18 @@ fn a_clawback_takes_the_purchase_lot_first_then_burn_order_then_debt() {
     book.debit(debit(250, "spend"), t(2)).expect("enough");
     // grant (expires first) burnt 100, cs_1 burnt 150: cs_1 holds 150.
     assert_eq!(remaining(&book), [("grant", 0), ("cs_1", 150)]);
-    let posted = book.claw_back(
-        Clawback {
-            credits: 300,
-            kind: EntryKind::Refund,
-            reference: "evt_refund".into(),
-            purchase_reference: "cs_1".into(),
-        },
-        t(3),
-    );
+    let posted = book
+        .claw_back(
+            Clawback {
+                credits: 300,
+                kind: EntryKind::Refund,
+                reference: "evt_refund".into(),
+                metadata: Metadata::new(),
+                purchase_reference: "cs_1".into(),
+            },
+            t(3),
+        )
+        .expect("a loaded book");
     assert_eq!(posted.balance, -150);
     assert_eq!(book.account.debt, 150);
     assert_invariants(&book);
@@ -359,12 +362,14 @@ proptest! {
                 }
                 Step::ClawBack { purchase, credits } => {
                     if let Some(reference) = purchases.get(purchase) {
-                        book.claw_back(Clawback {
+                        let clawback = Clawback {
                             credits,
                             kind: EntryKind::Refund,
                             reference: id.clone(),
+                            metadata: Metadata::new(),
                             purchase_reference: reference.clone(),
-                        }, now);
+                        };
+                        prop_assert!(book.claw_back(clawback, now).is_ok());
                     }
                 }
                 Step::Wait { seconds } => {
@@ -424,4 +429,13 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_book_loaded_for_credits_only_refuses_what_needs_its_lots() {
+    let mut book = Book::credit_only(book().account);
+    book.credit(purchase("cs", 100), t(0));
+    assert_eq!(book.account.balance, 100);
+    assert_eq!(book.debit(debit(1, "k"), t(1)), Err(PostingError::NotLoaded));
+    assert_eq!(book.changes().new_lots.len(), 1, "the new lot is still written");
 }

@@ -6,12 +6,11 @@ use std::time::Duration;
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     sea_query::{Expr, OnConflict},
 };
 
-use super::{LedgerError, fulfilment::EventOutcome};
-use crate::entities::{job_lock, stripe_event};
+use crate::entities::job_lock;
 
 /// Takes the lease on `job` for `ttl` unless another holder's lease is still running.
 pub async fn try_lock<C: ConnectionTrait>(
@@ -19,7 +18,7 @@ pub async fn try_lock<C: ConnectionTrait>(
     job: &str,
     holder: &str,
     ttl: Duration,
-) -> Result<bool, LedgerError> {
+) -> Result<bool, DbErr> {
     let now = Utc::now();
     job_lock::Entity::insert(job_lock::ActiveModel {
         name: Set(job.to_owned()),
@@ -42,7 +41,7 @@ pub async fn try_lock<C: ConnectionTrait>(
 }
 
 /// Ends `holder`'s lease on `job` early.
-pub async fn unlock<C: ConnectionTrait>(db: &C, job: &str, holder: &str) -> Result<(), LedgerError> {
+pub async fn unlock<C: ConnectionTrait>(db: &C, job: &str, holder: &str) -> Result<(), DbErr> {
     job_lock::Entity::update_many()
         .col_expr(
             job_lock::Column::LockedUntil,
@@ -53,22 +52,4 @@ pub async fn unlock<C: ConnectionTrait>(db: &C, job: &str, holder: &str) -> Resu
         .exec(db)
         .await?;
     Ok(())
-}
-
-/// Deletes processed events older than `days`, keeping unmatched and failed ones for replay.
-pub async fn prune_events<C: ConnectionTrait>(db: &C, days: u32) -> Result<u64, LedgerError> {
-    let cutoff = Utc::now() - chrono::Duration::days(i64::from(days));
-    let keep = [
-        EventOutcome::UnmatchedAccount.as_str(),
-        EventOutcome::UnmatchedPack.as_str(),
-        EventOutcome::Failed.as_str(),
-        EventOutcome::AwaitingPurchase.as_str(),
-    ];
-    let result = stripe_event::Entity::delete_many()
-        .filter(stripe_event::Column::ReceivedAt.lt(cutoff))
-        .filter(stripe_event::Column::ProcessedAt.is_not_null())
-        .filter(stripe_event::Column::Outcome.is_not_in(keep))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected)
 }

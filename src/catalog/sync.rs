@@ -4,10 +4,22 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{DatabaseConnection, DbErr};
 
-use super::{LedgerError, packs::PackSpec, store};
-use crate::{entities::credit_pack, stripe::StripeGateway};
+use super::{PackSpec, store};
+use crate::{
+    db,
+    stripe::{StripeError, StripeGateway},
+};
+
+/// Why a sync stopped; the database is unchanged either way.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Stripe(#[from] StripeError),
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+}
 
 /// What sync does (or, on a dry run, would do) for one pack.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +89,7 @@ pub async fn sync_packs(
     stripe: &StripeGateway,
     packs: &[PackSpec],
     dry_run: bool,
-) -> Result<SyncReport, LedgerError> {
+) -> Result<SyncReport, SyncError> {
     let stored = match store::all_packs(db).await {
         Ok(stored) => stored,
         // A dry run may look at a database that was never migrated.
@@ -158,16 +170,9 @@ pub async fn sync_packs(
     }
 
     let now = Utc::now();
-    let txn = store::begin_write(db).await?;
+    let txn = db::begin_write(db).await?;
     store::upsert_packs(&txn, packs, now).await?;
-    for (pack_id, price) in &report.prices {
-        credit_pack::Entity::update_many()
-            .col_expr(credit_pack::Column::StripePriceId, Expr::value(price.as_str()))
-            .col_expr(credit_pack::Column::UpdatedAt, Expr::value(now))
-            .filter(credit_pack::Column::Id.eq(pack_id.as_str()))
-            .exec(&txn)
-            .await?;
-    }
+    store::set_price_ids(&txn, &report.prices, now).await?;
     txn.commit().await?;
     Ok(report)
 }

@@ -2,8 +2,10 @@
 //! event over again.
 
 /// How an event ended; stored in `stripe_events.outcome`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventOutcome {
+    /// Claimed by a transaction that has not finished it; never seen once it commits.
+    Processing,
     Credited,
     /// Another event already credited this session.
     AlreadyCredited,
@@ -28,6 +30,7 @@ pub enum EventOutcome {
 impl EventOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Processing => "processing",
             Self::Credited => "credited",
             Self::AlreadyCredited => "already_credited",
             Self::Duplicate => "duplicate",
@@ -49,7 +52,8 @@ impl EventOutcome {
     }
 }
 
-const ALL_OUTCOMES: [EventOutcome; 13] = [
+const ALL_OUTCOMES: [EventOutcome; 14] = [
+    EventOutcome::Processing,
     EventOutcome::Credited,
     EventOutcome::AlreadyCredited,
     EventOutcome::Duplicate,
@@ -66,7 +70,7 @@ const ALL_OUTCOMES: [EventOutcome; 13] = [
 ];
 
 /// Which stored events a delivery may take over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Delivery {
     /// From Stripe: new events, or ones whose last attempt failed.
     Webhook,
@@ -77,7 +81,7 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    pub(super) fn may_reclaim(self, stored_outcome: &str) -> bool {
+    pub fn may_reclaim(self, stored_outcome: &str) -> bool {
         let retryable: &[EventOutcome] = match self {
             Self::Webhook => &[EventOutcome::Failed],
             Self::Replay => &[
@@ -90,7 +94,7 @@ impl Delivery {
         retryable.iter().any(|o| o.as_str() == stored_outcome)
     }
 
-    pub(super) fn reclaimable(self) -> Vec<&'static str> {
+    pub fn reclaimable(self) -> Vec<&'static str> {
         ALL_OUTCOMES
             .iter()
             .filter(|o| self.may_reclaim(o.as_str()))

@@ -15,6 +15,8 @@ pub struct PackSpec {
     pub unit_amount: i64,
     pub currency: String,
     pub stripe_price_id: Option<String>,
+    /// A purchase's credits expire this many days after it completes; `None`: never.
+    pub expires_after_days: Option<u32>,
 }
 
 /// Why the packs file cannot be used.
@@ -52,7 +54,12 @@ struct RawPack {
     currency: Spanned<String>,
     #[serde(default)]
     stripe_price_id: Option<Spanned<String>>,
+    #[serde(default)]
+    expires_after_days: Option<Spanned<i64>>,
 }
+
+/// At most a hundred years: enough for any offer, small enough for date arithmetic.
+const MAX_EXPIRES_AFTER_DAYS: i64 = 36_500;
 
 /// Reads and validates a packs file.
 pub fn load_pack_file(path: &Path) -> Result<Vec<PackSpec>, PackFileError> {
@@ -146,6 +153,20 @@ pub fn parse_packs(path: &str, text: &str) -> Result<Vec<PackSpec>, PackFileErro
                 Some(value)
             }
         };
+        let expires_after_days = match raw.expires_after_days {
+            None => None,
+            Some(days) => {
+                let value = *days.get_ref();
+                if !(1..=MAX_EXPIRES_AFTER_DAYS).contains(&value) {
+                    return Err(invalid(
+                        Some(days.span()),
+                        "expires_after_days",
+                        format!("must be a whole number of days from 1 to {MAX_EXPIRES_AFTER_DAYS}"),
+                    ));
+                }
+                u32::try_from(value).ok()
+            }
+        };
         packs.push(PackSpec {
             id: id.to_owned(),
             name: name.to_owned(),
@@ -153,6 +174,7 @@ pub fn parse_packs(path: &str, text: &str) -> Result<Vec<PackSpec>, PackFileErro
             unit_amount: *raw.unit_amount.get_ref(),
             currency,
             stripe_price_id,
+            expires_after_days,
         });
     }
     Ok(packs)
@@ -192,6 +214,7 @@ credits = 500
 unit_amount = 1500
 currency = "usd"
 stripe_price_id = "price_123"
+expires_after_days = 365
 "#;
 
     #[test]
@@ -201,6 +224,10 @@ stripe_price_id = "price_123"
         assert_eq!(packs[0].currency, "usd");
         assert_eq!(packs[0].stripe_price_id, None);
         assert_eq!(packs[1].stripe_price_id.as_deref(), Some("price_123"));
+        assert_eq!(
+            (packs[0].expires_after_days, packs[1].expires_after_days),
+            (None, Some(365))
+        );
     }
 
     fn error_of(text: &str) -> (usize, String) {
@@ -223,5 +250,7 @@ stripe_price_id = "price_123"
         let bad = GOOD.replace("name = \"Starter\"\n", "");
         assert!(error_of(&bad).1.contains("name"), "{:?}", error_of(&bad));
         assert_eq!(error_of("").1, "pack");
+        let bad = GOOD.replace("expires_after_days = 365", "expires_after_days = 0");
+        assert_eq!(error_of(&bad), (16, "expires_after_days".into()));
     }
 }

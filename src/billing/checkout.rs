@@ -1,0 +1,143 @@
+//! PurchaseCredits: one Checkout Session for one pack, and its pending purchase. The account is
+//! created (or follows the buyer's new email) through the ledger's writer first; Stripe is
+//! called outside any transaction; the purchase is then recorded through the writer too.
+
+use chrono::Utc;
+
+use super::{
+    Billing, BillingError,
+    fulfilment::{Done, Job},
+    store::{self, Purchase},
+    types::{PriceId, PurchaseStatus, RedirectUrl},
+};
+use crate::{
+    catalog,
+    ledger::{AccountId, Email, IdempotencyKey, InvalidInput, LedgerError},
+    stripe::CheckoutRequest,
+};
+
+/// A purchase request whose fields have been parsed.
+#[derive(Debug, Clone)]
+pub struct PurchaseRequest {
+    pub account_id: AccountId,
+    pub email: Email,
+    pub price_id: PriceId,
+    pub success_url: Option<RedirectUrl>,
+    pub cancel_url: Option<RedirectUrl>,
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// What a caller needs to send the buyer to Stripe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedCheckout {
+    pub checkout_url: String,
+    pub checkout_session_id: String,
+    pub purchase_id: String,
+}
+
+fn started(purchase: &Purchase) -> Option<StartedCheckout> {
+    Some(StartedCheckout {
+        checkout_url: purchase.checkout_url.clone()?,
+        checkout_session_id: purchase.session_id.clone(),
+        purchase_id: purchase.id.clone(),
+    })
+}
+
+impl Billing {
+    /// Opens a Checkout Session for one pack and records a pending purchase. With an
+    /// idempotency key, a repeat returns the first session and records nothing new.
+    #[tracing::instrument(skip_all, fields(account_id = %req.account_id, price_id = req.price_id.as_str()), err)]
+    pub async fn purchase_credits(&self, req: PurchaseRequest) -> Result<StartedCheckout, BillingError> {
+        // Before anything is written or sent: Checkout would send the buyer there after paying.
+        for (field, url) in [("success_url", &req.success_url), ("cancel_url", &req.cancel_url)] {
+            if let Some(url) = url
+                && let Some(reason) = self.redirects.refusal(url.origin())
+            {
+                return Err(LedgerError::from(InvalidInput::new(field, reason)).into());
+            }
+        }
+        let pack = catalog::store::pack_by_price(self.ledger.db(), req.price_id.as_str())
+            .await
+            .map_err(LedgerError::from)?
+            .filter(|pack| pack.active)
+            .ok_or_else(|| {
+                LedgerError::NotFound(format!("credit pack with price {}", req.price_id.as_str()))
+            })?;
+
+        let ensured = self
+            .ledger
+            .ensure_account(req.account_id.clone(), req.email.clone(), true)
+            .await?;
+        let account = ensured.account;
+        if ensured.created {
+            tracing::info!(account_id = account.account_id, "account created");
+        }
+
+        if let Some(key) = &req.idempotency_key
+            && let Some(done) = store::by_idempotency_key(self.ledger.db(), &account.account_id, key.as_str())
+                .await
+                .map_err(LedgerError::from)?
+            && let Some(started) = started(&done)
+        {
+            return Ok(started);
+        }
+
+        let success_url = req.success_url.as_ref().map_or_else(
+            || self.frontend_page("dashboard/credits?checkout=success&session_id={CHECKOUT_SESSION_ID}"),
+            |u| u.as_str().to_owned(),
+        );
+        let cancel_url = req.cancel_url.as_ref().map_or_else(
+            || self.frontend_page("dashboard/credits?checkout=cancelled"),
+            |u| u.as_str().to_owned(),
+        );
+        let session = self
+            .stripe
+            .create_checkout_session(CheckoutRequest {
+                price_id: req.price_id.as_str(),
+                customer_email: &account.email,
+                account_id: &account.account_id,
+                pack_id: &pack.id,
+                success_url: &success_url,
+                cancel_url: &cancel_url,
+                idempotency_key: req.idempotency_key.as_ref().map(IdempotencyKey::as_str),
+            })
+            .await?;
+
+        let now = Utc::now();
+        let purchase = Purchase {
+            id: uuid::Uuid::now_v7().to_string(),
+            account_id: account.account_id.clone(),
+            credit_pack_id: pack.id.clone(),
+            credits: pack.credits,
+            amount: pack.unit_amount,
+            currency: pack.currency.clone(),
+            amount_refunded: 0,
+            session_id: session.id.clone(),
+            payment_intent_id: None,
+            checkout_url: Some(session.url.clone()),
+            idempotency_key: req.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
+            status: PurchaseStatus::Pending,
+            created_at: now,
+            completed_at: None,
+            credits_expire_at: None,
+        };
+        let recorded = match self.ledger.writer().extension(Job::Open(purchase)).await? {
+            Done::Opened(recorded) => recorded,
+            Done::Event(_) => {
+                return Err(LedgerError::Unexpected(anyhow::anyhow!("the writer answered an event")).into());
+            }
+        };
+        tracing::info!(
+            purchase_id = recorded.id,
+            session_id = session.id,
+            pack_id = pack.id,
+            "checkout session created"
+        );
+        Ok(StartedCheckout {
+            // A concurrent repeat of the same idempotent request may have recorded it first.
+            checkout_url: recorded.checkout_url.unwrap_or(session.url),
+            checkout_session_id: session.id,
+            purchase_id: recorded.id,
+        })
+    }
+}

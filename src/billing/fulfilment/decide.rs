@@ -1,0 +1,244 @@
+//! Deciding one claimed event in memory: complete its purchase (a credit posting), settle its
+//! payment's refunds and disputes (clawback or release postings), or mark it.
+
+use chrono::{DateTime, Utc};
+
+use super::{Batch, report};
+use crate::{
+    billing::{
+        event::{CheckoutFacts, EventAction, FulfilmentReport, RefundReport, StripeEvent},
+        settlement::{self, Terms},
+        types::PurchaseStatus,
+    },
+    catalog::Pack,
+    events::EventOutcome,
+    ledger::{
+        book::{Clawback, Credit, LotTerms, Metadata},
+        command::Posting,
+        kinds::{EntryKind, LotSource},
+    },
+};
+
+impl Batch {
+    /// Decides one claimed event in memory; its postings go to `postings`.
+    pub(super) fn decide(
+        &mut self,
+        event: &StripeEvent,
+        packs: &[Pack],
+        now: DateTime<Utc>,
+        postings: &mut Vec<Posting>,
+    ) -> FulfilmentReport {
+        let mut report = report(event, EventOutcome::Ignored);
+        report.outcome = match &event.action {
+            EventAction::Ignore => EventOutcome::Ignored,
+            EventAction::Credit(facts) => self.complete(event, facts, packs, now, postings, &mut report),
+            EventAction::AwaitPayment(facts) => match self.purchases.get_mut(&facts.session_id) {
+                Some(purchase) if purchase.status == PurchaseStatus::Pending => {
+                    report.account_id = Some(purchase.account_id.clone());
+                    if purchase.payment_intent_id.is_none() && facts.payment_intent_id.is_some() {
+                        purchase.payment_intent_id.clone_from(&facts.payment_intent_id);
+                        self.changed.insert(facts.session_id.clone());
+                    }
+                    EventOutcome::AwaitingPayment
+                }
+                _ => EventOutcome::NoChange,
+            },
+            EventAction::MarkFailed(facts) => {
+                self.mark(facts, PurchaseStatus::Failed, EventOutcome::PaymentFailed)
+            }
+            EventAction::MarkExpired(facts) => {
+                self.mark(facts, PurchaseStatus::Expired, EventOutcome::Expired)
+            }
+            EventAction::Refund {
+                payment_intent_id,
+                report: refund,
+            } => {
+                if let Some(payment) = self.payments.get_mut(payment_intent_id) {
+                    match refund {
+                        RefundReport::ChargeTotal { amount_refunded } => {
+                            payment.facts.record_charge_total(*amount_refunded);
+                            payment.row.charge_refunded = payment.facts.charge_refunded;
+                        }
+                        RefundReport::Refund(fact) => {
+                            payment.refunds_changed.insert(fact.refund_id.clone());
+                            payment.facts.record_refund(fact.clone());
+                        }
+                    }
+                    payment.row.facts += 1;
+                    payment.changed = true;
+                }
+                self.settle(payment_intent_id, &event.id, postings, &mut report)
+            }
+            EventAction::Dispute {
+                payment_intent_id,
+                fact,
+            } => {
+                if let Some(payment) = self.payments.get_mut(payment_intent_id) {
+                    payment.disputes_changed.insert(fact.dispute_id.clone());
+                    payment.facts.record_dispute(fact.clone());
+                    payment.row.facts += 1;
+                    payment.changed = true;
+                }
+                self.settle(payment_intent_id, &event.id, postings, &mut report)
+            }
+        };
+        report
+    }
+
+    /// Completes the session's purchase unless it already is: the guard that makes crediting
+    /// happen once. Refunds or disputes that arrived first settle in the same step.
+    fn complete(
+        &mut self,
+        event: &StripeEvent,
+        facts: &CheckoutFacts,
+        packs: &[Pack],
+        now: DateTime<Utc>,
+        postings: &mut Vec<Posting>,
+        report: &mut FulfilmentReport,
+    ) -> EventOutcome {
+        let Some(purchase) = self.purchases.get_mut(&facts.session_id) else {
+            return EventOutcome::NoChange;
+        };
+        report.account_id = Some(purchase.account_id.clone());
+        if matches!(
+            purchase.status,
+            PurchaseStatus::Completed | PurchaseStatus::Refunded
+        ) {
+            return EventOutcome::AlreadyCredited;
+        }
+        let expire_days = packs
+            .iter()
+            .find(|p| p.id == purchase.credit_pack_id)
+            .and_then(|p| p.expires_after_days);
+        purchase.status = PurchaseStatus::Completed;
+        purchase.completed_at = Some(now);
+        purchase.credits_expire_at = expire_days.map(|days| now + chrono::Duration::days(i64::from(days)));
+        if facts.payment_intent_id.is_some() {
+            purchase.payment_intent_id.clone_from(&facts.payment_intent_id);
+        }
+        // What the buyer paid (after any discount) is what a full refund returns.
+        if let Some(amount) = facts.amount_total.filter(|a| *a > 0) {
+            purchase.amount = amount;
+        }
+        postings.push(Posting::Credit {
+            account_id: purchase.account_id.clone(),
+            credit: Credit {
+                credits: purchase.credits,
+                kind: EntryKind::Purchase,
+                reason: EntryKind::Purchase.as_str().to_owned(),
+                reference: purchase.session_id.clone(),
+                metadata: Metadata::new(),
+                lot: LotTerms {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    source: LotSource::Purchase,
+                    reference: purchase.session_id.clone(),
+                    expires_at: purchase.credits_expire_at,
+                },
+                ends_trial: true,
+            },
+        });
+        let intent = purchase.payment_intent_id.clone();
+        self.changed.insert(facts.session_id.clone());
+        if let Some(intent) = intent {
+            self.settle(&intent, &event.id, postings, report);
+        }
+        EventOutcome::Credited
+    }
+
+    /// Moves a pending purchase to failed or expired; anything further along is left alone.
+    fn mark(&mut self, facts: &CheckoutFacts, status: PurchaseStatus, outcome: EventOutcome) -> EventOutcome {
+        match self.purchases.get_mut(&facts.session_id) {
+            Some(purchase) if purchase.status == PurchaseStatus::Pending => {
+                purchase.status = status;
+                self.changed.insert(facts.session_id.clone());
+                outcome
+            }
+            _ => EventOutcome::NoChange,
+        }
+    }
+
+    /// Brings the completed purchase paid by `intent` in line with its payment's facts; the
+    /// postings take the difference from what was already taken.
+    fn settle(
+        &mut self,
+        intent: &str,
+        reference: &str,
+        postings: &mut Vec<Posting>,
+        report: &mut FulfilmentReport,
+    ) -> EventOutcome {
+        let Some(purchase) = self.purchases.values_mut().find(|p| {
+            p.payment_intent_id.as_deref() == Some(intent)
+                && matches!(p.status, PurchaseStatus::Completed | PurchaseStatus::Refunded)
+        }) else {
+            return EventOutcome::AwaitingPurchase;
+        };
+        let Some(payment) = self.payments.get_mut(intent) else {
+            return EventOutcome::AwaitingPurchase;
+        };
+        report.session_id = Some(purchase.session_id.clone());
+        report.account_id = Some(purchase.account_id.clone());
+        let plan = settlement::plan(
+            Terms {
+                credits: purchase.credits,
+                amount: purchase.amount,
+                amount_refunded: purchase.amount_refunded,
+            },
+            &payment.facts,
+        );
+        let metadata = Metadata::from([("payment_intent".to_owned(), intent.to_owned())]);
+        for (kind, delta) in [
+            (EntryKind::Refund, plan.refund_delta),
+            (EntryKind::Dispute, plan.dispute_delta),
+        ] {
+            if delta < 0 {
+                postings.push(Posting::Clawback {
+                    account_id: purchase.account_id.clone(),
+                    clawback: Clawback {
+                        credits: -delta,
+                        kind,
+                        reference: reference.to_owned(),
+                        metadata: metadata.clone(),
+                        purchase_reference: purchase.session_id.clone(),
+                    },
+                });
+            } else if delta > 0 {
+                postings.push(Posting::Credit {
+                    account_id: purchase.account_id.clone(),
+                    credit: Credit {
+                        credits: delta,
+                        kind,
+                        reason: kind.as_str().to_owned(),
+                        reference: reference.to_owned(),
+                        metadata: metadata.clone(),
+                        lot: LotTerms {
+                            id: uuid::Uuid::now_v7().to_string(),
+                            source: LotSource::Purchase,
+                            reference: purchase.session_id.clone(),
+                            expires_at: purchase.credits_expire_at,
+                        },
+                        ends_trial: false,
+                    },
+                });
+            }
+        }
+        let changed = plan.amount_refunded != purchase.amount_refunded || plan.status != purchase.status;
+        purchase.amount_refunded = plan.amount_refunded;
+        purchase.status = plan.status;
+        if changed {
+            self.changed.insert(purchase.session_id.clone());
+        }
+        for (id, hold) in plan.holds {
+            if let Some((_, stored)) = payment.facts.disputes.get_mut(&id)
+                && *stored != hold
+            {
+                *stored = hold;
+                payment.disputes_changed.insert(id);
+            }
+        }
+        if plan.refund_delta != 0 || plan.dispute_delta != 0 {
+            EventOutcome::Adjusted
+        } else {
+            EventOutcome::NoChange
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! Billing: selling credit packs through Stripe Checkout and turning Stripe's events into
+//! purchases and ledger postings.
+//!
+//! - `checkout`: PurchaseCredits.
+//! - `fulfilment`: the ledger writer's extension that applies Stripe events exactly once.
+//! - `settlement`: refunds and disputes as a pure plan.
+//! - `event`: Stripe events as billing reads them.
+//! - `store`: purchases, payments, refunds and disputes.
+//! - `types`: prices, redirect URLs and purchase statuses.
+
+pub mod checkout;
+pub mod event;
+pub mod fulfilment;
+pub mod settlement;
+pub mod store;
+pub mod types;
+
+use url::Url;
+
+pub use checkout::{PurchaseRequest, StartedCheckout};
+pub use event::{CheckoutFacts, EventAction, FulfilmentReport, RefundReport, StripeEvent};
+use fulfilment::{Done, Fulfilment, Job, LineItemPack};
+use store::Purchase;
+pub use types::{PriceId, PurchaseStatus, RedirectUrl};
+
+use crate::{
+    catalog::{self, Pack},
+    config::RedirectPolicy,
+    events::{self, Delivery, EventOutcome},
+    ledger::{self, AccountRef, Email, Ledger, LedgerError, Listing, PageRequest, encode_page_token},
+    stripe::{StripeError, StripeGateway},
+};
+
+/// The ledger with billing's extension: what the service runs.
+pub type BillingLedger = Ledger<Fulfilment>;
+
+/// What can go wrong in billing: the ledger's errors, and Stripe's.
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Stripe(#[from] StripeError),
+}
+
+impl BillingError {
+    /// A passing fault (database or Stripe unreachable): worth a retry.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Ledger(err) => err.is_transient(),
+            Self::Stripe(err) => matches!(err, StripeError::Unavailable(_)),
+        }
+    }
+}
+
+/// A purchase with its pack's display name.
+#[derive(Debug, Clone)]
+pub struct PurchaseView {
+    pub purchase: Purchase,
+    pub pack_name: String,
+}
+
+/// One page of purchases and the token for the next (None on the last page).
+#[derive(Debug, Clone)]
+pub struct PurchasePage {
+    pub purchases: Vec<PurchaseView>,
+    pub next_page_token: Option<String>,
+}
+
+/// Billing as the transports use it: cheap to clone.
+#[derive(Clone)]
+pub struct Billing {
+    ledger: BillingLedger,
+    stripe: StripeGateway,
+    frontend_url: Url,
+    redirects: RedirectPolicy,
+}
+
+impl Billing {
+    pub fn new(
+        ledger: BillingLedger,
+        stripe: StripeGateway,
+        frontend_url: Url,
+        redirects: RedirectPolicy,
+    ) -> Self {
+        Self {
+            ledger,
+            stripe,
+            frontend_url,
+            redirects,
+        }
+    }
+
+    pub fn ledger(&self) -> &BillingLedger {
+        &self.ledger
+    }
+
+    pub fn stripe(&self) -> &StripeGateway {
+        &self.stripe
+    }
+
+    /// Packs a buyer can choose from, cheapest first.
+    pub async fn list_packs(&self) -> Result<Vec<Pack>, BillingError> {
+        Ok(catalog::store::active_packs(self.ledger.db())
+            .await
+            .map_err(LedgerError::from)?)
+    }
+
+    /// An account's purchases, newest first.
+    pub async fn list_purchases(
+        &self,
+        by: &AccountRef,
+        page: &PageRequest,
+    ) -> Result<PurchasePage, BillingError> {
+        let db = self.ledger.db();
+        let account = ledger::store::reads::find_account(db, by)
+            .await
+            .map_err(LedgerError::from)?
+            .ok_or_else(|| LedgerError::NotFound(by.to_string()))?;
+        let mut rows = store::page(db, &account.id, page.after.as_deref(), page.size + 1)
+            .await
+            .map_err(LedgerError::from)?;
+        let next_page_token = if rows.len() as u64 > page.size {
+            rows.truncate(page.size as usize);
+            rows.last()
+                .map(|last| encode_page_token(Listing::Purchases, &last.id))
+        } else {
+            None
+        };
+        let packs = catalog::store::all_packs(db).await.map_err(LedgerError::from)?;
+        let purchases = rows
+            .into_iter()
+            .map(|purchase| {
+                let pack_name = packs
+                    .iter()
+                    .find(|p| p.id == purchase.credit_pack_id)
+                    .map_or_else(|| purchase.credit_pack_id.clone(), |p| p.name.clone());
+                PurchaseView { purchase, pack_name }
+            })
+            .collect();
+        Ok(PurchasePage {
+            purchases,
+            next_page_token,
+        })
+    }
+
+    /// Applies one verified Stripe webhook event exactly once.
+    pub async fn process_event(&self, event: StripeEvent) -> Result<FulfilmentReport, BillingError> {
+        self.apply_event(event, Delivery::Webhook).await
+    }
+
+    /// Applies an event delivered by `delivery`; every path ends in the same guarded writes.
+    #[tracing::instrument(skip_all, fields(event_id = %event.id, event_type = %event.event_type, ?delivery), err)]
+    pub async fn apply_event(
+        &self,
+        event: StripeEvent,
+        delivery: Delivery,
+    ) -> Result<FulfilmentReport, BillingError> {
+        let line_items = match self.needs_line_items(&event, delivery).await? {
+            Needs::Nothing => None,
+            Needs::Duplicate => {
+                return Ok(FulfilmentReport {
+                    outcome: EventOutcome::Duplicate,
+                    session_id: event.action.facts().map(|f| f.session_id.clone()),
+                    account_id: None,
+                    credits: 0,
+                    detail: None,
+                });
+            }
+            Needs::LineItems(session) => Some(match self.pack_from_line_items(&session).await {
+                Ok(found) => Ok(found),
+                Err(err @ StripeError::Unavailable(_)) => return Err(err.into()),
+                Err(err) => Err(err.to_string()),
+            }),
+        };
+        match self
+            .ledger
+            .writer()
+            .extension(Job::Event {
+                event,
+                delivery,
+                line_items,
+            })
+            .await?
+        {
+            Done::Event(report) => Ok(report),
+            Done::Opened(_) => {
+                Err(LedgerError::Unexpected(anyhow::anyhow!("the writer answered a purchase")).into())
+            }
+        }
+    }
+
+    /// Stores an event whose processing failed for good (or that could not be parsed) as
+    /// `failed` with the error; Stripe's redelivery claims it again.
+    pub async fn record_failed_event(&self, event: StripeEvent, error: String) -> Result<(), BillingError> {
+        self.ledger
+            .writer()
+            .extension(Job::Failed { event, error })
+            .await?;
+        Ok(())
+    }
+
+    /// Whether only Stripe can say what the session pays for: no `metadata.price_id` and no
+    /// purchase recorded for it. Cheap reads first, so a redelivery costs no Stripe call.
+    async fn needs_line_items(&self, event: &StripeEvent, delivery: Delivery) -> Result<Needs, BillingError> {
+        let (EventAction::Credit(facts) | EventAction::AwaitPayment(facts)) = &event.action else {
+            return Ok(Needs::Nothing);
+        };
+        if facts.metadata_price_id.is_some() {
+            return Ok(Needs::Nothing);
+        }
+        let db = self.ledger.db();
+        if store::by_session(db, &facts.session_id)
+            .await
+            .map_err(LedgerError::from)?
+            .is_some()
+        {
+            return Ok(Needs::Nothing);
+        }
+        // An account nobody has is reported as such by the writer, without asking Stripe.
+        let ids: Vec<&str> = [&facts.client_reference_id, &facts.metadata_account_id]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let email = facts.email.as_deref().and_then(|e| Email::parse(e).ok());
+        let emails: Vec<&str> = email.iter().map(Email::as_str).collect();
+        if ledger::store::batch::find_accounts(db, &ids, &emails)
+            .await
+            .map_err(LedgerError::from)?
+            .is_empty()
+        {
+            return Ok(Needs::Nothing);
+        }
+        if delivery != Delivery::Reconcile
+            && let Some(stored) = events::store::outcomes(db, &[event.id.as_str()])
+                .await
+                .map_err(LedgerError::from)?
+                .get(&event.id)
+            && !delivery.may_reclaim(stored.as_str())
+        {
+            return Ok(Needs::Duplicate);
+        }
+        Ok(Needs::LineItems(facts.session_id.clone()))
+    }
+
+    /// Credits from the session's line items: the sum over items whose price is a pack.
+    async fn pack_from_line_items(&self, session_id: &str) -> Result<Option<LineItemPack>, StripeError> {
+        let items = self.stripe.session_line_items(session_id).await?;
+        let prices: Vec<&str> = items.iter().map(|i| i.price_id.as_str()).collect();
+        let packs = catalog::store::packs_by_prices(self.ledger.db(), &prices)
+            .await
+            .map_err(|err| StripeError::Unavailable(format!("database: {err}")))?;
+        let mut found: Option<LineItemPack> = None;
+        for item in &items {
+            let Some(pack) = packs
+                .iter()
+                .find(|p| p.stripe_price_id.as_deref() == Some(item.price_id.as_str()))
+            else {
+                continue;
+            };
+            let credits = pack
+                .credits
+                .saturating_mul(i64::try_from(item.quantity).unwrap_or(i64::MAX));
+            found = Some(match found {
+                Some(first) => LineItemPack {
+                    credits: first.credits.saturating_add(credits),
+                    ..first
+                },
+                None => LineItemPack {
+                    pack_id: pack.id.clone(),
+                    credits,
+                },
+            });
+        }
+        Ok(found)
+    }
+
+    fn frontend_page(&self, path_and_query: &str) -> String {
+        format!(
+            "{}/{}",
+            self.frontend_url.as_str().trim_end_matches('/'),
+            path_and_query
+        )
+    }
+}
+
+enum Needs {
+    Nothing,
+    Duplicate,
+    LineItems(String),
+}

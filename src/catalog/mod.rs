@@ -1,0 +1,88 @@
+//! Credit packs, what is sold: the packs file (`file`), its table (`store`) and the sync of
+//! packs to Stripe Products and Prices (`sync`).
+
+pub mod file;
+pub mod store;
+pub mod sync;
+
+pub use file::{PackFileError, PackSpec, load_pack_file};
+
+/// A pack as the service sells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pack {
+    pub id: String,
+    pub name: String,
+    pub credits: i64,
+    /// Minor units of `currency`.
+    pub unit_amount: i64,
+    pub currency: String,
+    /// `None` until the pack is synced to Stripe.
+    pub stripe_price_id: Option<String>,
+    pub active: bool,
+    /// A purchase's credits expire this many days after it completes; `None`: never.
+    pub expires_after_days: Option<u32>,
+}
+
+/// The packs as the service sells them after its next start: the file's packs (a price pinned
+/// in the file, else the one the database holds), then the database's packs no longer in the
+/// file, inactive.
+pub fn as_sold(file: &[PackSpec], stored: Vec<Pack>) -> Vec<Pack> {
+    let mut packs: Vec<Pack> = file
+        .iter()
+        .map(|spec| Pack {
+            id: spec.id.clone(),
+            name: spec.name.clone(),
+            credits: spec.credits,
+            unit_amount: spec.unit_amount,
+            currency: spec.currency.clone(),
+            stripe_price_id: spec.stripe_price_id.clone().or_else(|| {
+                stored
+                    .iter()
+                    .find(|s| s.id == spec.id)
+                    .and_then(|s| s.stripe_price_id.clone())
+            }),
+            active: true,
+            expires_after_days: spec.expires_after_days,
+        })
+        .collect();
+    packs.extend(
+        stored
+            .into_iter()
+            .filter(|s| !file.iter().any(|f| f.id == s.id))
+            .map(|s| Pack { active: false, ..s }),
+    );
+    packs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_sold_prefers_the_files_pins_and_lists_retired_packs_last() {
+        let file = file::parse_packs(
+            "p.toml",
+            "[[pack]]\nid = \"a\"\nname = \"A\"\ncredits = 1\nunit_amount = 1\ncurrency = \"usd\"\n",
+        )
+        .expect("valid");
+        let stored = |id: &str, price: &str| Pack {
+            id: id.into(),
+            name: id.to_uppercase(),
+            credits: 1,
+            unit_amount: 1,
+            currency: "usd".into(),
+            stripe_price_id: Some(price.into()),
+            active: true,
+            expires_after_days: None,
+        };
+        let sold = as_sold(&file, vec![stored("a", "price_a"), stored("old", "price_old")]);
+        let rows: Vec<(&str, Option<&str>, bool)> = sold
+            .iter()
+            .map(|p| (p.id.as_str(), p.stripe_price_id.as_deref(), p.active))
+            .collect();
+        assert_eq!(
+            rows,
+            [("a", Some("price_a"), true), ("old", Some("price_old"), false)]
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! Each subcommand: ask the domain, print the answer.
+
+use std::time::Duration;
+
+use super::{CliError, EventsCommand};
+use crate::{
+    app::{Application, Services},
+    catalog,
+    config::Settings,
+    db,
+    events::{self, Delivery, EventOutcome},
+    ops, shutdown,
+    stripe::StripeGateway,
+    webhook,
+};
+
+/// How long a command lets the writer finish after its work is answered.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+fn ago(age: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::days(36_500))
+}
+
+/// Billing over the configured database and Stripe, with a writer of its own, as `serve` runs it.
+async fn services(settings: &Settings) -> Result<Services, CliError> {
+    let db = db::connect(settings).await?;
+    Ok(Services::start(settings, db).await?)
+}
+
+pub async fn serve(settings: Settings) -> Result<(), CliError> {
+    settings.grpc.check_serving(settings.app_env)?;
+    tracing::info!(config = %settings, "starting credits {}", env!("CARGO_PKG_VERSION"));
+    let app = Application::build(settings).await?;
+    app.run_until_stopped(shutdown::on_signal()).await?;
+    Ok(())
+}
+
+pub async fn migrate(settings: Settings, status_only: bool) -> Result<(), CliError> {
+    let db = db::connect(&settings).await?;
+    if !status_only {
+        db::migrate(&db).await?;
+    }
+    for (name, applied) in db::migration_status(&db).await? {
+        println!("{} {name}", if applied { "applied" } else { "pending" });
+    }
+    Ok(())
+}
+
+pub async fn events(settings: Settings, command: EventsCommand) -> Result<(), CliError> {
+    match command {
+        EventsCommand::List {
+            outcome,
+            since,
+            limit,
+        } => {
+            let outcome = match outcome.as_deref() {
+                None => None,
+                Some(raw) => {
+                    Some(EventOutcome::parse(raw).ok_or_else(|| anyhow::anyhow!("unknown outcome {raw:?}"))?)
+                }
+            };
+            let db = db::connect(&settings).await?;
+            let listed = events::store::list(&db, outcome, since.map(ago), limit).await?;
+            println!(
+                "{:<32} {:<42} {:<18} {:<25} ERROR",
+                "ID", "TYPE", "OUTCOME", "RECEIVED"
+            );
+            for e in &listed {
+                println!(
+                    "{:<32} {:<42} {:<18} {:<25} {}",
+                    e.id,
+                    e.event_type,
+                    e.outcome.as_str(),
+                    e.received_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    e.error.as_deref().unwrap_or("")
+                );
+            }
+            println!("{} event(s)", listed.len());
+        }
+        EventsCommand::Replay { event_id } => {
+            let services = services(&settings).await?;
+            let result = replay(&services, &event_id).await;
+            services.stop(STOP_GRACE).await;
+            result?;
+        }
+        EventsCommand::Prune => {
+            let db = db::connect(&settings).await?;
+            let pruned = events::store::prune(&db, settings.event_retention_days).await?;
+            println!(
+                "pruned {pruned} event(s) older than {} days",
+                settings.event_retention_days
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn replay(services: &Services, event_id: &str) -> Result<(), CliError> {
+    let stored = events::store::find(services.billing.ledger().db(), event_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("stripe event {event_id} not found"))?;
+    let event = webhook::event::parse_event(stored.payload.as_bytes()).map_err(anyhow::Error::new)?;
+    let report = services
+        .billing
+        .apply_event(event, Delivery::Replay)
+        .await
+        .map_err(anyhow::Error::new)?;
+    let outcome = match report.outcome {
+        EventOutcome::Duplicate => format!(
+            "already processed (outcome {}); nothing to do",
+            stored.outcome.as_str()
+        ),
+        other => other.as_str().to_owned(),
+    };
+    println!("{event_id}: {outcome}");
+    println!(
+        "session {} account {} credits {}{}",
+        report.session_id.as_deref().unwrap_or("-"),
+        report.account_id.as_deref().unwrap_or("-"),
+        report.credits,
+        report.detail.map(|d| format!(" ({d})")).unwrap_or_default()
+    );
+    Ok(())
+}
+
+pub async fn sync_packs(settings: Settings, dry_run: bool) -> Result<(), CliError> {
+    let packs = catalog::load_pack_file(&settings.credit_packs_file)?;
+    let db = db::connect(&settings).await?;
+    if !dry_run && settings.migrate_on_start {
+        db::migrate(&db).await?;
+    }
+    let stripe = StripeGateway::new(&settings.stripe).map_err(anyhow::Error::new)?;
+    let report = catalog::sync::sync_packs(&db, &stripe, &packs, dry_run)
+        .await
+        .map_err(|err| anyhow::anyhow!("packs sync: {err}; the database was not changed"))?;
+    for plan in &report.plans {
+        println!("{}{}", if dry_run { "plan " } else { "" }, plan.describe());
+    }
+    if dry_run {
+        println!(
+            "dry run: nothing was written ({} of {} packs already in sync)",
+            report.unchanged,
+            report.plans.len()
+        );
+    } else {
+        for (pack, price) in &report.prices {
+            println!("{pack} -> {price}");
+        }
+        println!(
+            "synced {} pack(s), {} already in sync",
+            report.plans.len(),
+            report.unchanged
+        );
+    }
+    Ok(())
+}
+
+pub async fn reconcile(settings: Settings, since: Duration) -> Result<(), CliError> {
+    let services = services(&settings).await?;
+    let result = ops::reconcile(&services.billing, ago(since)).await;
+    services.stop(STOP_GRACE).await;
+    let report = result.map_err(anyhow::Error::new)?;
+    println!(
+        "examined {} completed session(s): {} credited now, {} already credited, {} unpaid, {} unmatched, {} failed",
+        report.examined,
+        report.credited.len(),
+        report.already_credited,
+        report.unpaid,
+        report.unmatched.len(),
+        report.failed.len()
+    );
+    for session in &report.credited {
+        println!("credited {session}");
+    }
+    for (session, why) in &report.unmatched {
+        println!("unmatched {session}: {why}");
+    }
+    for (session, error) in &report.failed {
+        println!("failed {session}: {error}");
+    }
+    if !report.failed.is_empty() {
+        return Err(anyhow::anyhow!(
+            "reconcile: {} session(s) failed; run it again once Stripe and the database answer",
+            report.failed.len()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The packs as the service sells them after its next start.
+pub async fn list_packs(settings: Settings) -> Result<(), CliError> {
+    let file_packs = catalog::load_pack_file(&settings.credit_packs_file)?;
+    let db = db::connect(&settings).await?;
+    let migrated = db::migration_status(&db)
+        .await
+        .is_ok_and(|s| s.iter().all(|(_, applied)| *applied));
+    let stored = if migrated {
+        catalog::store::all_packs(&db).await?
+    } else {
+        Vec::new()
+    };
+    println!(
+        "{:<16} {:<24} {:>8} {:>10} {:<8} {:<32} ACTIVE",
+        "ID", "NAME", "CREDITS", "AMOUNT", "CURRENCY", "STRIPE PRICE"
+    );
+    for p in catalog::as_sold(&file_packs, stored) {
+        println!(
+            "{:<16} {:<24} {:>8} {:>10} {:<8} {:<32} {}",
+            p.id,
+            p.name,
+            p.credits,
+            p.unit_amount,
+            p.currency,
+            p.stripe_price_id.as_deref().unwrap_or("-"),
+            p.active
+        );
+    }
+    if !migrated {
+        println!("(database not migrated yet: price ids stored by the service are not shown)");
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! Database connection and migrations, for SQLite (embedded default) and PostgreSQL, and the
+//! set-wise statement builder of the write path (`sql`).
+
+pub mod sql;
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use secrecy::ExposeSecret;
+
+use crate::config::Settings;
+
+/// Arbitrary but fixed: the PostgreSQL advisory lock that serialises migrations across replicas.
+const MIGRATION_LOCK_KEY: i64 = 0x6372_6564_6974_7301;
+
+/// How long a PostgreSQL statement waits for a lock before it fails.
+const LOCK_TIMEOUT: &str = "5s";
+
+/// Opens the read pool. SQLite files use WAL so readers never wait for the writer.
+pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
+    open(settings, settings.database_max_connections, 0, Role::Reads).await
+}
+
+/// Opens the writer's own connections: one on SQLite (one writer, no busy-timeout queueing),
+/// `DATABASE_WRITER_CONNECTIONS` on PostgreSQL. Commits are durable before anyone is answered:
+/// SQLite `synchronous=FULL` in WAL mode, PostgreSQL `synchronous_commit=on`.
+pub async fn connect_writer(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
+    let sqlite = settings.database_url.expose_secret().starts_with("sqlite:");
+    let connections = if sqlite {
+        1
+    } else {
+        u32::try_from(settings.ledger.writer_connections).unwrap_or(1)
+    };
+    open(settings, connections, u32::from(sqlite), Role::Writer).await
+}
+
+/// What a pool is for: its SQLite pragmas differ.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Reads,
+    Writer,
+}
+
+async fn open(settings: &Settings, max: u32, min: u32, role: Role) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(settings.database_url.expose_secret().to_owned());
+    options
+        .max_connections(max.max(1))
+        .min_connections(min)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false)
+        // A writer waiting longer than this on a row lock gives up with 55P03, which is
+        // answered 503 / UNAVAILABLE so the caller (Stripe) retries, instead of holding a
+        // request slot until the request timeout.
+        .map_sqlx_postgres_opts(move |opts| {
+            let opts = opts
+                .options([("lock_timeout", LOCK_TIMEOUT), ("synchronous_commit", "on")])
+                .statement_cache_capacity(STATEMENT_CACHE);
+            match role {
+                // Custom plans for the writer: a generic plan of `IN ($1, …) OR … IN (…)`
+                // guesses row counts and may scan a whole table; planning its few statements
+                // per batch costs less. Reads keep their cached plans.
+                Role::Writer => opts.options([("plan_cache_mode", "force_custom_plan")]),
+                Role::Reads => opts,
+            }
+        })
+        .map_sqlx_sqlite_opts(move |opts| {
+            let opts = opts
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(5))
+                .statement_cache_capacity(STATEMENT_CACHE)
+                // Statement journals of multi-row statements stay in memory.
+                .pragma("temp_store", "memory");
+            match role {
+                // The writer never stops to checkpoint: `checkpoint_sqlite` does it beside it.
+                Role::Writer => opts
+                    .pragma("wal_autocheckpoint", "0")
+                    .pragma("cache_size", WRITER_CACHE_KIB),
+                Role::Reads => opts,
+            }
+        });
+    Database::connect(options).await
+}
+
+/// Set-wise statements differ by batch size: keep enough of them prepared.
+const STATEMENT_CACHE: usize = 1024;
+
+/// The writer's SQLite page cache (negative: KiB), big enough for the indexes a batch touches.
+const WRITER_CACHE_KIB: &str = "-16384";
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// On SQLite, checkpoints the WAL from a read connection every half second (PASSIVE: it never
+/// waits for, nor blocks, the writer), so the writer's commits are never stalled by one.
+pub fn checkpoint_sqlite(
+    reads: DatabaseConnection,
+    stop: tokio_util::sync::CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if reads.get_database_backend() != DbBackend::Sqlite {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+            }
+            if let Err(err) = reads.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
+                tracing::debug!(error = %err, "WAL checkpoint skipped");
+            }
+        }
+    }))
+}
+
+/// Applies pending migrations. On PostgreSQL one replica at a time, in one transaction.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let txn = db.begin().await?;
+            // Another replica may migrate for longer than the lock timeout: wait for it.
+            txn.execute_unprepared("SET LOCAL lock_timeout = 0").await?;
+            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"))
+                .await?;
+            Migrator::up(&txn, None).await?;
+            txn.commit().await
+        }
+        _ => Migrator::up(db, None).await,
+    }
+}
+
+/// `(name, applied)` for every migration, oldest first.
+pub async fn migration_status(db: &DatabaseConnection) -> Result<Vec<(String, bool)>, DbErr> {
+    let applied: Vec<String> = Migrator::get_applied_migrations(db)
+        .await?
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    Ok(Migrator::migrations()
+        .iter()
+        .map(|m| (m.name().to_owned(), applied.iter().any(|a| a == m.name())))
+        .collect())
+}
+
+/// Starts a read-write transaction. On SQLite it takes the write lock at `BEGIN`, so two writers
+/// queue on the busy timeout instead of failing on a lock upgrade.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        isolation_level: None,
+        access_mode: None,
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+    })
+    .await
+}

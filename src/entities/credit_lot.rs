@@ -1,0 +1,24 @@
+//! `credit_lots`: the credits of one purchase, grant, trial or import, spent in burn order.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "credit_lots")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub account_id: String,
+    /// See `ledger::kinds::LotSource`.
+    pub source: String,
+    pub reference: String,
+    pub credits: i64,
+    pub remaining: i64,
+    pub held: i64,
+    pub expires_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,83 @@
+//! The ledger's tables (`accounts`, `credit_lots`, `credit_holds`, `credit_ledger`,
+//! `idempotency_keys`): the only code that reads or writes them. `batch` loads and writes what
+//! one writer batch touches, set-wise; `reads` answers balance and listing queries. Rows leave
+//! as the domain's types.
+
+pub mod batch;
+pub mod reads;
+
+use sea_orm::DbErr;
+
+use super::{
+    book::{AccountState, Allocation, Hold, Lot, Metadata},
+    kinds::{HoldStatus, LotSource},
+};
+use crate::entities::{account, credit_hold, credit_lot};
+
+fn bad(what: &str, raw: &str) -> DbErr {
+    DbErr::Type(format!("{what}: unreadable stored value {raw:?}"))
+}
+
+fn account_state(model: account::Model) -> AccountState {
+    AccountState {
+        id: model.id,
+        email: model.email,
+        balance: model.credit_balance,
+        debt: model.debt,
+        is_trial_user: model.is_trial_user,
+        created_at: model.created_at,
+    }
+}
+
+fn lot(model: credit_lot::Model) -> Result<Lot, DbErr> {
+    Ok(Lot {
+        source: LotSource::parse(&model.source).ok_or_else(|| bad("credit_lots.source", &model.source))?,
+        id: model.id,
+        account_id: model.account_id,
+        reference: model.reference,
+        credits: model.credits,
+        remaining: model.remaining,
+        held: model.held,
+        expires_at: model.expires_at,
+        created_at: model.created_at,
+    })
+}
+
+fn hold(model: credit_hold::Model) -> Result<Hold, DbErr> {
+    let allocations: Vec<(String, i64)> = serde_json::from_str(&model.allocations)
+        .map_err(|_| bad("credit_holds.allocations", &model.allocations))?;
+    Ok(Hold {
+        status: HoldStatus::parse(&model.status).ok_or_else(|| bad("credit_holds.status", &model.status))?,
+        metadata: metadata_from(&model.metadata)?,
+        id: model.id,
+        account_id: model.account_id,
+        credits: model.credits,
+        expires_at: model.expires_at,
+        allocations: allocations
+            .into_iter()
+            .map(|(lot_id, credits)| Allocation { lot_id, credits })
+            .collect(),
+        reason: model.reason,
+        captured_credits: model.captured_credits,
+        created_at: model.created_at,
+        closed_at: model.closed_at,
+    })
+}
+
+fn metadata_from(raw: &str) -> Result<Metadata, DbErr> {
+    serde_json::from_str(raw).map_err(|_| bad("metadata", raw))
+}
+
+/// Metadata as stored: a JSON object, or NULL when there is none (ledger entries).
+fn metadata_text(metadata: &Metadata) -> Option<String> {
+    (!metadata.is_empty()).then(|| serde_json::to_string(metadata).unwrap_or_else(|_| "{}".to_owned()))
+}
+
+fn allocations_text(hold: &Hold) -> String {
+    let pairs: Vec<(&str, i64)> = hold
+        .allocations
+        .iter()
+        .map(|a| (a.lot_id.as_str(), a.credits))
+        .collect();
+    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
+}

@@ -1,0 +1,238 @@
+//! Reads over the pool: balances as of now, ledger pages and lots. A balance is one statement
+//! in the common case; when a hold has run out unseen by the writer, the account's lots and
+//! holds are read and the posting rules bring them to now, so no read counts an expired credit.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::{account_state, batch, lot, metadata_from};
+use crate::{
+    db::sql::Sql,
+    entities::{account, credit_ledger, credit_lot},
+    ledger::{
+        book::{AccountState, Book, Lot, Metadata, burn_order},
+        kinds::{EntryKind, HoldStatus},
+        types::AccountRef,
+    },
+};
+
+/// An account's balance as of a moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    pub account: AccountState,
+    /// The balance without credits past their expiry.
+    pub credit_balance: i64,
+    pub available_balance: i64,
+    pub held_credits: i64,
+    /// The soonest expiry among lots with free credits left.
+    pub next_expiry_at: Option<DateTime<Utc>>,
+    /// How many free credits expire then.
+    pub expiring_credits: i64,
+}
+
+/// One ledger entry as callers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryView {
+    pub id: i64,
+    pub account_id: String,
+    pub delta: i64,
+    pub balance_after: i64,
+    pub kind: EntryKind,
+    pub reason: String,
+    pub reference: String,
+    pub metadata: Metadata,
+    pub created_at: DateTime<Utc>,
+}
+
+fn sum(expr: &str) -> String {
+    // PostgreSQL sums BIGINTs as NUMERIC.
+    format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)")
+}
+
+/// The account with its balance brought to `now`.
+pub async fn balance<C: ConnectionTrait>(
+    db: &C,
+    by: &AccountRef,
+    now: DateTime<Utc>,
+) -> Result<Option<Balance>, DbErr> {
+    let mut sql = Sql::new(db.get_database_backend());
+    let free = "l.remaining - l.held";
+    sql.push("SELECT a.id, a.email, a.credit_balance, a.debt, a.is_trial_user, a.created_at, ")
+        .push(&format!("(SELECT {} FROM credit_holds h WHERE h.account_id = a.id AND h.status = ", sum("h.credits")))
+        .param(HoldStatus::Active.as_str())
+        .push(" AND h.expires_at > ")
+        .param(now)
+        .push(") AS held, (SELECT COUNT(*) FROM credit_holds h WHERE h.account_id = a.id AND h.status = ")
+        .param(HoldStatus::Active.as_str())
+        .push(" AND h.expires_at <= ")
+        .param(now)
+        .push(&format!(
+            ") AS stale_holds, (SELECT {} FROM credit_lots l WHERE l.account_id = a.id AND l.remaining > l.held \
+             AND l.expires_at <= ",
+            sum(free)
+        ))
+        .param(now)
+        .push(
+            ") AS dead, (SELECT MIN(l.expires_at) FROM credit_lots l WHERE l.account_id = a.id \
+             AND l.remaining > l.held AND l.expires_at > ",
+        )
+        .param(now)
+        .push(") AS next_expiry FROM accounts a WHERE ");
+    match by {
+        AccountRef::Id(id) => sql.push("a.id = ").param(id.as_str()),
+        AccountRef::Email(email) => sql.push("a.email = ").param(email.as_str()),
+    };
+    let Some(row) = db.query_one_raw(sql.build()).await? else {
+        return Ok(None);
+    };
+    let account = AccountState {
+        id: row.try_get("", "id")?,
+        email: row.try_get("", "email")?,
+        balance: row.try_get("", "credit_balance")?,
+        debt: row.try_get("", "debt")?,
+        is_trial_user: row.try_get("", "is_trial_user")?,
+        created_at: row.try_get("", "created_at")?,
+    };
+    let stale_holds: i64 = row.try_get("", "stale_holds")?;
+    if stale_holds > 0 {
+        // A hold ran out and nothing has written since: see the book as the writer would.
+        return Ok(Some(settled(db, account, now).await?));
+    }
+    let held: i64 = row.try_get("", "held")?;
+    let dead: i64 = row.try_get("", "dead")?;
+    let next_expiry_at: Option<DateTime<Utc>> = row.try_get("", "next_expiry")?;
+    let expiring_credits = match next_expiry_at {
+        Some(at) => expiring_at(db, &account.id, at).await?,
+        None => 0,
+    };
+    let credit_balance = account.balance - dead;
+    Ok(Some(Balance {
+        available_balance: credit_balance - held,
+        credit_balance,
+        held_credits: held,
+        next_expiry_at,
+        expiring_credits,
+        account,
+    }))
+}
+
+async fn expiring_at<C: ConnectionTrait>(db: &C, account_id: &str, at: DateTime<Utc>) -> Result<i64, DbErr> {
+    let mut sql = Sql::new(db.get_database_backend());
+    sql.push(&format!(
+        "SELECT {} AS credits FROM credit_lots l WHERE l.account_id = ",
+        sum("l.remaining - l.held")
+    ))
+    .param(account_id)
+    .push(" AND l.remaining > l.held AND l.expires_at = ")
+    .param(at);
+    match db.query_one_raw(sql.build()).await? {
+        Some(row) => row.try_get("", "credits"),
+        None => Ok(0),
+    }
+}
+
+/// The slow path: the account's lots and holds, settled to `now` by the posting rules.
+async fn settled<C: ConnectionTrait>(
+    db: &C,
+    account: AccountState,
+    now: DateTime<Utc>,
+) -> Result<Balance, DbErr> {
+    let ids = [account.id.as_str()];
+    let lots = batch::live_lots(db, &ids).await?;
+    let holds = batch::holds(db, &[], &ids).await?;
+    let mut book = Book::load(account, lots, holds);
+    book.settle(now);
+    let held = book.held(now);
+    let dead = book.dead(now);
+    let next_expiry_at = book
+        .lots()
+        .iter()
+        .filter(|l| !l.is_expired(now) && l.remaining > l.held)
+        .filter_map(|l| l.expires_at)
+        .min();
+    let expiring_credits = book
+        .lots()
+        .iter()
+        .filter(|l| next_expiry_at.is_some() && l.expires_at == next_expiry_at)
+        .map(|l| l.remaining - l.held)
+        .sum();
+    let credit_balance = book.account.balance - dead;
+    Ok(Balance {
+        available_balance: book.available(now),
+        credit_balance,
+        held_credits: held,
+        next_expiry_at,
+        expiring_credits,
+        account: book.account,
+    })
+}
+
+pub async fn find_account<C: ConnectionTrait>(
+    db: &C,
+    by: &AccountRef,
+) -> Result<Option<AccountState>, DbErr> {
+    let query = match by {
+        AccountRef::Id(id) => account::Entity::find_by_id(id.as_str()),
+        AccountRef::Email(email) => account::Entity::find().filter(account::Column::Email.eq(email.as_str())),
+    };
+    Ok(query.one(db).await?.map(account_state))
+}
+
+/// One page of an account's entries, newest first, strictly older than `before`.
+pub async fn entries_page<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    before: Option<i64>,
+    limit: u64,
+) -> Result<Vec<EntryView>, DbErr> {
+    let mut query = credit_ledger::Entity::find().filter(credit_ledger::Column::AccountId.eq(account_id));
+    if let Some(before) = before {
+        query = query.filter(credit_ledger::Column::Id.lt(before));
+    }
+    query
+        .order_by_desc(credit_ledger::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|e| {
+            Ok(EntryView {
+                kind: EntryKind::parse(&e.kind)
+                    .ok_or_else(|| DbErr::Type(format!("entry kind {:?}", e.kind)))?,
+                metadata: e
+                    .metadata
+                    .as_deref()
+                    .map(metadata_from)
+                    .transpose()?
+                    .unwrap_or_default(),
+                id: e.id,
+                account_id: e.account_id,
+                delta: e.delta,
+                balance_after: e.balance_after,
+                reason: e.reason,
+                reference: e.reference,
+                created_at: e.created_at,
+            })
+        })
+        .collect()
+}
+
+/// An account's lots in burn order; spent ones too when asked.
+pub async fn lots<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    include_spent: bool,
+) -> Result<Vec<Lot>, DbErr> {
+    let mut query = credit_lot::Entity::find().filter(credit_lot::Column::AccountId.eq(account_id));
+    if !include_spent {
+        query = query.filter(credit_lot::Column::Remaining.gt(0));
+    }
+    let mut lots = query
+        .all(db)
+        .await?
+        .into_iter()
+        .map(lot)
+        .collect::<Result<Vec<_>, _>>()?;
+    lots.sort_by(burn_order);
+    Ok(lots)
+}

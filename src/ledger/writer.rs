@@ -1,0 +1,349 @@
+//! The ledger's writer: the one write path for balances. Callers submit commands (and billing
+//! its Stripe-event jobs) to a queue; a writer task takes whatever is queued, up to a bound,
+//! and applies it in one database transaction with a fixed number of set-wise statements, then
+//! answers every caller once the commit is durable. With one caller nothing waits for a batch
+//! to fill: a batch is simply what is queued when the writer is free.
+//!
+//! Failures: a serialization failure or deadlock (PostgreSQL 40001/40P01) retries the batch; a
+//! passing fault answers every caller with it (503 / UNAVAILABLE, nothing written); any other
+//! error reruns the batch one job per savepoint, so a job that fails on its own fails alone.
+//!
+//! SQLite has one writer task on one connection: no busy-timeout queueing on the hot path.
+//! PostgreSQL has a few (`DATABASE_WRITER_CONNECTIONS`), sharing the queue; rows are locked in
+//! a fixed order (event ids, payment intents, then accounts, each sorted), so they never
+//! deadlock on each other.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseConnection, DbErr, RuntimeErr, TransactionTrait, sqlx};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    LedgerError, apply,
+    batch::{Answer, BatchStats, Extension, Input, TrialPolicy},
+    command::{Command, Reply},
+};
+use crate::{db, metrics::Metrics};
+
+/// How the writer runs.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterSettings {
+    /// Writer tasks, each with its own connection (1 on SQLite).
+    pub connections: usize,
+    /// The most jobs applied in one transaction.
+    pub max_batch: usize,
+    /// Jobs that may wait in the queue.
+    pub queue: usize,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        Self {
+            connections: 1,
+            max_batch: 256,
+            queue: 4096,
+        }
+    }
+}
+
+enum Job<X: Extension> {
+    Command(Command, oneshot::Sender<Result<Reply, LedgerError>>),
+    Extension(X::Job, oneshot::Sender<Result<X::Done, LedgerError>>),
+}
+
+/// Submits jobs to the writer; cheap to clone.
+pub struct WriterHandle<X: Extension> {
+    queue: mpsc::Sender<Job<X>>,
+}
+
+impl<X: Extension> Clone for WriterHandle<X> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<X: Extension> WriterHandle<X> {
+    /// Applies a command; answers once its batch is committed.
+    pub async fn command(&self, command: Command) -> Result<Reply, LedgerError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .send(Job::Command(command, tx))
+            .await
+            .map_err(|_| LedgerError::WriterStopped)?;
+        rx.await.map_err(|_| LedgerError::WriterStopped)?
+    }
+
+    /// Applies one of billing's jobs; answers once its batch is committed.
+    pub async fn extension(&self, job: X::Job) -> Result<X::Done, LedgerError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .send(Job::Extension(job, tx))
+            .await
+            .map_err(|_| LedgerError::WriterStopped)?;
+        rx.await.map_err(|_| LedgerError::WriterStopped)?
+    }
+
+    /// Jobs waiting for a writer now.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+}
+
+struct Shared<X: Extension> {
+    db: DatabaseConnection,
+    extension: Arc<X>,
+    trial: TrialPolicy,
+    max_batch: usize,
+    metrics: Metrics,
+}
+
+/// Starts the writer tasks on `db` (the writer's own pool). Once `stop` fires they take no new
+/// jobs, finish what is queued and end (as they do when every handle is dropped).
+pub fn spawn<X: Extension>(
+    db: DatabaseConnection,
+    extension: Arc<X>,
+    trial: TrialPolicy,
+    settings: WriterSettings,
+    metrics: Metrics,
+    stop: CancellationToken,
+) -> (WriterHandle<X>, Vec<tokio::task::JoinHandle<()>>) {
+    let (tx, rx) = mpsc::channel(settings.queue.max(1));
+    let rx = Arc::new(Mutex::new(rx));
+    let shared = Arc::new(Shared {
+        db,
+        extension,
+        trial,
+        max_batch: settings.max_batch.max(1),
+        metrics,
+    });
+    let tasks = (0..settings.connections.max(1))
+        .map(|_| tokio::spawn(run(shared.clone(), rx.clone(), stop.clone())))
+        .collect();
+    (WriterHandle { queue: tx }, tasks)
+}
+
+async fn run<X: Extension>(
+    shared: Arc<Shared<X>>,
+    queue: Arc<Mutex<mpsc::Receiver<Job<X>>>>,
+    stop: CancellationToken,
+) {
+    loop {
+        let (jobs, waiting) = {
+            let mut queue = queue.lock().await;
+            let first = tokio::select! {
+                job = queue.recv() => job,
+                () = stop.cancelled() => {
+                    // No new jobs; what is queued still runs, then `recv` answers None.
+                    queue.close();
+                    queue.recv().await
+                }
+            };
+            let Some(first) = first else {
+                return;
+            };
+            let mut jobs = vec![first];
+            while jobs.len() < shared.max_batch {
+                match queue.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            (jobs, queue.len())
+        };
+        shared.metrics.writer_batch(jobs.len(), waiting);
+        shared.process(jobs).await;
+    }
+}
+
+/// Serialization failures and deadlocks: the whole batch is tried again.
+fn is_retryable(err: &LedgerError) -> bool {
+    let LedgerError::DatabaseUnavailable(
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)),
+    ) = err
+    else {
+        return false;
+    };
+    match e.as_ref() {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
+        _ => false,
+    }
+}
+
+const RETRIES: u32 = 4;
+
+impl<X: Extension> Shared<X> {
+    async fn process(&self, jobs: Vec<Job<X>>) {
+        let (inputs, replies): (Vec<Input<X>>, Vec<Recipient<X>>) = jobs
+            .into_iter()
+            .map(|job| match job {
+                Job::Command(command, tx) => (Input::Command(command), Recipient::Command(tx)),
+                Job::Extension(job, tx) => (Input::Extension(job), Recipient::Extension(tx)),
+            })
+            .unzip();
+        let now = Utc::now();
+        let mut attempt = 0;
+        let answers = loop {
+            match self.batch(&inputs, now).await {
+                Ok((answers, stats)) => {
+                    self.record(&stats);
+                    break answers;
+                }
+                Err(err) if is_retryable(&err) && attempt < RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %err, "writer batch lost a race; retrying");
+                    tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                }
+                Err(err) if err.is_transient() || inputs.len() == 1 => {
+                    if !err.is_transient() {
+                        tracing::error!(error = ?err, "writer job failed");
+                    }
+                    break inputs.iter().map(|_| Answer::Failed(share(&err))).collect();
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, jobs = inputs.len(), "writer batch failed; applying its jobs one by one");
+                    break self.one_by_one(&inputs, now).await;
+                }
+            }
+        };
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            reply.send(answer);
+        }
+    }
+
+    async fn batch(
+        &self,
+        inputs: &[Input<X>],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Answer<X>>, BatchStats), LedgerError> {
+        let started = std::time::Instant::now();
+        let txn = db::begin_write(&self.db).await?;
+        let begun = started.elapsed();
+        let applied = apply::apply(&txn, &*self.extension, self.trial, inputs, now).await?;
+        let applied_at = started.elapsed();
+        txn.commit().await?;
+        tracing::debug!(
+            jobs = inputs.len(),
+            begin_us = begun.as_micros() as u64,
+            apply_us = (applied_at - begun).as_micros() as u64,
+            commit_us = (started.elapsed() - applied_at).as_micros() as u64,
+            "writer batch committed"
+        );
+        Ok(applied)
+    }
+
+    /// Counts what a committed batch moved.
+    fn record(&self, stats: &BatchStats) {
+        for (kind, credits) in &stats.credits {
+            self.metrics.ledger_credits(kind.as_str(), *credits);
+        }
+        for (outcome, count) in &stats.holds {
+            self.metrics.holds(outcome, *count);
+        }
+    }
+
+    /// Each job in a savepoint of one transaction: one that fails is rolled back alone.
+    async fn one_by_one(&self, inputs: &[Input<X>], now: DateTime<Utc>) -> Vec<Answer<X>> {
+        let attempt = async {
+            let txn = db::begin_write(&self.db).await?;
+            let mut answers = Vec::with_capacity(inputs.len());
+            let mut committed = Vec::new();
+            for input in inputs {
+                let savepoint = txn.begin().await?;
+                let result = apply::apply(
+                    &savepoint,
+                    &*self.extension,
+                    self.trial,
+                    std::slice::from_ref(input),
+                    now,
+                )
+                .await;
+                match result {
+                    Ok((mut one, stats)) => {
+                        savepoint.commit().await?;
+                        committed.push(stats);
+                        answers.push(one.pop().unwrap_or(Answer::Failed(LedgerError::WriterStopped)));
+                    }
+                    Err(err) => {
+                        savepoint.rollback().await?;
+                        if !err.is_transient() {
+                            tracing::error!(error = ?err, "writer job failed on its own");
+                        }
+                        answers.push(Answer::Failed(err));
+                    }
+                }
+            }
+            txn.commit().await?;
+            for stats in &committed {
+                self.record(stats);
+            }
+            Ok::<_, LedgerError>(answers)
+        };
+        match attempt.await {
+            Ok(answers) => answers,
+            Err(err) => inputs.iter().map(|_| Answer::Failed(share(&err))).collect(),
+        }
+    }
+}
+
+/// One error for many callers: the cause goes to the log once, each caller gets its kind.
+fn share(err: &LedgerError) -> LedgerError {
+    match err {
+        LedgerError::InvalidInput(e) => LedgerError::InvalidInput(e.clone()),
+        LedgerError::NotFound(what) => LedgerError::NotFound(what.clone()),
+        LedgerError::EmailTaken(email) => LedgerError::EmailTaken(email.clone()),
+        LedgerError::Insufficient { available, asked } => LedgerError::Insufficient {
+            available: *available,
+            asked: *asked,
+        },
+        LedgerError::HoldClosed { hold_id, status } => LedgerError::HoldClosed {
+            hold_id: hold_id.clone(),
+            status: *status,
+        },
+        LedgerError::Contended(what) => LedgerError::Contended(what),
+        LedgerError::DatabaseUnavailable(cause) => {
+            LedgerError::DatabaseUnavailable(DbErr::Custom(cause.to_string()))
+        }
+        LedgerError::WriterStopped => LedgerError::WriterStopped,
+        LedgerError::Unexpected(cause) => LedgerError::Unexpected(anyhow::anyhow!("{cause:#}")),
+    }
+}
+
+/// Where an answer goes.
+enum Recipient<X: Extension> {
+    Command(oneshot::Sender<Result<Reply, LedgerError>>),
+    Extension(oneshot::Sender<Result<X::Done, LedgerError>>),
+}
+
+impl<X: Extension> Recipient<X> {
+    fn send(self, answer: Answer<X>) {
+        // A caller that gave up (timed out, disconnected) no longer listens; its job is done.
+        match (self, answer) {
+            (Self::Command(tx), Answer::Command(reply)) => {
+                let _ = tx.send(reply);
+            }
+            (Self::Extension(tx), Answer::Extension(done)) => {
+                let _ = tx.send(done);
+            }
+            (Self::Command(tx), Answer::Failed(err)) => {
+                let _ = tx.send(Err(err));
+            }
+            (Self::Extension(tx), Answer::Failed(err)) => {
+                let _ = tx.send(Err(err));
+            }
+            (Self::Command(tx), Answer::Extension(_)) => {
+                let _ = tx.send(Err(LedgerError::Unexpected(anyhow::anyhow!(
+                    "answer of another kind"
+                ))));
+            }
+            (Self::Extension(tx), Answer::Command(_)) => {
+                let _ = tx.send(Err(LedgerError::Unexpected(anyhow::anyhow!(
+                    "answer of another kind"
+                ))));
+            }
+        }
+    }
+}
