@@ -54,6 +54,11 @@ pub struct BookChanges {
     pub entries: Vec<Entry>,
 }
 
+/// The reference of a capture's entry: the hold, marked, so no caller key can collide.
+pub fn capture_reference(hold_id: &str) -> String {
+    format!("hold:{hold_id}")
+}
+
 impl Book {
     /// A book over stored state: the account, its lots with credits left, and the holds that
     /// matter (the ones commands name and the active ones).
@@ -352,7 +357,7 @@ impl Book {
             EntryKind::Consumption,
             -credits,
             &reason,
-            hold_id,
+            &capture_reference(hold_id),
             entry_metadata,
             now,
         );

@@ -11,6 +11,7 @@ mod grpc_purchase;
 mod grpc_purchase_concurrency;
 mod grpc_purchases;
 mod health;
+mod holds;
 mod http_timeouts;
 mod ledger_writer;
 mod lifecycle;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{KeyId, KeyUse, Pending, load};
+use super::{KeyId, KeyUse, Pending, capture_reference, load};
 use crate::ledger::{
     LedgerError,
     batch::{Extension, Input},
@@ -77,11 +77,6 @@ fn posting_error(err: PostingError, hold_id: &str) -> LedgerError {
             LedgerError::Unexpected(anyhow::anyhow!("a posting needed lots its batch did not load"))
         }
     }
-}
-
-/// The reference of a capture's entry: the hold, marked, so no caller key can collide.
-pub fn capture_reference(hold_id: &str) -> String {
-    format!("hold:{hold_id}")
 }
 
 struct Applying<'a> {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
 
-pub use commands::capture_reference;
+pub use crate::ledger::book::capture_reference;
 
 use super::{
     LedgerError,
