@@ -157,6 +157,7 @@ impl Application {
 
     /// Serves gRPC and HTTP until `shutdown` fires, then: health NOT_SERVING → drain both
     /// servers (bounded) → return.
+    // Long on purpose: the start-up and shut-down order of both servers, read top to bottom.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let billing = self.services.billing.clone();
@@ -273,6 +274,7 @@ impl Application {
 /// HTTP/1 and HTTP/2 (prior knowledge), as `axum::serve` did, but with read timeouts: hyper's
 /// header timeout covers each HTTP/1 request head, and the first request of any connection must
 /// arrive within the same time, because the protocol sniff before it reads without a timer.
+// Long on purpose: one accept loop; its timeouts are explained where they are set.
 async fn serve_http(listener: TcpListener, router: Router, settings: HttpSettings, drain: CancellationToken) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

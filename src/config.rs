@@ -105,6 +105,7 @@ impl Settings {
     }
 
     /// Parses settings from any variable source; tests pass a map.
+    // Long on purpose: one line per setting, in README order.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
 

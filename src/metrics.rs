@@ -96,6 +96,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    // Long on purpose: one registration per metric.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("credits");
         let rpc_requests = Family::<RpcLabels, Counter>::default();

@@ -46,6 +46,7 @@ fn started(purchase: &Purchase) -> Option<StartedCheckout> {
 impl Billing {
     /// Opens a Checkout Session for one pack and records a pending purchase. With an
     /// idempotency key, a repeat returns the first session and records nothing new.
+    // Long on purpose: the order of checks before Stripe is called is the contract; each step is short.
     #[tracing::instrument(skip_all, fields(account_id = %req.account_id, price_id = req.price_id.as_str()), err)]
     pub async fn purchase_credits(&self, req: PurchaseRequest) -> Result<StartedCheckout, BillingError> {
         // Before anything is written or sent: Checkout would send the buyer there after paying.

@@ -126,27 +126,7 @@ impl Extension for Fulfilment {
         now: DateTime<Utc>,
     ) -> Result<(Batch, Vec<Vec<Posting>>), LedgerError> {
         let claimed = claim(txn, jobs, now).await?;
-        let mut intents: Vec<&str> = Vec::new();
-        let mut sessions: Vec<&str> = Vec::new();
-        for job in jobs {
-            match job {
-                Job::Event { event, .. } => {
-                    match &event.action {
-                        EventAction::Refund {
-                            payment_intent_id, ..
-                        }
-                        | EventAction::Dispute {
-                            payment_intent_id, ..
-                        } => intents.push(payment_intent_id),
-                        EventAction::Credit(f) => intents.extend(f.payment_intent_id.as_deref()),
-                        _ => {}
-                    }
-                    sessions.extend(event.action.facts().map(|f| f.session_id.as_str()));
-                }
-                Job::Open(purchase) => sessions.push(&purchase.session_id),
-                Job::Failed { .. } => {}
-            }
-        }
+        let (intents, sessions) = lock_keys(jobs);
         // Payment rows before purchases before accounts: the one lock order of every writer.
         let rows = store::lock_payments(txn, &intents, now).await?;
         let mut locked = store::lock(txn, &sessions, &intents).await?;
@@ -174,91 +154,23 @@ impl Extension for Fulfilment {
                 .filter(|p| inserted.contains(&p.session_id) && first.insert(p.session_id.clone())),
         );
 
-        let with_facts: Vec<String> = rows
-            .iter()
-            .filter(|r| r.facts > 0)
-            .map(|r| r.payment_intent_id.clone())
-            .collect();
-        let with_facts: Vec<&str> = with_facts.iter().map(String::as_str).collect();
-        let mut payments: HashMap<String, Payment> = rows
-            .into_iter()
-            .map(|row| {
-                let facts = PaymentFacts {
-                    charge_refunded: row.charge_refunded,
-                    ..PaymentFacts::default()
-                };
-                (
-                    row.payment_intent_id.clone(),
-                    Payment {
-                        row,
-                        facts,
-                        changed: false,
-                        refunds_changed: BTreeSet::new(),
-                        disputes_changed: BTreeSet::new(),
-                    },
-                )
-            })
-            .collect();
-        for (intent, refund) in store::refunds(txn, &with_facts).await? {
-            if let Some(payment) = payments.get_mut(&intent) {
-                payment.facts.refunds.insert(refund.refund_id.clone(), refund);
-            }
-        }
-        for (intent, dispute, hold) in store::disputes(txn, &with_facts).await? {
-            if let Some(payment) = payments.get_mut(&intent) {
-                payment
-                    .facts
-                    .disputes
-                    .insert(dispute.dispute_id.clone(), (dispute, hold));
-            }
-        }
-
         let mut batch = Batch {
             purchases: locked.into_iter().map(|p| (p.session_id.clone(), p)).collect(),
             changed: BTreeSet::new(),
-            payments,
+            payments: payments(txn, rows).await?,
             outcomes: Vec::with_capacity(jobs.len()),
         };
         let mut postings = Vec::with_capacity(jobs.len());
         for (n, job) in jobs.iter().enumerate() {
             let mut job_postings = Vec::new();
-            let decided = match job {
-                Job::Open(purchase) => Decided::Opened(purchase.session_id.clone()),
-                Job::Failed { event, error } => {
-                    let outcome = if claimed.contains(&n) {
-                        EventOutcome::Failed
-                    } else {
-                        EventOutcome::Duplicate
-                    };
-                    let report = FulfilmentReport {
-                        detail: Some(error.clone()),
-                        ..report(event, outcome)
-                    };
-                    let finish = claimed.contains(&n).then(|| event.id.clone());
-                    Decided::Event { report, finish }
-                }
-                Job::Event { event, delivery, .. } => {
-                    let finish = (*delivery != Delivery::Reconcile).then(|| event.id.clone());
-                    let report = if *delivery != Delivery::Reconcile && !claimed.contains(&n) {
-                        report(event, EventOutcome::Duplicate)
-                    } else if let Some((outcome, detail)) = unmatched.get(&n) {
-                        FulfilmentReport {
-                            detail: Some(detail.clone()),
-                            ..report(event, *outcome)
-                        }
-                    } else {
-                        batch.decide(event, &packs, now, &mut job_postings)
-                    };
-                    let finish = finish.filter(|_| report.outcome != EventOutcome::Duplicate);
-                    Decided::Event { report, finish }
-                }
-            };
+            let decided = batch.decide_job(n, job, &claimed, &unmatched, &packs, now, &mut job_postings);
             batch.outcomes.push(decided);
             postings.push(job_postings);
         }
         Ok((batch, postings))
     }
 
+    // Long on purpose: writes billing's rows in lock order, one statement per kind of row.
     async fn finish<'a>(
         &'a self,
         txn: &'a DatabaseTransaction,
@@ -364,4 +276,75 @@ async fn claim(
         }
     }
     Ok(claimed)
+}
+
+/// The payment intents and Checkout Sessions a batch's jobs must lock.
+fn lock_keys<'a>(jobs: &[&'a Job]) -> (Vec<&'a str>, Vec<&'a str>) {
+    let (mut intents, mut sessions) = (Vec::new(), Vec::new());
+    for job in jobs {
+        match job {
+            Job::Event { event, .. } => {
+                match &event.action {
+                    EventAction::Refund {
+                        payment_intent_id, ..
+                    }
+                    | EventAction::Dispute {
+                        payment_intent_id, ..
+                    } => intents.push(payment_intent_id.as_str()),
+                    EventAction::Credit(f) => intents.extend(f.payment_intent_id.as_deref()),
+                    _ => {}
+                }
+                sessions.extend(event.action.facts().map(|f| f.session_id.as_str()));
+            }
+            Job::Open(purchase) => sessions.push(purchase.session_id.as_str()),
+            Job::Failed { .. } => {}
+        }
+    }
+    (intents, sessions)
+}
+
+/// The locked payment rows with their refunds and disputes.
+async fn payments(
+    txn: &DatabaseTransaction,
+    rows: Vec<store::PaymentRow>,
+) -> Result<HashMap<String, Payment>, LedgerError> {
+    let with_facts: Vec<String> = rows
+        .iter()
+        .filter(|r| r.facts > 0)
+        .map(|r| r.payment_intent_id.clone())
+        .collect();
+    let with_facts: Vec<&str> = with_facts.iter().map(String::as_str).collect();
+    let mut payments: HashMap<String, Payment> = rows
+        .into_iter()
+        .map(|row| {
+            let facts = PaymentFacts {
+                charge_refunded: row.charge_refunded,
+                ..PaymentFacts::default()
+            };
+            (
+                row.payment_intent_id.clone(),
+                Payment {
+                    row,
+                    facts,
+                    changed: false,
+                    refunds_changed: BTreeSet::new(),
+                    disputes_changed: BTreeSet::new(),
+                },
+            )
+        })
+        .collect();
+    for (intent, refund) in store::refunds(txn, &with_facts).await? {
+        if let Some(payment) = payments.get_mut(&intent) {
+            payment.facts.refunds.insert(refund.refund_id.clone(), refund);
+        }
+    }
+    for (intent, dispute, hold) in store::disputes(txn, &with_facts).await? {
+        if let Some(payment) = payments.get_mut(&intent) {
+            payment
+                .facts
+                .disputes
+                .insert(dispute.dispute_id.clone(), (dispute, hold));
+        }
+    }
+    Ok(payments)
 }

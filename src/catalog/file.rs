@@ -71,6 +71,7 @@ pub fn load_pack_file(path: &Path) -> Result<Vec<PackSpec>, PackFileError> {
 }
 
 /// Parses pack TOML; `path` only labels errors.
+// Long on purpose: one check per pack field, each with its own message.
 pub fn parse_packs(path: &str, text: &str) -> Result<Vec<PackSpec>, PackFileError> {
     let invalid = |span: Option<Range<usize>>, field: &str, reason: String| PackFileError::Invalid {
         path: path.to_owned(),

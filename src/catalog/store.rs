@@ -26,6 +26,7 @@ fn pack(model: credit_pack::Model) -> Pack {
 /// Makes the database's packs match the file: upserts each, deactivates the rest. A price id
 /// set by `packs sync` survives a file that has none; a price the file pins moves to the pack
 /// that pins it, so packs may trade pinned prices. Run it inside one transaction.
+// Long on purpose: one transaction whose steps must stay in this order.
 pub async fn upsert_packs<C: ConnectionTrait>(
     db: &C,
     specs: &[PackSpec],

@@ -84,6 +84,7 @@ fn metadata(pack: &PackSpec) -> HashMap<String, String> {
 /// Plans with reads only; `dry_run` stops there. Otherwise creates what is missing in Stripe,
 /// then writes the file's packs and their price ids in one transaction: a Stripe failure leaves
 /// the database as it was, and a re-run finds what the failed run created.
+// Long on purpose: find-or-create per pack, in the order Stripe needs (product, price, store).
 pub async fn sync_packs(
     db: &DatabaseConnection,
     stripe: &StripeGateway,

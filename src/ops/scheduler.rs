@@ -13,6 +13,7 @@ use crate::{billing::Billing, config::Settings, events, metrics::Metrics};
 const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
 
 /// Starts the jobs; they stop when `stop` fires.
+// Long on purpose: one block per periodic job.
 pub fn spawn(
     billing: Billing,
     metrics: Metrics,

@@ -198,6 +198,7 @@ pub fn event_type_label(event_type: &str) -> &'static str {
 }
 
 /// Reads a raw webhook body into a ledger event.
+// Long on purpose: one line per event field read.
 pub fn parse_event(body: &[u8]) -> Result<StripeEvent, EventParseError> {
     let envelope: Envelope = serde_json::from_slice(body).map_err(|err| {
         if err.is_data() {

@@ -13,7 +13,10 @@ use super::{
     event::{event_type_label, parse_event, unparsable_event},
     signature,
 };
-use crate::ledger::error::error_chain;
+use crate::{
+    billing::{BillingError, FulfilmentReport},
+    ledger::error::error_chain,
+};
 
 /// One span per delivery, named like the route; the caller's body never goes into it.
 #[tracing::instrument(
@@ -80,74 +83,95 @@ pub async fn stripe_webhook(
     let (event_id, event_type) = (event.id.clone(), event.event_type.clone());
 
     match state.billing.process_event(event).await {
-        Ok(report) => {
-            let ms = started.elapsed().as_millis() as u64;
-            let session_id = report.session_id.as_deref().unwrap_or("");
-            let account_id = report.account_id.as_deref().unwrap_or("");
-            match report.detail.as_deref() {
-                Some(detail) => {
-                    tracing::error!(
-                        event_id,
-                        event_type,
-                        session_id,
-                        account_id,
-                        credits = report.credits,
-                        outcome = report.outcome.as_str(),
-                        ms,
-                        detail,
-                        "stripe event not matched; replay it once the account or pack exists"
-                    )
-                }
-                None => {
-                    tracing::info!(
-                        event_id,
-                        event_type,
-                        session_id,
-                        account_id,
-                        credits = report.credits,
-                        outcome = report.outcome.as_str(),
-                        ms,
-                        "stripe event processed"
-                    )
-                }
-            }
-            let outcome = report.outcome.as_str();
-            span.record("outcome", outcome);
-            span.record("credits", report.credits);
-            if let Some(account_id) = report.account_id.as_deref() {
-                span.record("account_id", account_id);
-            }
-            span.record(
-                "latency_ms",
-                i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
-            );
-            state
-                .metrics
-                .webhook(event_type_label(&event_type), outcome, report.credits, started);
-            Ok(Json(json!({ "status": "success" })))
+        Ok(report) => Ok(answered(&state, &span, &report, &event_id, &event_type, started)),
+        Err(err) => Err(refused(&state, &span, err, &body, &event_id, &event_type, started).await),
+    }
+}
+
+/// Logs, traces and counts a stored outcome; the answer Stripe gets.
+fn answered(
+    state: &WebhookState,
+    span: &Span,
+    report: &FulfilmentReport,
+    event_id: &str,
+    event_type: &str,
+    started: Instant,
+) -> Json<Value> {
+    let ms = started.elapsed().as_millis() as u64;
+    let session_id = report.session_id.as_deref().unwrap_or("");
+    let account_id = report.account_id.as_deref().unwrap_or("");
+    match report.detail.as_deref() {
+        Some(detail) => {
+            tracing::error!(
+                event_id,
+                event_type,
+                session_id,
+                account_id,
+                credits = report.credits,
+                outcome = report.outcome.as_str(),
+                ms,
+                detail,
+                "stripe event not matched; replay it once the account or pack exists"
+            )
         }
-        Err(err) => {
-            let ms = started.elapsed().as_millis() as u64;
-            let err = WebhookError::from(err);
-            let transient = err.is_transient();
-            let outcome = if transient { "deferred" } else { "failed" };
-            span.record("outcome", outcome);
-            span.record("otel.status_code", "ERROR");
-            span.record("latency_ms", i64::try_from(ms).unwrap_or(i64::MAX));
-            state
-                .metrics
-                .webhook(event_type_label(&event_type), outcome, 0, started);
-            if transient {
-                tracing::warn!(event_id, event_type, ms, error = %error_chain(&err), "stripe event deferred; Stripe will redeliver");
-            } else {
-                tracing::error!(event_id, event_type, ms, error = ?err, "stripe event failed");
-                // Parsed once already; the body is still here.
-                let failed = parse_event(&body).unwrap_or_else(|_| unparsable_event(&body));
-                if let Err(record_err) = state.billing.record_failed_event(failed, error_chain(&err)).await {
-                    tracing::error!(event_id, error = %record_err, "could not record the failed event");
-                }
-            }
-            Err(err)
+        None => {
+            tracing::info!(
+                event_id,
+                event_type,
+                session_id,
+                account_id,
+                credits = report.credits,
+                outcome = report.outcome.as_str(),
+                ms,
+                "stripe event processed"
+            )
         }
     }
+    let outcome = report.outcome.as_str();
+    span.record("outcome", outcome);
+    span.record("credits", report.credits);
+    if let Some(account_id) = report.account_id.as_deref() {
+        span.record("account_id", account_id);
+    }
+    span.record(
+        "latency_ms",
+        i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+    );
+    state
+        .metrics
+        .webhook(event_type_label(event_type), outcome, report.credits, started);
+    Json(json!({ "status": "success" }))
+}
+
+/// Logs, traces and counts a failure; a permanent one is recorded in the event store.
+async fn refused(
+    state: &WebhookState,
+    span: &Span,
+    err: BillingError,
+    body: &[u8],
+    event_id: &str,
+    event_type: &str,
+    started: Instant,
+) -> WebhookError {
+    let ms = started.elapsed().as_millis() as u64;
+    let err = WebhookError::from(err);
+    let transient = err.is_transient();
+    let outcome = if transient { "deferred" } else { "failed" };
+    span.record("outcome", outcome);
+    span.record("otel.status_code", "ERROR");
+    span.record("latency_ms", i64::try_from(ms).unwrap_or(i64::MAX));
+    state
+        .metrics
+        .webhook(event_type_label(event_type), outcome, 0, started);
+    if transient {
+        tracing::warn!(event_id, event_type, ms, error = %error_chain(&err), "stripe event deferred; Stripe will redeliver");
+    } else {
+        tracing::error!(event_id, event_type, ms, error = ?err, "stripe event failed");
+        // Parsed once already; the body is still here.
+        let failed = parse_event(body).unwrap_or_else(|_| unparsable_event(body));
+        if let Err(record_err) = state.billing.record_failed_event(failed, error_chain(&err)).await {
+            tracing::error!(event_id, error = %record_err, "could not record the failed event");
+        }
+    }
+    err
 }

@@ -1,9 +1,11 @@
 //! Deciding one claimed event in memory: complete its purchase (a credit posting), settle its
 //! payment's refunds and disputes (clawback or release postings), or mark it.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 
-use super::{Batch, report};
+use super::{Batch, Decided, Delivery, Job, report};
 use crate::{
     billing::{
         event::{CheckoutFacts, EventAction, FulfilmentReport, RefundReport, StripeEvent},
@@ -20,7 +22,54 @@ use crate::{
 };
 
 impl Batch {
+    /// Decides job `n` of the batch: an open purchase, a failed event, or an event to apply
+    /// unless another delivery owns it or it matched no account or pack.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn decide_job(
+        &mut self,
+        n: usize,
+        job: &Job,
+        claimed: &HashSet<usize>,
+        unmatched: &HashMap<usize, (EventOutcome, String)>,
+        packs: &[Pack],
+        now: DateTime<Utc>,
+        postings: &mut Vec<Posting>,
+    ) -> Decided {
+        match job {
+            Job::Open(purchase) => Decided::Opened(purchase.session_id.clone()),
+            Job::Failed { event, error } => {
+                let outcome = if claimed.contains(&n) {
+                    EventOutcome::Failed
+                } else {
+                    EventOutcome::Duplicate
+                };
+                let report = FulfilmentReport {
+                    detail: Some(error.clone()),
+                    ..report(event, outcome)
+                };
+                let finish = claimed.contains(&n).then(|| event.id.clone());
+                Decided::Event { report, finish }
+            }
+            Job::Event { event, delivery, .. } => {
+                let finish = (*delivery != Delivery::Reconcile).then(|| event.id.clone());
+                let report = if *delivery != Delivery::Reconcile && !claimed.contains(&n) {
+                    report(event, EventOutcome::Duplicate)
+                } else if let Some((outcome, detail)) = unmatched.get(&n) {
+                    FulfilmentReport {
+                        detail: Some(detail.clone()),
+                        ..report(event, *outcome)
+                    }
+                } else {
+                    self.decide(event, packs, now, postings)
+                };
+                let finish = finish.filter(|_| report.outcome != EventOutcome::Duplicate);
+                Decided::Event { report, finish }
+            }
+        }
+    }
+
     /// Decides one claimed event in memory; its postings go to `postings`.
+    // Long on purpose: one arm per event action.
     pub(super) fn decide(
         &mut self,
         event: &StripeEvent,
@@ -159,6 +208,7 @@ impl Batch {
 
     /// Brings the completed purchase paid by `intent` in line with its payment's facts; the
     /// postings take the difference from what was already taken.
+    // Long on purpose: the settlement plan's inputs gathered and its postings laid out in one place.
     fn settle(
         &mut self,
         intent: &str,

@@ -18,6 +18,7 @@ use crate::{
     events::{Delivery, EventOutcome},
     ledger::{
         LedgerError,
+        book::AccountState,
         store::batch::find_accounts,
         types::{AccountId, Email},
     },
@@ -78,16 +79,7 @@ pub(super) async fn resolve_new(
     let email_refs: Vec<&str> = emails.iter().map(String::as_str).collect();
     let accounts = find_accounts(txn, &ids, &email_refs).await?;
     for (n, facts, line_items) in wanted {
-        let account = [&facts.client_reference_id, &facts.metadata_account_id]
-            .into_iter()
-            .flatten()
-            .filter(|id| AccountId::parse(id).is_ok())
-            .find_map(|id| accounts.iter().find(|a| &a.id == id))
-            .or_else(|| {
-                let email = Email::parse(facts.email.as_deref()?).ok()?;
-                accounts.iter().find(|a| a.email == email.as_str())
-            });
-        let Some(account) = account else {
+        let Some(account) = match_account(facts, &accounts) else {
             let detail = format!(
                 "no account for session {} (client_reference_id {:?}, metadata.account_id {:?}, email {:?})",
                 facts.session_id, facts.client_reference_id, facts.metadata_account_id, facts.email
@@ -95,34 +87,12 @@ pub(super) async fn resolve_new(
             unmatched.insert(n, (EventOutcome::UnmatchedAccount, detail));
             continue;
         };
-        let by_metadata = facts
-            .metadata_price_id
-            .as_deref()
-            .and_then(|price| packs.iter().find(|p| p.stripe_price_id.as_deref() == Some(price)))
-            .map(|pack| (pack, pack.credits));
-        let found = match (by_metadata, line_items) {
-            (Some(found), _) => Some(found),
-            (None, Some(Ok(Some(items)))) => packs
-                .iter()
-                .find(|p| p.id == items.pack_id)
-                .map(|pack| (pack, items.credits)),
-            (None, Some(Err(why))) => {
-                let detail = format!(
-                    "no pack for session {}: line items unavailable: {why}",
-                    facts.session_id
-                );
+        let (pack, credits) = match match_pack(facts, line_items, packs) {
+            Ok(found) => found,
+            Err(detail) => {
                 unmatched.insert(n, (EventOutcome::UnmatchedPack, detail));
                 continue;
             }
-            (None, Some(Ok(None)) | None) => None,
-        };
-        let Some((pack, credits)) = found else {
-            let detail = format!(
-                "no pack for session {} (metadata.price_id {:?})",
-                facts.session_id, facts.metadata_price_id
-            );
-            unmatched.insert(n, (EventOutcome::UnmatchedPack, detail));
-            continue;
         };
         let quantity = credits / pack.credits.max(1);
         new.push(Purchase {
@@ -150,4 +120,51 @@ pub(super) async fn resolve_new(
         });
     }
     Ok((new, unmatched))
+}
+
+/// The account a session names: by id (client_reference_id, then metadata), else by email.
+fn match_account<'a>(facts: &CheckoutFacts, accounts: &'a [AccountState]) -> Option<&'a AccountState> {
+    [&facts.client_reference_id, &facts.metadata_account_id]
+        .into_iter()
+        .flatten()
+        .filter(|id| AccountId::parse(id).is_ok())
+        .find_map(|id| accounts.iter().find(|a| &a.id == id))
+        .or_else(|| {
+            let email = Email::parse(facts.email.as_deref()?).ok()?;
+            accounts.iter().find(|a| a.email == email.as_str())
+        })
+}
+
+/// The pack a session bought and the credits it grants: by `metadata.price_id`, else by its
+/// line items; why not, for the event store.
+fn match_pack<'a>(
+    facts: &CheckoutFacts,
+    line_items: &LineItems,
+    packs: &'a [Pack],
+) -> Result<(&'a Pack, i64), String> {
+    let by_metadata = facts
+        .metadata_price_id
+        .as_deref()
+        .and_then(|price| packs.iter().find(|p| p.stripe_price_id.as_deref() == Some(price)))
+        .map(|pack| (pack, pack.credits));
+    let found = match (by_metadata, line_items) {
+        (Some(found), _) => Some(found),
+        (None, Some(Ok(Some(items)))) => packs
+            .iter()
+            .find(|p| p.id == items.pack_id)
+            .map(|pack| (pack, items.credits)),
+        (None, Some(Err(why))) => {
+            return Err(format!(
+                "no pack for session {}: line items unavailable: {why}",
+                facts.session_id
+            ));
+        }
+        (None, Some(Ok(None)) | None) => None,
+    };
+    found.ok_or_else(|| {
+        format!(
+            "no pack for session {} (metadata.price_id {:?})",
+            facts.session_id, facts.metadata_price_id
+        )
+    })
 }

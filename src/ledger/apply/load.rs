@@ -74,6 +74,7 @@ fn named<'a, X: Extension>(inputs: &'a [Input<X>], postings: &[Vec<Posting>]) ->
 
 /// Locks every account the batch names (creating the ones `EnsureAccount` brings) and loads
 /// the lots and holds of those that need them.
+// Long on purpose: the load order (accounts, then lots and holds of those that need them) in one place.
 pub(super) async fn books<X: Extension>(
     txn: &DatabaseTransaction,
     inputs: &[Input<X>],

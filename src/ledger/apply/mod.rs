@@ -67,6 +67,7 @@ enum Resolved {
 }
 
 /// Runs `inputs` in `txn`; their answers in order, and what they moved.
+// Long on purpose: the batch's statement order (billing, load, apply, flush, keys, billing) is the lock order.
 pub async fn apply<X: Extension>(
     txn: &DatabaseTransaction,
     extension: &X,
@@ -140,6 +141,7 @@ fn entry_id(ids: &HashMap<EntryKey, i64>, key: &EntryKey) -> Result<i64, LedgerE
 
 /// Turns a pending answer into its reply (or, for billing's jobs, where its postings left each
 /// account); records the answer of a key this batch took.
+// Long on purpose: one arm per kind of answer.
 fn resolve(
     pending: Pending,
     ids: &HashMap<EntryKey, i64>,

@@ -50,6 +50,7 @@ fn sum(expr: &str) -> String {
 }
 
 /// The account with its balance brought to `now`.
+// Long on purpose: one read of account, lots and holds, brought to `now` as the book would.
 pub async fn balance<C: ConnectionTrait>(
     db: &C,
     by: &AccountRef,
