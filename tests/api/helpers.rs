@@ -32,6 +32,7 @@ use wiremock::{
 };
 
 mod process;
+pub mod spend;
 
 pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
 pub const STANDARD_PRICE: &str = "price_1PgafmB7WZ01zgkW02Hf9z6c";
