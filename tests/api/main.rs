@@ -21,6 +21,7 @@ mod metrics;
 mod operations;
 mod packs_sync;
 mod settlement_races;
+mod spend_accounts;
 mod spend_consume;
 mod telemetry;
 mod webhook_adjustments;
