@@ -23,6 +23,7 @@ mod settlement_races;
 mod spend_accounts;
 mod spend_consume;
 mod spend_holds;
+mod spend_lots;
 mod telemetry;
 mod webhook_adjustments;
 mod webhook_concurrency;
