@@ -120,7 +120,7 @@ impl Book {
             .sum()
     }
 
-    /// What can be spent or reserved now.
+    /// What can be spent or reserved now: never below zero, even in debt.
     pub fn available(&self, now: DateTime<Utc>) -> i64 {
         let free: i64 = self
             .lots
@@ -128,7 +128,7 @@ impl Book {
             .filter(|l| !l.is_expired(now))
             .map(Lot::free)
             .sum();
-        free - self.account.debt
+        (free - self.account.debt).max(0)
     }
 
     /// Credits past their lot's expiry that only wait for their hold to end (not spendable,

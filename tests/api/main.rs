@@ -21,6 +21,7 @@ mod operations;
 mod packs_sync;
 mod settlement_races;
 mod spend_accounts;
+mod spend_clawbacks;
 mod spend_consume;
 mod spend_holds;
 mod spend_lots;
