@@ -129,7 +129,7 @@ pub fn grant(req: pb::GrantCreditsRequest) -> Result<command::Grant, Status> {
 pub fn consume(req: pb::ConsumeCreditsRequest) -> Result<command::Consume, Status> {
     Ok(command::Consume {
         credits: credits(req.credits)?,
-        key: key(&req.idempotency_key)?,
+        key: IdempotencyKey::parse_consumption(&req.idempotency_key).map_err(invalid)?,
         reason: reason(&req.reason)?,
         metadata: metadata(&req.metadata)?,
         account: account::consume_credits_request(req.account)?,

@@ -54,9 +54,12 @@ pub struct BookChanges {
     pub entries: Vec<Entry>,
 }
 
+/// What marks a capture's entry reference; ConsumeCredits refuses keys that begin with it.
+pub const CAPTURE_PREFIX: &str = "hold:";
+
 /// The reference of a capture's entry: the hold, marked, so no caller key can collide.
 pub fn capture_reference(hold_id: &str) -> String {
-    format!("hold:{hold_id}")
+    format!("{CAPTURE_PREFIX}{hold_id}")
 }
 
 impl Book {

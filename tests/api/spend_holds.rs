@@ -260,3 +260,19 @@ async fn a_hold_past_its_time_releases_itself_with_no_entry_and_refuses_a_captur
     assert_eq!(kinds, ["consumption", "grant"], "no entry for the lapsed hold");
     app.assert_spend_invariants().await;
 }
+
+#[tokio::test]
+async fn a_consumption_keyed_like_a_capture_cannot_take_the_capture_entry() {
+    let app = spawn_app().await;
+    funded(&app, "mimic", 100).await;
+    let hold = app.reserve("mimic", 30, "call", 60).await.expect("reserve");
+    // A capture's entry is referenced `hold:<id>`; a consumption's by its key.
+    assert_refused(
+        app.consume("mimic", 1, &format!("hold:{}", hold.hold_id)).await,
+        Code::InvalidArgument,
+        "idempotency_key",
+    );
+    let captured = app.capture(&hold.hold_id, 10).await.expect("capture");
+    assert_eq!(captured.credit_balance, 90);
+    app.assert_spend_invariants().await;
+}
