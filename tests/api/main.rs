@@ -25,6 +25,7 @@ mod spend_clawbacks;
 mod spend_consume;
 mod spend_holds;
 mod spend_lots;
+mod spend_races;
 mod spend_validation;
 mod telemetry;
 mod webhook_adjustments;
