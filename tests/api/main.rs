@@ -24,6 +24,7 @@ mod spend_accounts;
 mod spend_clawbacks;
 mod spend_consume;
 mod spend_holds;
+mod spend_listings;
 mod spend_lots;
 mod spend_races;
 mod spend_validation;
