@@ -26,6 +26,7 @@ mod spend_consume;
 mod spend_holds;
 mod spend_listings;
 mod spend_lots;
+mod spend_metrics;
 mod spend_races;
 mod spend_validation;
 mod telemetry;
