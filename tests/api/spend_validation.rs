@@ -14,12 +14,14 @@ use crate::helpers::{
 
 const MAX_CREDITS: i64 = 1_000_000_000_000;
 
-fn metadata(pairs: impl IntoIterator<Item = (String, String)>) -> HashMap<String, String> {
+type Metadata = HashMap<String, String>;
+
+fn metadata(pairs: impl IntoIterator<Item = (String, String)>) -> Metadata {
     pairs.into_iter().collect()
 }
 
 /// Metadata at each limit, and one past each.
-fn metadata_cases() -> (Vec<HashMap<String, String>>, Vec<HashMap<String, String>>) {
+fn metadata_cases() -> (Vec<Metadata>, Vec<Metadata>) {
     let most_keys = metadata((0..20).map(|n| (format!("k{n}"), "v".to_owned())));
     let longest = metadata([("k".repeat(40), "é".repeat(500))]);
     let too_many = metadata((0..21).map(|n| (format!("k{n}"), "v".to_owned())));
