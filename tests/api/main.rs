@@ -22,6 +22,7 @@ mod packs_sync;
 mod settlement_races;
 mod spend_accounts;
 mod spend_clawbacks;
+mod spend_cli;
 mod spend_consume;
 mod spend_holds;
 mod spend_listings;
