@@ -184,6 +184,18 @@ async fn credits_past_their_expiry_are_never_counted_even_before_the_sweep() {
     );
     let ensured = app.ensure("expiring").await.account.expect("account");
     assert_eq!((ensured.credit_balance, ensured.available_balance), (100, 100));
+    // The lots show what the sweep will leave: nothing in the lot past its expiry.
+    let listed: Vec<String> = app
+        .lots("expiring", false)
+        .await
+        .into_iter()
+        .map(|l| l.reference)
+        .collect();
+    assert_eq!(listed, ["forever"]);
+    assert_eq!(
+        app.lot_remaining("expiring").await,
+        [("brief".to_owned(), 0), ("forever".to_owned(), 100)]
+    );
     assert!(
         app.entries_of_kind("expiring", "expiry").await.is_empty(),
         "not swept yet"
@@ -299,6 +311,7 @@ async fn held_credits_do_not_expire_while_held_and_what_is_past_expiry_expires_w
             (60, 0, 60),
             "{id}: the held 60 still count, the free 40 do not"
         );
+        assert_eq!(app.lot_remaining(id).await, [("brief".to_owned(), 60)], "{id}");
         assert!(
             app.entries_of_kind(id, "expiry").await.is_empty(),
             "{id}: held, not written off"
