@@ -2,16 +2,18 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use credits::{
-    cli::{self, Cli, CliError},
+    cli::{self, CliError},
     config::Settings,
     telemetry,
 };
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(code) => return ExitCode::from(code),
+    };
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(err) => {
@@ -33,6 +35,10 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(CliError::Config(err)) => {
+            eprintln!("credits: {err}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Argument(err)) => {
             eprintln!("credits: {err}");
             ExitCode::from(2)
         }

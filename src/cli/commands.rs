@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{CliError, EventsCommand};
+use super::{AccountsCommand, CliError, EventsCommand};
 use crate::{
     app::{Application, Services},
     catalog,
@@ -93,6 +93,13 @@ pub async fn events(settings: Settings, command: EventsCommand) -> Result<(), Cl
         }
     }
     Ok(())
+}
+
+pub async fn accounts(settings: Settings, command: AccountsCommand) -> Result<(), CliError> {
+    let services = services(&settings).await?;
+    let result = super::accounts::run(&services, command).await;
+    services.stop(STOP_GRACE).await;
+    result
 }
 
 async fn replay(services: &Services, event_id: &str) -> Result<(), CliError> {

@@ -1,6 +1,7 @@
 //! The `credits` command line: what each subcommand takes (clap) and how it fails (exit codes);
 //! `commands` runs them, printing what the domain returns.
 
+mod accounts;
 mod commands;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,11 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// One account: its balance, lots and entries; support grants.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
     /// Credit paid Checkout Sessions whose webhook never arrived.
     Reconcile {
         /// How far back to look (e.g. 90m, 72h, 7d).
@@ -68,6 +74,31 @@ pub enum EventsCommand {
     Prune,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Print the balance, available and held credits, trial state, lots and the last 20 entries.
+    Show {
+        /// The account's id or email.
+        account: String,
+    },
+    /// Grant credits (a lot of their own), as GrantCredits does; repeating a --key grants once.
+    Grant {
+        /// The account's id or email.
+        account: String,
+        /// 1 to 10^12.
+        credits: String,
+        /// The ledger entry's reason (`support`, `promotion`, …), 1 to 64 characters.
+        #[arg(long)]
+        reason: String,
+        /// When the credits expire, from now (e.g. 30d, 72h); never when left out.
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Idempotency key; one is made up and printed when left out.
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
 fn parse_age(raw: &str) -> Result<std::time::Duration, String> {
     crate::config::parse_duration(raw)
 }
@@ -93,6 +124,9 @@ pub enum CliError {
     /// A setting only `serve` needs is missing or unsafe: exit 2.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// An argument is invalid (credits out of range, an empty reason, …): exit 2.
+    #[error(transparent)]
+    Argument(#[from] crate::ledger::InvalidInput),
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
 }
@@ -123,6 +157,45 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
             command: PacksCommand::Sync { dry_run },
         } => commands::sync_packs(settings, dry_run).await,
         Command::Events { command } => commands::events(settings, command).await,
+        Command::Accounts { command } => commands::accounts(settings, command).await,
         Command::Reconcile { since } => commands::reconcile(settings, since).await,
+    }
+}
+
+/// Parses the command line. `--help` and `--version` are printed (`Err(0)`); a usage error is
+/// printed on one line (`Err(2)`).
+pub fn parse() -> Result<Cli, u8> {
+    Cli::try_parse().map_err(|err| {
+        if !err.use_stderr() {
+            let _ = err.print();
+            return 0;
+        }
+        eprintln!("credits: {}", one_line(&err.to_string()));
+        2
+    })
+}
+
+/// clap's message without its usage and tips: the first paragraph, on one line.
+fn one_line(message: &str) -> String {
+    let first: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty())
+        .collect();
+    first.join(" ").trim_start_matches("error: ").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_errors_fit_on_one_line() {
+        let err =
+            Cli::try_parse_from(["credits", "accounts", "grant", "acct", "5"]).expect_err("no --reason");
+        let line = one_line(&err.to_string());
+        assert!(line.starts_with("the following required arguments"), "{line}");
+        assert!(line.contains("--reason"), "{line}");
+        assert!(!line.contains('\n'));
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use prost_types::Timestamp;
 use tonic::Status;
 
@@ -102,6 +102,8 @@ fn time(field: &'static str, at: &Timestamp) -> Result<DateTime<Utc>, Status> {
     u32::try_from(at.nanos)
         .ok()
         .and_then(|nanos| DateTime::from_timestamp(at.seconds, nanos))
+        // Microseconds, as PostgreSQL stores them.
+        .map(|at| at.trunc_subsecs(6))
         .ok_or_else(|| invalid(InvalidInput::new(field, "not a valid time")))
 }
 
@@ -127,7 +129,7 @@ pub fn grant(req: pb::GrantCreditsRequest) -> Result<command::Grant, Status> {
 pub fn consume(req: pb::ConsumeCreditsRequest) -> Result<command::Consume, Status> {
     Ok(command::Consume {
         credits: credits(req.credits)?,
-        key: key(&req.idempotency_key)?,
+        key: IdempotencyKey::parse_consumption(&req.idempotency_key).map_err(invalid)?,
         reason: reason(&req.reason)?,
         metadata: metadata(&req.metadata)?,
         account: account::consume_credits_request(req.account)?,

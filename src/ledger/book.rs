@@ -54,9 +54,12 @@ pub struct BookChanges {
     pub entries: Vec<Entry>,
 }
 
+/// What marks a capture's entry reference; ConsumeCredits refuses keys that begin with it.
+pub const CAPTURE_PREFIX: &str = "hold:";
+
 /// The reference of a capture's entry: the hold, marked, so no caller key can collide.
 pub fn capture_reference(hold_id: &str) -> String {
-    format!("hold:{hold_id}")
+    format!("{CAPTURE_PREFIX}{hold_id}")
 }
 
 impl Book {
@@ -120,7 +123,7 @@ impl Book {
             .sum()
     }
 
-    /// What can be spent or reserved now.
+    /// What can be spent or reserved now: never below zero, even in debt.
     pub fn available(&self, now: DateTime<Utc>) -> i64 {
         let free: i64 = self
             .lots
@@ -128,7 +131,7 @@ impl Book {
             .filter(|l| !l.is_expired(now))
             .map(Lot::free)
             .sum();
-        free - self.account.debt
+        (free - self.account.debt).max(0)
     }
 
     /// Credits past their lot's expiry that only wait for their hold to end (not spendable,

@@ -27,7 +27,7 @@ pub use store::reads::{Balance, EntryView};
 pub use types::*;
 pub use writer::{WriterHandle, WriterSettings};
 
-use book::Lot;
+use book::{Book, Lot};
 use command::{
     AccountView, CaptureDone, Command, Consume, Consumed, EnsureAccount, Ensured, Grant, Granted,
     ReleaseDone, Reply, Reserve, Reserved,
@@ -186,12 +186,34 @@ impl<X: Extension> Ledger<X> {
         })
     }
 
-    /// An account's lots in burn order.
+    /// An account's lots in burn order, as of now: a lot past its expiry keeps only what a live
+    /// hold reserves (what the sweep will leave), so no listing counts an expired credit.
     pub async fn lots(&self, by: &AccountRef, include_spent: bool) -> Result<Vec<Lot>, LedgerError> {
         let account = store::reads::find_account(&self.reads, by)
             .await?
             .ok_or_else(|| LedgerError::NotFound(by.to_string()))?;
-        Ok(store::reads::lots(&self.reads, &account.id, include_spent).await?)
+        let now = Utc::now();
+        let mut lots = store::reads::lots(&self.reads, &account.id, include_spent).await?;
+        if !lots.iter().any(|l| l.is_expired(now) && l.remaining > 0) {
+            return Ok(lots);
+        }
+        // Holds past their time no longer keep anything: bring the book to now first.
+        let holds = store::batch::holds(&self.reads, &[], &[account.id.as_str()]).await?;
+        let live = lots.iter().filter(|l| l.remaining > 0).cloned().collect();
+        let mut book = Book::load(account, live, holds);
+        book.settle(now);
+        for lot in &mut lots {
+            if let Some(settled) = book.lots().iter().find(|s| s.id == lot.id) {
+                lot.clone_from(settled);
+            }
+            if lot.is_expired(now) {
+                lot.remaining = lot.held;
+            }
+        }
+        if !include_spent {
+            lots.retain(|l| l.remaining > 0);
+        }
+        Ok(lots)
     }
 
     /// One pass of the expiry sweep: every account with a lot past its expiry or a hold past its

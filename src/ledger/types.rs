@@ -111,6 +111,19 @@ impl IdempotencyKey {
     pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
         bounded_token("idempotency_key", raw, 255).map(Self)
     }
+    /// A ConsumeCredits key: a consumption's entry is referenced by its key, and one beginning
+    /// like a capture's reference (`hold:<id>`) would take that hold's entry.
+    pub fn parse_consumption(raw: &str) -> Result<Self, InvalidInput> {
+        let key = Self::parse(raw)?;
+        let prefix = super::book::CAPTURE_PREFIX;
+        if key.0.starts_with(prefix) {
+            return Err(InvalidInput::new(
+                "idempotency_key",
+                format!("must not begin with {prefix:?}, which marks captures"),
+            ));
+        }
+        Ok(key)
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -356,6 +369,9 @@ mod tests {
         assert!(parse_metadata(long_key.iter().map(|(k, v)| (k, v))).is_err());
         let long_value = [("k".to_owned(), "v".repeat(501))];
         assert!(parse_metadata(long_value.iter().map(|(k, v)| (k, v))).is_err());
+        assert!(IdempotencyKey::parse_consumption("hold:0190").is_err());
+        assert!(IdempotencyKey::parse_consumption("call-hold:1").is_ok());
+        assert!(IdempotencyKey::parse("hold:0190").is_ok(), "other operations may");
         assert_eq!(hold_ttl(0), Ok(chrono::Duration::seconds(300)));
         assert!(hold_ttl(86_401).is_err());
         assert!(hold_ttl(-1).is_err());

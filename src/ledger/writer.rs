@@ -15,7 +15,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{DatabaseConnection, DbErr, RuntimeErr, TransactionTrait, sqlx};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -184,7 +184,8 @@ impl<X: Extension> Shared<X> {
                 Job::Extension(job, tx) => (Input::Extension(job), Recipient::Extension(tx)),
             })
             .unzip();
-        let now = Utc::now();
+        // Microseconds, as PostgreSQL stores them: an answer shows the times a read shows later.
+        let now = Utc::now().trunc_subsecs(6);
         let mut attempt = 0;
         let answers = loop {
             match self.batch(&inputs, now).await {

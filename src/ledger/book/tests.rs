@@ -135,6 +135,11 @@ fn a_clawback_takes_the_purchase_lot_first_then_burn_order_then_debt() {
         .expect("a loaded book");
     assert_eq!(posted.balance, -150);
     assert_eq!(book.account.debt, 150);
+    assert_eq!(
+        book.available(t(3)),
+        0,
+        "in debt nothing is available, nothing below zero"
+    );
     assert_invariants(&book);
 
     // A later credit pays the debt first.

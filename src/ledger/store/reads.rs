@@ -22,6 +22,7 @@ pub struct Balance {
     pub account: AccountState,
     /// The balance without credits past their expiry.
     pub credit_balance: i64,
+    /// What can be spent or reserved: `credit_balance - held_credits`, never below zero.
     pub available_balance: i64,
     pub held_credits: i64,
     /// The soonest expiry among lots with free credits left.
@@ -108,7 +109,8 @@ pub async fn balance<C: ConnectionTrait>(
     };
     let credit_balance = account.balance - dead;
     Ok(Some(Balance {
-        available_balance: credit_balance - held,
+        // In debt nothing is available; it is never negative.
+        available_balance: (credit_balance - held).max(0),
         credit_balance,
         held_credits: held,
         next_expiry_at,
