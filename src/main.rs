@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 use credits::{
     cli::{self, Cli, CliError},
     config::Settings,
@@ -11,7 +11,17 @@ use credits::{
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => err.exit(),
+        Err(err) => {
+            // One line naming the flag, like a bad variable; `--help` shows the rest.
+            let rendered = err.to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            eprintln!("credits: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(err) => {
@@ -19,7 +29,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _telemetry = match telemetry::init(settings.log_format, &settings.telemetry) {
+    let _telemetry = match telemetry::init(settings.log_format, &settings.log_filter, &settings.telemetry) {
         Ok(guard) => guard,
         Err(err) => {
             eprintln!("credits: {err}");
