@@ -222,6 +222,7 @@ impl Application {
                 self.settings.database_max_connections,
             ));
         let router = limits::limit_body_read(router, self.settings.http.body_read_timeout);
+        let router = webhook::count_answers(router, metrics.clone());
         let http = serve_http(self.http_listener, router, self.settings.http, drain.clone());
 
         tracing::info!(%grpc_addr, %http_addr, "credits listening");

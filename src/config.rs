@@ -15,7 +15,10 @@ pub use ops::{GrpcSettings, HttpSettings, TelemetrySettings, TlsSettings};
 use redact::{UserName, redact_endpoint, redact_url, refuse_unread_secrets};
 pub use redirects::{RedirectOriginError, RedirectPolicy, is_plain_http_off_loopback, parse_origin};
 
-/// Which safety rules apply: `production` refuses to run without Stripe secrets.
+/// The log filter when `RUST_LOG` is unset: our lines at info, chatty dependencies at warn.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn,h2=warn,hyper=warn";
+
+/// Which safety rules apply: `production` refuses to serve without Stripe secrets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppEnv {
     Development,
@@ -45,6 +48,8 @@ pub struct Settings {
     /// success/cancel URLs may lead.
     pub redirects: RedirectPolicy,
     pub log_format: LogFormat,
+    /// `RUST_LOG`, checked at start (a bad directive stops start-up rather than falling back).
+    pub log_filter: String,
     /// How often the database is probed for the health service.
     pub health_check_interval: Duration,
     /// How long in-flight requests get to finish after SIGTERM.
@@ -84,7 +89,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(var: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(var: &'static str, reason: impl Into<String>) -> Self {
         Self {
             var,
             reason: reason.into(),
@@ -136,19 +141,9 @@ impl Settings {
 
         let secret_key = var("STRIPE_SECRET_KEY").map(SecretString::from);
         let webhook_secrets = secret_list(&var, "STRIPE_WEBHOOK_SECRET");
-        if app_env == AppEnv::Production {
-            if secret_key.is_none() {
-                return Err(ConfigError::new(
-                    "STRIPE_SECRET_KEY",
-                    "required when APP_ENV=production",
-                ));
-            }
-            if webhook_secrets.is_empty() {
-                return Err(ConfigError::new(
-                    "STRIPE_WEBHOOK_SECRET",
-                    "required when APP_ENV=production",
-                ));
-            }
+        let log_filter = var("RUST_LOG").unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned());
+        if let Err(err) = tracing_subscriber::EnvFilter::builder().parse(&log_filter) {
+            return Err(ConfigError::new("RUST_LOG", format!("{log_filter:?}: {err}")));
         }
 
         let log_format = match var("LOG_FORMAT").as_deref() {
@@ -194,6 +189,7 @@ impl Settings {
             frontend_url,
             redirects,
             log_format,
+            log_filter,
             health_check_interval: Duration::from_millis(parse(&var, "HEALTH_CHECK_INTERVAL_MS", 5_000)?),
             shutdown_grace: parse_seconds(&var, "SHUTDOWN_GRACE", 10)?,
             shutdown_delay: ops::shutdown_delay(&var)?,
@@ -210,6 +206,30 @@ impl Settings {
             event_retention_days: parse(&var, "EVENT_RETENTION_DAYS", 90)?,
             ledger: LedgerSettings::from_lookup(&var)?,
         })
+    }
+
+    /// `serve` in production needs both Stripe secrets; other subcommands do not (`migrate`,
+    /// `packs list` and `events list` never call Stripe or verify a webhook).
+    pub fn check_stripe_for_serving(&self) -> Result<(), ConfigError> {
+        self.check_stripe_key()?;
+        if self.app_env == AppEnv::Production && self.stripe.webhook_secrets.is_empty() {
+            return Err(ConfigError::new(
+                "STRIPE_WEBHOOK_SECRET",
+                "required to serve when APP_ENV=production",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Subcommands that call Stripe in production need its secret key.
+    pub fn check_stripe_key(&self) -> Result<(), ConfigError> {
+        if self.app_env == AppEnv::Production && self.stripe.secret_key.is_none() {
+            return Err(ConfigError::new(
+                "STRIPE_SECRET_KEY",
+                "required when APP_ENV=production",
+            ));
+        }
+        Ok(())
     }
 
     /// The database URL with any password masked (user-info or query), for logs.
@@ -353,48 +373,121 @@ fn mask(secret: &Option<SecretString>) -> &'static str {
 }
 
 impl fmt::Display for Settings {
-    /// One readable block for the start-up log; secrets only say whether they are set.
+    /// One line per start for the log: every setting, secrets only saying whether they are set.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "APP_ENV={:?} DATABASE_URL={} GRPC_ADDR={} HTTP_ADDR={} MIGRATE_ON_START={} \
-             CREDIT_PACKS_FILE={} STRIPE_API_BASE={} STRIPE_SECRET_KEY={} \
-             STRIPE_PUBLISHABLE_KEY={} STRIPE_WEBHOOK_SECRET={} FRONTEND_URL={} \
-             ALLOWED_REDIRECT_ORIGINS={} GRPC_AUTH_TOKENS={} GRPC_TLS={} \
-             OTEL_EXPORTER_OTLP_ENDPOINT={}",
-            self.app_env,
-            self.database_url_redacted(),
-            self.grpc_addr,
-            self.http_addr,
-            self.migrate_on_start,
-            self.credit_packs_file.display(),
-            redact_endpoint(&self.stripe.api_base),
-            mask(&self.stripe.secret_key),
-            if self.stripe.publishable_key.is_empty() {
-                "unset"
-            } else {
-                self.stripe.publishable_key.as_str()
-            },
-            match self.stripe.webhook_secrets.len() {
-                0 => "unset".to_owned(),
-                n => format!("{n} secret(s)"),
-            },
-            redact_endpoint(&self.frontend_url),
-            self.redirects,
-            match self.grpc.auth_tokens.len() {
-                0 => "unset".to_owned(),
-                n => format!("{n} token(s)"),
-            },
-            match &self.grpc.tls {
-                None => "off",
-                Some(tls) if tls.client_ca.is_some() => "mtls",
-                Some(_) => "on",
-            },
-            self.telemetry
-                .otlp_endpoint
-                .as_ref()
-                .map_or_else(|| "unset".to_owned(), redact_endpoint),
-        )
+        let count = |n: usize, what: &str| match n {
+            0 => "unset".to_owned(),
+            n => format!("{n} {what}(s)"),
+        };
+        let or_unset = |v: Option<String>| v.unwrap_or_else(|| "unset".to_owned());
+        let path = |p: &std::path::Path| p.display().to_string();
+        let tls = self.grpc.tls.as_ref();
+        let settings: [(&str, String); 38] = [
+            ("APP_ENV", format!("{:?}", self.app_env).to_lowercase()),
+            ("DATABASE_URL", self.database_url_redacted()),
+            (
+                "DATABASE_MAX_CONNECTIONS",
+                self.database_max_connections.to_string(),
+            ),
+            (
+                "DATABASE_WRITER_CONNECTIONS",
+                self.ledger.writer_connections.to_string(),
+            ),
+            ("GRPC_ADDR", self.grpc_addr.to_string()),
+            ("HTTP_ADDR", self.http_addr.to_string()),
+            ("MIGRATE_ON_START", self.migrate_on_start.to_string()),
+            ("CREDIT_PACKS_FILE", path(&self.credit_packs_file)),
+            ("STRIPE_SECRET_KEY", mask(&self.stripe.secret_key).to_owned()),
+            (
+                "STRIPE_PUBLISHABLE_KEY",
+                or_unset(Some(self.stripe.publishable_key.clone()).filter(|k| !k.is_empty())),
+            ),
+            (
+                "STRIPE_WEBHOOK_SECRET",
+                count(self.stripe.webhook_secrets.len(), "secret"),
+            ),
+            (
+                "STRIPE_WEBHOOK_TOLERANCE_SECS",
+                self.stripe.webhook_tolerance.as_secs().to_string(),
+            ),
+            ("STRIPE_API_BASE", redact_endpoint(&self.stripe.api_base)),
+            ("STRIPE_TIMEOUT_MS", self.stripe.timeout.as_millis().to_string()),
+            ("FRONTEND_URL", redact_endpoint(&self.frontend_url)),
+            ("ALLOWED_REDIRECT_ORIGINS", self.redirects.to_string()),
+            (
+                "HEALTH_CHECK_INTERVAL_MS",
+                self.health_check_interval.as_millis().to_string(),
+            ),
+            ("SHUTDOWN_GRACE", self.shutdown_grace.as_secs().to_string()),
+            ("SHUTDOWN_DELAY", self.shutdown_delay.as_secs().to_string()),
+            (
+                "RECONCILE_INTERVAL",
+                or_unset(self.reconcile_interval.map(|d| format!("{}s", d.as_secs()))),
+            ),
+            (
+                "RECONCILE_LOOKBACK",
+                format!("{}s", self.reconcile_lookback.as_secs()),
+            ),
+            ("EVENT_RETENTION_DAYS", self.event_retention_days.to_string()),
+            ("TRIAL_CREDITS", self.ledger.trial_credits.to_string()),
+            (
+                "TRIAL_CREDITS_EXPIRE_DAYS",
+                or_unset(self.ledger.trial_expire_days.map(|d| d.to_string())),
+            ),
+            (
+                "EXPIRY_INTERVAL",
+                format!("{}s", self.ledger.expiry_interval.as_secs()),
+            ),
+            ("LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase()),
+            ("RUST_LOG", self.log_filter.clone()),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                or_unset(self.telemetry.otlp_endpoint.as_ref().map(redact_endpoint)),
+            ),
+            ("OTEL_SERVICE_NAME", self.telemetry.service_name.clone()),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                count(self.telemetry.resource_attributes.len(), "attribute"),
+            ),
+            ("GRPC_AUTH_TOKENS", count(self.grpc.auth_tokens.len(), "token")),
+            (
+                "GRPC_AUTH",
+                if self.grpc.auth_none { "none" } else { "unset" }.to_owned(),
+            ),
+            ("GRPC_TLS_CERT", or_unset(tls.map(|t| path(&t.cert)))),
+            ("GRPC_TLS_KEY", or_unset(tls.map(|t| path(&t.key)))),
+            (
+                "GRPC_TLS_CLIENT_CA",
+                or_unset(tls.and_then(|t| t.client_ca.as_deref()).map(path)),
+            ),
+            (
+                "GRPC_REQUEST_TIMEOUT_MS",
+                self.grpc.request_timeout.as_millis().to_string(),
+            ),
+            ("GRPC_CONCURRENCY_LIMIT", self.grpc.concurrency_limit.to_string()),
+            (
+                "HTTP_REQUEST_TIMEOUT_MS",
+                self.http.request_timeout.as_millis().to_string(),
+            ),
+        ];
+        let http = [
+            ("HTTP_CONCURRENCY_LIMIT", self.http.concurrency_limit.to_string()),
+            (
+                "HTTP_HEADER_READ_TIMEOUT_MS",
+                self.http.header_read_timeout.as_millis().to_string(),
+            ),
+            (
+                "HTTP_BODY_READ_TIMEOUT_MS",
+                self.http.body_read_timeout.as_millis().to_string(),
+            ),
+        ];
+        for (n, (name, value)) in settings.iter().chain(http.iter()).enumerate() {
+            if n > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{name}={value}")?;
+        }
+        Ok(())
     }
 }
 

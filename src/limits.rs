@@ -24,7 +24,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use serde_json::json;
 use tokio::{sync::Semaphore, time::Sleep};
 
-use crate::config::HttpSettings;
+use crate::{config::HttpSettings, metrics::AnswerOutcome};
 
 #[derive(Clone)]
 struct Limits {
@@ -71,6 +71,7 @@ fn unavailable(reason: &'static str) -> Response {
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response.extensions_mut().insert(AnswerOutcome(reason));
     response
 }
 
@@ -99,6 +100,9 @@ async fn body_deadline(State(timeout): State<Duration>, request: Request, next: 
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+        .extensions_mut()
+        .insert(AnswerOutcome("body_read_timeout"));
     response
 }
 

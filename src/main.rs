@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _telemetry = match telemetry::init(settings.log_format, &settings.telemetry) {
+    let _telemetry = match telemetry::init(settings.log_format, &settings.log_filter, &settings.telemetry) {
         Ok(guard) => guard,
         Err(err) => {
             eprintln!("credits: {err}");

@@ -46,6 +46,18 @@ struct WebhookLabels {
     outcome: String,
 }
 
+/// Both from fixed lists: an HTTP status the route answers and an [`AnswerOutcome`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AnswerLabels {
+    status: u16,
+    outcome: &'static str,
+}
+
+/// What a webhook answer meant, set on the response by whoever answered (the handler, the load
+/// shedder, the body deadline), for `credits_webhook_responses_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnswerOutcome(pub &'static str);
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     state: &'static str,
@@ -72,6 +84,7 @@ struct Inner {
     rpc_requests: Family<RpcLabels, Counter>,
     rpc_duration: HistogramFamily<MethodLabels>,
     webhook_events: Family<WebhookLabels, Counter>,
+    webhook_responses: Family<AnswerLabels, Counter>,
     webhook_duration: Histogram,
     credits_granted: Counter,
     reconcile_runs: Counter,
@@ -99,6 +112,12 @@ impl Metrics {
     // Long on purpose: one registration per metric.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("credits");
+        let webhook_responses = Family::<AnswerLabels, Counter>::default();
+        registry.register(
+            "webhook_responses",
+            "Every answer of the webhook route, by HTTP status and outcome",
+            webhook_responses.clone(),
+        );
         let rpc_requests = Family::<RpcLabels, Counter>::default();
         registry.register(
             "grpc_requests",
@@ -187,6 +206,7 @@ impl Metrics {
             rpc_requests,
             rpc_duration,
             webhook_events,
+            webhook_responses,
             webhook_duration,
             credits_granted,
             reconcile_runs,
@@ -223,6 +243,14 @@ impl Metrics {
         {
             self.0.credits_granted.inc_by(credits);
         }
+    }
+
+    /// One answer of the webhook route, whoever gave it.
+    pub fn webhook_response(&self, status: u16, outcome: &'static str) {
+        self.0
+            .webhook_responses
+            .get_or_create(&AnswerLabels { status, outcome })
+            .inc();
     }
 
     /// A batch the ledger writer took, and the jobs still waiting then.

@@ -55,13 +55,18 @@ pub enum TelemetryError {
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
 }
 
-/// Installs the global subscriber: `RUST_LOG` filter (default `info`), JSON or pretty lines,
+/// Installs the global subscriber: the `RUST_LOG` filter (checked by the settings), JSON or pretty lines,
 /// and the OTLP layer when an endpoint is configured. Must run inside the Tokio runtime (the
 /// exporter's gRPC channel lives there). A second call (tests) keeps the first subscriber.
-pub fn init(format: LogFormat, otel: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn,h2=warn,hyper=warn")
-    });
+pub fn init(
+    format: LogFormat,
+    log_filter: &str,
+    otel: &TelemetrySettings,
+) -> Result<TelemetryGuard, TelemetryError> {
+    // Settings checked the filter; should it still not parse, the default applies.
+    let filter = EnvFilter::builder()
+        .parse(log_filter)
+        .unwrap_or_else(|_| EnvFilter::new(crate::config::DEFAULT_LOG_FILTER));
     let provider = match &otel.otlp_endpoint {
         None => None,
         Some(endpoint) => {

@@ -220,6 +220,15 @@ impl Extension for Fulfilment {
                     }
                 },
                 Decided::Event { mut report, finish } => {
+                    for p in posted.iter().filter(|p| p.delta < 0 && p.balance < 0) {
+                        // The credits were spent already: the account now owes them.
+                        tracing::warn!(
+                            account_id = %p.account_id,
+                            clawback = -p.delta,
+                            balance = p.balance,
+                            "clawback took the balance below zero"
+                        );
+                    }
                     report.credits = posted.iter().map(|p| p.delta).sum();
                     if report.account_id.is_none() {
                         report.account_id = posted.first().map(|p| p.account_id.clone());

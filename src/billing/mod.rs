@@ -200,16 +200,26 @@ impl Billing {
         Ok(())
     }
 
-    /// Whether only Stripe can say what the session pays for: no `metadata.price_id` and no
-    /// purchase recorded for it. Cheap reads first, so a redelivery costs no Stripe call.
+    /// Whether only Stripe can say what the session pays for: no purchase recorded for it, and
+    /// no `metadata.price_id`, or one whose total is not one pack's price. Cheap reads first, so a redelivery costs no Stripe call.
     async fn needs_line_items(&self, event: &StripeEvent, delivery: Delivery) -> Result<Needs, BillingError> {
         let (EventAction::Credit(facts) | EventAction::AwaitPayment(facts)) = &event.action else {
             return Ok(Needs::Nothing);
         };
-        if facts.metadata_price_id.is_some() {
-            return Ok(Needs::Nothing);
-        }
         let db = self.ledger.db();
+        // `metadata.price_id` names the pack; the quantity it shows only when the total is the
+        // pack's price × 1. Any other total (an adjustable quantity, a discount) asks Stripe.
+        if let Some(price) = facts.metadata_price_id.as_deref() {
+            let packs = catalog::store::packs_by_prices(db, &[price])
+                .await
+                .map_err(LedgerError::from)?;
+            let single = packs
+                .iter()
+                .any(|p| facts.amount_total.is_none_or(|total| total == p.unit_amount));
+            if packs.is_empty() || single {
+                return Ok(Needs::Nothing);
+            }
+        }
         if store::by_session(db, &facts.session_id)
             .await
             .map_err(LedgerError::from)?

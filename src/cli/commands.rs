@@ -28,6 +28,7 @@ async fn services(settings: &Settings) -> Result<Services, CliError> {
 }
 
 pub async fn serve(settings: Settings) -> Result<(), CliError> {
+    settings.check_stripe_for_serving()?;
     settings.grpc.check_serving(settings.app_env)?;
     tracing::info!(config = %settings, "starting credits {}", env!("CARGO_PKG_VERSION"));
     let app = Application::build(settings).await?;
@@ -53,12 +54,6 @@ pub async fn events(settings: Settings, command: EventsCommand) -> Result<(), Cl
             since,
             limit,
         } => {
-            let outcome = match outcome.as_deref() {
-                None => None,
-                Some(raw) => {
-                    Some(EventOutcome::parse(raw).ok_or_else(|| anyhow::anyhow!("unknown outcome {raw:?}"))?)
-                }
-            };
             let db = db::connect(&settings).await?;
             let listed = events::store::list(&db, outcome, since.map(ago), limit).await?;
             println!(
@@ -131,6 +126,7 @@ async fn replay(services: &Services, event_id: &str) -> Result<(), CliError> {
 }
 
 pub async fn sync_packs(settings: Settings, dry_run: bool) -> Result<(), CliError> {
+    settings.check_stripe_key()?;
     let packs = catalog::load_pack_file(&settings.credit_packs_file)?;
     let db = db::connect(&settings).await?;
     if !dry_run && settings.migrate_on_start {
@@ -163,6 +159,7 @@ pub async fn sync_packs(settings: Settings, dry_run: bool) -> Result<(), CliErro
 }
 
 pub async fn reconcile(settings: Settings, since: Duration) -> Result<(), CliError> {
+    settings.check_stripe_key()?;
     let services = services(&settings).await?;
     let result = ops::reconcile(&services.billing, ago(since)).await;
     services.stop(STOP_GRACE).await;

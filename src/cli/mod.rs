@@ -6,7 +6,7 @@ mod commands;
 
 use clap::{Parser, Subcommand};
 
-use crate::{app::StartupError, catalog, config::Settings};
+use crate::{app::StartupError, catalog, config::Settings, events::EventOutcome};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,8 +57,8 @@ pub enum EventsCommand {
     /// Print stored events, newest first.
     List {
         /// Only this outcome (e.g. unmatched_account, unmatched_pack, failed, credited).
-        #[arg(long)]
-        outcome: Option<String>,
+        #[arg(long, value_parser = parse_outcome)]
+        outcome: Option<EventOutcome>,
         /// Only events received this recently (e.g. 24h, 7d).
         #[arg(long, value_parser = parse_age)]
         since: Option<std::time::Duration>,
@@ -99,6 +99,13 @@ pub enum AccountsCommand {
     },
 }
 
+fn parse_outcome(raw: &str) -> Result<EventOutcome, String> {
+    EventOutcome::parse(raw).ok_or_else(|| {
+        let known: Vec<&str> = EventOutcome::ALL.iter().map(|o| o.as_str()).collect();
+        format!("{raw:?} is not one of {}", known.join(", "))
+    })
+}
+
 fn parse_age(raw: &str) -> Result<std::time::Duration, String> {
     crate::config::parse_duration(raw)
 }
@@ -135,6 +142,11 @@ impl From<StartupError> for CliError {
     fn from(err: StartupError) -> Self {
         match err {
             StartupError::Packs(err) => Self::Usage(err),
+            // A PEM file that cannot be read is a bad setting, like any other: exit 2.
+            StartupError::Tls(err) => Self::Config(crate::config::ConfigError::new(
+                err.var,
+                format!("cannot read {}: {}", err.path.display(), err.source),
+            )),
             other => Self::Failed(other.into()),
         }
     }

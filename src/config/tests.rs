@@ -107,21 +107,69 @@ fn durations_take_units() {
 }
 
 #[test]
-fn production_requires_stripe_secrets() {
-    let err = settings(&[("APP_ENV", "production")]).err().map(|e| e.var);
-    assert_eq!(err, Some("STRIPE_SECRET_KEY"));
-    let err = settings(&[("APP_ENV", "production"), ("STRIPE_SECRET_KEY", "sk_live_x")])
-        .err()
-        .map(|e| e.var);
-    assert_eq!(err, Some("STRIPE_WEBHOOK_SECRET"));
+fn production_serving_requires_stripe_secrets_other_commands_do_not() {
+    let bare = settings(&[("APP_ENV", "production")]).expect("migrate and listings need no Stripe");
+    assert_eq!(
+        bare.check_stripe_for_serving().err().map(|e| e.var),
+        Some("STRIPE_SECRET_KEY")
+    );
+    assert_eq!(
+        bare.check_stripe_key().err().map(|e| e.var),
+        Some("STRIPE_SECRET_KEY")
+    );
+    let key_only = settings(&[("APP_ENV", "production"), ("STRIPE_SECRET_KEY", "sk_live_x")]).expect("valid");
+    assert_eq!(
+        key_only.check_stripe_for_serving().err().map(|e| e.var),
+        Some("STRIPE_WEBHOOK_SECRET")
+    );
+    assert!(key_only.check_stripe_key().is_ok());
     let ok = settings(&[
         ("APP_ENV", "production"),
         ("STRIPE_SECRET_KEY", "sk_live_x"),
         ("STRIPE_WEBHOOK_SECRET", "whsec_a, whsec_b"),
     ])
     .expect("complete production settings");
+    assert!(ok.check_stripe_for_serving().is_ok());
     assert_eq!(ok.stripe.webhook_secrets.len(), 2);
     assert_eq!(ok.log_format, LogFormat::Json);
+}
+
+#[test]
+fn a_bad_rust_log_is_refused_by_name_and_the_default_quiets_dependencies() {
+    let err = settings(&[("RUST_LOG", "info,credits=loud")])
+        .err()
+        .map(|e| e.var);
+    assert_eq!(err, Some("RUST_LOG"));
+    let default = settings(&[]).expect("valid");
+    assert_eq!(default.log_filter, crate::config::DEFAULT_LOG_FILTER);
+    assert!(default.log_filter.contains("sqlx=warn"));
+    let set = settings(&[("RUST_LOG", "debug,h2=info")]).expect("valid");
+    assert_eq!(set.log_filter, "debug,h2=info");
+}
+
+#[test]
+fn the_start_up_line_names_every_setting_the_readme_lists() {
+    let readme = include_str!("../../README.md");
+    let table = &readme[readme
+        .find("| Variable | Default | Meaning |")
+        .expect("configuration table")..];
+    let table = &table[..table.find("\n\n").unwrap_or(table.len())];
+    let printed = settings(&[]).expect("valid").to_string();
+    let mut names = 0;
+    for row in table.lines().skip(2) {
+        for name in row.split('|').nth(1).unwrap_or("").split(',') {
+            let name = name.trim().trim_matches('`');
+            if name.is_empty() {
+                continue;
+            }
+            names += 1;
+            assert!(
+                printed.contains(&format!("{name}=")),
+                "{name} missing from: {printed}"
+            );
+        }
+    }
+    assert!(names >= 40, "only {names} settings in the README table");
 }
 
 #[test]
@@ -245,4 +293,14 @@ fn credentials_in_other_urls_are_masked() {
         assert_eq!(err.var, var);
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
+}
+
+#[test]
+fn the_chart_logs_like_the_binary_by_default() {
+    let values = include_str!("../../helm/credits/values.yaml");
+    let line = values
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rustLog:"))
+        .expect("config.rustLog in values.yaml");
+    assert_eq!(line.trim().trim_matches('"'), crate::config::DEFAULT_LOG_FILTER);
 }

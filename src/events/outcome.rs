@@ -48,8 +48,11 @@ impl EventOutcome {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        ALL_OUTCOMES.into_iter().find(|o| o.as_str() == raw)
+        Self::ALL.into_iter().find(|o| o.as_str() == raw)
     }
+
+    /// Every outcome, for listing the accepted words.
+    pub const ALL: [EventOutcome; 14] = ALL_OUTCOMES;
 }
 
 const ALL_OUTCOMES: [EventOutcome; 14] = [

@@ -8,7 +8,7 @@ use axum::{
 use serde_json::json;
 
 use super::{event::EventParseError, signature::SignatureError};
-use crate::billing::BillingError;
+use crate::{billing::BillingError, metrics::AnswerOutcome};
 
 /// Why a delivery was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +47,21 @@ impl WebhookError {
 impl IntoResponse for WebhookError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
+        let outcome = match &self {
+            Self::EmptyBody => "empty_body",
+            Self::Signature(_) => "rejected",
+            Self::Parse(_) => "invalid",
+            Self::Billing(err) if err.is_transient() => "deferred",
+            Self::Billing(_) => "failed",
+        };
         // Internal causes go to the log, not to the caller.
         let message = if status.is_server_error() {
             "the event could not be processed now; it will be accepted on redelivery".to_owned()
         } else {
             self.to_string()
         };
-        (status, Json(json!({ "error": code, "message": message }))).into_response()
+        let mut response = (status, Json(json!({ "error": code, "message": message }))).into_response();
+        response.extensions_mut().insert(AnswerOutcome(outcome));
+        response
     }
 }

@@ -3,8 +3,14 @@
 
 use std::time::Instant;
 
-use axum::{Json, body::Bytes, extract::State, http::HeaderMap};
-use serde_json::{Value, json};
+use axum::{
+    Json,
+    body::Bytes,
+    extract::State,
+    http::HeaderMap,
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
 use tracing::{Span, field::Empty};
 
 use super::{
@@ -16,6 +22,7 @@ use super::{
 use crate::{
     billing::{BillingError, FulfilmentReport},
     ledger::error::error_chain,
+    metrics::AnswerOutcome,
 };
 
 /// One span per delivery, named like the route; the caller's body never goes into it.
@@ -38,7 +45,7 @@ pub async fn stripe_webhook(
     State(state): State<WebhookState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, WebhookError> {
+) -> Result<Response, WebhookError> {
     let started = Instant::now();
     if body.is_empty() {
         return Err(WebhookError::EmptyBody);
@@ -96,7 +103,7 @@ fn answered(
     event_id: &str,
     event_type: &str,
     started: Instant,
-) -> Json<Value> {
+) -> Response {
     let ms = started.elapsed().as_millis() as u64;
     let session_id = report.session_id.as_deref().unwrap_or("");
     let account_id = report.account_id.as_deref().unwrap_or("");
@@ -140,7 +147,9 @@ fn answered(
     state
         .metrics
         .webhook(event_type_label(event_type), outcome, report.credits, started);
-    Json(json!({ "status": "success" }))
+    let mut answer = Json(json!({ "status": "success" })).into_response();
+    answer.extensions_mut().insert(AnswerOutcome(outcome));
+    answer
 }
 
 /// Logs, traces and counts a failure; a permanent one is recorded in the event store.

@@ -82,7 +82,9 @@ fn init_tracing() {
         if std::env::var_os("TEST_LOG").is_some() {
             let otel = credits::config::TelemetrySettings::from_lookup(&|_: &str| None)
                 .expect("no telemetry settings are valid");
-            let _guard = credits::telemetry::init(LogFormat::Pretty, &otel);
+            let filter =
+                std::env::var("RUST_LOG").unwrap_or_else(|_| credits::config::DEFAULT_LOG_FILTER.into());
+            let _guard = credits::telemetry::init(LogFormat::Pretty, &filter, &otel);
         }
     });
 }

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod cli;
+mod cli_exit_codes;
 mod grpc_auth;
 mod grpc_balance;
 mod grpc_packs;
@@ -32,8 +33,10 @@ mod spend_races;
 mod spend_validation;
 mod telemetry;
 mod webhook_adjustments;
+mod webhook_answers;
 mod webhook_concurrency;
 mod webhook_failures;
 mod webhook_flood;
 mod webhook_fulfilment;
 mod webhook_input;
+mod webhook_quantity;

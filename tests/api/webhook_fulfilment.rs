@@ -154,6 +154,8 @@ async fn metadata_price_id_names_the_pack_and_email_finds_the_account() {
         o["id"] = Value::from("cs_test_payment_link");
         o["client_reference_id"] = Value::Null;
         o["metadata"] = serde_json::json!({ "price_id": "price_starter_test" });
+        // One Starter pack's price: the total needs no line items to say the quantity.
+        o["amount_total"] = Value::from(500);
         o["customer_details"]["email"] = Value::from("THREE@example.com");
     });
     assert_eq!(app.post_webhook(&body).await.status(), 200);

@@ -135,8 +135,8 @@ fn match_account<'a>(facts: &CheckoutFacts, accounts: &'a [AccountState]) -> Opt
         })
 }
 
-/// The pack a session bought and the credits it grants: by `metadata.price_id`, else by its
-/// line items; why not, for the event store.
+/// The pack a session bought and the credits it grants: by its line items when they were
+/// fetched (pack credits × quantity), else by `metadata.price_id`; why not, for the event store.
 fn match_pack<'a>(
     facts: &CheckoutFacts,
     line_items: &LineItems,
@@ -147,19 +147,20 @@ fn match_pack<'a>(
         .as_deref()
         .and_then(|price| packs.iter().find(|p| p.stripe_price_id.as_deref() == Some(price)))
         .map(|pack| (pack, pack.credits));
-    let found = match (by_metadata, line_items) {
-        (Some(found), _) => Some(found),
-        (None, Some(Ok(Some(items)))) => packs
+    // The line items, when they were asked for, say how many packs were bought.
+    let found = match (line_items, by_metadata) {
+        (Some(Ok(Some(items))), _) => packs
             .iter()
             .find(|p| p.id == items.pack_id)
             .map(|pack| (pack, items.credits)),
-        (None, Some(Err(why))) => {
+        (Some(Err(why)), _) => {
             return Err(format!(
                 "no pack for session {}: line items unavailable: {why}",
                 facts.session_id
             ));
         }
-        (None, Some(Ok(None)) | None) => None,
+        (_, Some(found)) => Some(found),
+        (Some(Ok(None)) | None, None) => None,
     };
     found.ok_or_else(|| {
         format!(
