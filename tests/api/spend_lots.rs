@@ -238,6 +238,27 @@ async fn a_grant_expiring_in_the_past_is_invalid_argument() {
 }
 
 #[tokio::test]
+async fn a_grant_retried_after_its_expiry_passed_replays_the_first_answer() {
+    let app = spawn_app().await;
+    app.ensure("retried").await;
+    let soon = Utc::now() + chrono::Duration::milliseconds(500);
+    let request = credits::grpc::pb::GrantCreditsRequest {
+        expires_at: Some(timestamp(soon)),
+        ..crate::helpers::spend::grant_request("retried", 10, "promo-1")
+    };
+    let first = app.send_grant(request.clone()).await.expect("granted");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The caller's retry (its answer was lost) carries the same, now past, expiry.
+    let again = app.send_grant(request).await.expect("a retry replays");
+    assert!(again.replayed);
+    assert_eq!(
+        (again.ledger_entry_id, again.lot_id),
+        (first.ledger_entry_id, first.lot_id)
+    );
+    assert_eq!(app.entries("retried").await.len(), 1);
+}
+
+#[tokio::test]
 async fn the_sweep_writes_one_expiry_entry_per_lot_exactly_once_on_every_replica() {
     let first = sweeping_app().await;
     let second = TestApp::builder()
