@@ -8,7 +8,7 @@ use super::{
     store::{self, Purchase},
 };
 use crate::{
-    catalog,
+    catalog::Pack,
     ledger::{LedgerError, store::batch::find_accounts},
 };
 
@@ -53,17 +53,19 @@ fn differences(stored: &Purchase, imported: &Purchase) -> Option<String> {
 }
 
 impl Billing {
-    /// Why each purchase cannot be recorded (its account or pack is unknown), by position.
+    /// Why each purchase cannot be recorded (its account, or its pack among `packs`, is
+    /// unknown), by position.
     pub async fn unknown_references(
         &self,
         purchases: &[Purchase],
+        packs: &[Pack],
     ) -> Result<Vec<Option<String>>, BillingError> {
-        let db = self.ledger.db();
         let mut ids: Vec<&str> = purchases.iter().map(|p| p.account_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let accounts = find_accounts(db, &ids, &[]).await.map_err(LedgerError::from)?;
-        let packs = catalog::store::all_packs(db).await.map_err(LedgerError::from)?;
+        let accounts = find_accounts(self.ledger.db(), &ids, &[])
+            .await
+            .map_err(LedgerError::from)?;
         Ok(purchases
             .iter()
             .map(|p| {
@@ -75,7 +77,7 @@ impl Billing {
                 } else if !packs.iter().any(|pack| pack.id == p.credit_pack_id) {
                     Some(format!(
                         "credit_pack_id: no pack {} (declare it in the packs file; \
-                         remove it afterwards and it stays, inactive)",
+                         once removed from it, it stays, inactive)",
                         p.credit_pack_id
                     ))
                 } else {
