@@ -5,10 +5,11 @@ use std::time::Duration;
 use super::{CliError, EventsCommand};
 use crate::{
     app::{Application, Services},
-    catalog,
+    billing, catalog,
     config::Settings,
     db,
     events::{self, Delivery, EventOutcome},
+    ledger::{self, AccountRef},
     ops, shutdown,
     stripe::StripeGateway,
     webhook,
@@ -218,6 +219,50 @@ pub async fn list_packs(settings: Settings) -> Result<(), CliError> {
     }
     if !migrated {
         println!("(database not migrated yet: price ids stored by the service are not shown)");
+    }
+    Ok(())
+}
+
+/// An account as GetBalance and ListPurchases show it: the seed's shell check.
+pub async fn show_account(settings: Settings, by: AccountRef) -> Result<(), CliError> {
+    let db = db::connect(&settings).await?;
+    let balance = ledger::store::reads::balance(&db, &by, chrono::Utc::now())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("{by} not found"))?;
+    let account = &balance.account;
+    println!("account    {}", account.id);
+    println!("email      {}", account.email);
+    println!(
+        "balance    {} (available {}, held {})",
+        balance.credit_balance, balance.available_balance, balance.held_credits
+    );
+    println!("trial      {}", account.is_trial_user);
+    if let Some(at) = balance.next_expiry_at {
+        println!(
+            "expiring   {} credits at {}",
+            balance.expiring_credits,
+            at.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+    }
+    const SHOWN: u64 = 20;
+    let purchases = billing::store::page(&db, &account.id, None, SHOWN).await?;
+    println!(
+        "purchases  {} shown (newest first, at most {SHOWN})",
+        purchases.len()
+    );
+    for p in &purchases {
+        println!(
+            "  {} {:<10} {:<12} {:>8} credits {:>8} {} {}",
+            p.completed_at
+                .unwrap_or(p.created_at)
+                .format("%Y-%m-%d %H:%M:%S UTC"),
+            p.status.as_str(),
+            p.credit_pack_id,
+            p.credits,
+            p.amount,
+            p.currency,
+            p.session_id
+        );
     }
     Ok(())
 }

@@ -8,7 +8,13 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::{app::StartupError, catalog, config::Settings, ops::import::ImportFileError};
+use crate::{
+    app::StartupError,
+    catalog,
+    config::Settings,
+    ledger::{AccountId, AccountRef, Email},
+    ops::import::ImportFileError,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +46,11 @@ pub enum Command {
     Events {
         #[command(subcommand)]
         command: EventsCommand,
+    },
+    /// Accounts.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
     },
     /// Bring accounts and purchases over from the Django app (JSON Lines or CSV).
     Import {
@@ -74,6 +85,25 @@ pub enum EventsCommand {
     },
     /// Delete processed events older than EVENT_RETENTION_DAYS now (serve does it hourly).
     Prune,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Print an account's balance, trial state and latest purchases.
+    Show {
+        /// The account's id, or its email.
+        #[arg(value_parser = parse_account)]
+        account: AccountRef,
+    },
+}
+
+fn parse_account(raw: &str) -> Result<AccountRef, String> {
+    let by = if raw.contains('@') {
+        Email::parse(raw).map(AccountRef::Email)
+    } else {
+        AccountId::parse(raw).map(AccountRef::Id)
+    };
+    by.map_err(|err| err.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,6 +190,9 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
             command: PacksCommand::Sync { dry_run },
         } => commands::sync_packs(settings, dry_run).await,
         Command::Events { command } => commands::events(settings, command).await,
+        Command::Accounts {
+            command: AccountsCommand::Show { account },
+        } => commands::show_account(settings, account).await,
         Command::Import { command } => import::run(settings, command).await,
         Command::Reconcile { since } => commands::reconcile(settings, since).await,
     }

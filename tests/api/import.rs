@@ -454,6 +454,29 @@ async fn imported_purchases_are_listed_without_crediting_and_a_later_refund_claw
     assert_eq!(kinds, [("refund".to_owned(), -2000), ("import".to_owned(), 2500)]);
     assert_invariants(&app, &[FIXTURE_ACCOUNT]).await;
 
+    // The seed's shell check, on the command line.
+    let shown = app.run_cli(&["accounts", "show", FIXTURE_EMAIL]).await;
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let printed = stdout(&shown);
+    assert!(
+        printed.contains("balance    500 (available 500, held 0)"),
+        "{printed}"
+    );
+    assert!(printed.contains("trial      false"), "{printed}");
+    assert!(
+        printed.contains(&format!(
+            "refunded   standard         2000 credits     3000 usd {FIXTURE_SESSION}"
+        )),
+        "{printed}"
+    );
+    let unknown = app.run_cli(&["accounts", "show", "nobody"]).await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("account nobody not found"),
+        "{}",
+        stderr(&unknown)
+    );
+
     // Changed in the file since: reported, not overwritten.
     let changed = file(
         &app,
