@@ -12,7 +12,8 @@
 //! - `billing/`: checkout, Stripe events into ledger postings, refund/dispute settlement.
 //! - `events/`: the Stripe event store.
 //! - `catalog/`: credit packs: the file, the table, the sync to Stripe.
-//! - `ops/`: reconciliation, job leases, the scheduler of periodic jobs.
+//! - `ops/`: reconciliation, job leases, the scheduler of periodic jobs, the import of
+//!   accounts and purchases from the Django app.
 //! - `stripe/`: the Stripe API calls, over async-stripe.
 //! - `entities/`: SeaORM entities; the schema is in the `migration` crate.
 //! - `health`, `db/`, `shutdown`, `telemetry`, `cli`: process plumbing.

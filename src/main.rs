@@ -42,6 +42,10 @@ async fn main() -> ExitCode {
             eprintln!("credits: {err}");
             ExitCode::from(2)
         }
+        Err(CliError::Input(err)) => {
+            eprintln!("credits: {err}");
+            ExitCode::from(2)
+        }
         Err(CliError::Failed(err)) => {
             eprintln!("credits: {err:#}");
             ExitCode::FAILURE

@@ -124,8 +124,10 @@ impl Billing {
         };
         let recorded = match self.ledger.writer().extension(Job::Open(purchase)).await? {
             Done::Opened(recorded) => recorded,
-            Done::Event(_) => {
-                return Err(LedgerError::Unexpected(anyhow::anyhow!("the writer answered an event")).into());
+            Done::Event(_) | Done::Imported { .. } => {
+                return Err(
+                    LedgerError::Unexpected(anyhow::anyhow!("the writer answered another job")).into(),
+                );
             }
         };
         tracing::info!(

@@ -61,6 +61,10 @@ pub enum Job {
     },
     /// PurchaseCredits opened a Checkout Session: record its pending purchase.
     Open(Purchase),
+    /// A purchase completed before the move (`credits import purchases`): recorded as it was,
+    /// crediting nothing, since its credits came with the account's imported balance. Refunds
+    /// Stripe reported for its payment before it was recorded are settled now.
+    Import(Purchase),
     /// An event whose processing failed for good (or could not be parsed): stored as `failed`
     /// with the error, for operators to list and replay.
     Failed { event: StripeEvent, error: String },
@@ -72,6 +76,11 @@ pub enum Done {
     Event(FulfilmentReport),
     /// The purchase recorded for the session (an earlier one when a repeat won the race).
     Opened(Purchase),
+    /// The purchase recorded for the session; `inserted` is false when one already was.
+    Imported {
+        recorded: Purchase,
+        inserted: bool,
+    },
 }
 
 /// Billing's side of the writer.
@@ -102,6 +111,10 @@ enum Decided {
         finish: Option<String>,
     },
     Opened(String),
+    Imported {
+        session: String,
+        inserted: bool,
+    },
 }
 
 fn report(event: &StripeEvent, outcome: EventOutcome) -> FulfilmentReport {
@@ -219,6 +232,17 @@ impl Extension for Fulfilment {
                         )));
                     }
                 },
+                Decided::Imported { session, inserted } => match batch.purchases.get(&session) {
+                    Some(purchase) => done.push(Done::Imported {
+                        recorded: purchase.clone(),
+                        inserted,
+                    }),
+                    None => {
+                        return Err(LedgerError::Unexpected(anyhow::anyhow!(
+                            "imported purchase for session {session} was neither inserted nor found"
+                        )));
+                    }
+                },
                 Decided::Event { mut report, finish } => {
                     for p in posted.iter().filter(|p| p.delta < 0 && p.balance < 0) {
                         // The credits were spent already: the account now owes them.
@@ -262,7 +286,7 @@ async fn claim(
         let (event, delivery) = match job {
             Job::Event { event, delivery, .. } => (event, *delivery),
             Job::Failed { event, .. } => (event, Delivery::Webhook),
-            Job::Open(_) => continue,
+            Job::Open(_) | Job::Import(_) => continue,
         };
         if delivery == Delivery::Reconcile || first.contains_key(event.id.as_str()) {
             continue;
@@ -306,6 +330,10 @@ fn lock_keys<'a>(jobs: &[&'a Job]) -> (Vec<&'a str>, Vec<&'a str>) {
                 sessions.extend(event.action.facts().map(|f| f.session_id.as_str()));
             }
             Job::Open(purchase) => sessions.push(purchase.session_id.as_str()),
+            Job::Import(purchase) => {
+                sessions.push(purchase.session_id.as_str());
+                intents.extend(purchase.payment_intent_id.as_deref());
+            }
             Job::Failed { .. } => {}
         }
     }

@@ -3,6 +3,7 @@
 //!
 //! - `checkout`: PurchaseCredits.
 //! - `fulfilment`: the ledger writer's extension that applies Stripe events exactly once.
+//! - `import`: purchases completed before the move, recorded without crediting.
 //! - `settlement`: refunds and disputes as a pure plan.
 //! - `event`: Stripe events as billing reads them.
 //! - `store`: purchases, payments, refunds and disputes.
@@ -11,6 +12,7 @@
 pub mod checkout;
 pub mod event;
 pub mod fulfilment;
+pub mod import;
 pub mod settlement;
 pub mod store;
 pub mod types;
@@ -184,7 +186,7 @@ impl Billing {
             .await?
         {
             Done::Event(report) => Ok(report),
-            Done::Opened(_) => {
+            Done::Opened(_) | Done::Imported { .. } => {
                 Err(LedgerError::Unexpected(anyhow::anyhow!("the writer answered a purchase")).into())
             }
         }

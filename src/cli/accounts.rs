@@ -73,6 +73,9 @@ async fn resolve(ledger: &BillingLedger, raw: &str) -> Result<AccountRef, CliErr
     }
 }
 
+/// How many purchases `accounts show` lists.
+const SHOWN_PURCHASES: u64 = 20;
+
 fn when(at: Option<DateTime<Utc>>) -> String {
     at.map_or_else(
         || "never".to_owned(),
@@ -102,7 +105,27 @@ async fn show(ledger: &BillingLedger, raw: &str) -> Result<(), CliError> {
     print_lots(&lots);
     println!();
     print_entries(&entries);
+    println!();
+    let purchases = crate::billing::store::page(ledger.db(), &account.id, None, SHOWN_PURCHASES).await?;
+    print_purchases(&purchases);
     Ok(())
+}
+
+/// The latest purchases, as the seed's shell check showed them.
+fn print_purchases(purchases: &[crate::billing::store::Purchase]) {
+    println!("PURCHASES ({}, newest first)", purchases.len());
+    for p in purchases {
+        println!(
+            "  {} {:<10} {:<12} {:>8} credits {:>8} {} {}",
+            when(Some(p.completed_at.unwrap_or(p.created_at))),
+            p.status.as_str(),
+            p.credit_pack_id,
+            p.credits,
+            p.amount,
+            p.currency,
+            p.session_id
+        );
+    }
 }
 
 fn print_lots(lots: &[Lot]) {

@@ -15,14 +15,14 @@ use crate::{
 };
 
 /// How long a command lets the writer finish after its work is answered.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(super) const STOP_GRACE: Duration = Duration::from_secs(10);
 
 fn ago(age: Duration) -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::days(36_500))
 }
 
 /// Billing over the configured database and Stripe, with a writer of its own, as `serve` runs it.
-async fn services(settings: &Settings) -> Result<Services, CliError> {
+pub(super) async fn services(settings: &Settings) -> Result<Services, CliError> {
     let db = db::connect(settings).await?;
     Ok(Services::start(settings, db).await?)
 }

@@ -1,12 +1,17 @@
 //! The `credits` command line: what each subcommand takes (clap) and how it fails (exit codes);
-//! `commands` runs them, printing what the domain returns.
+//! `commands` runs them, printing what the domain returns; `import` runs `credits import`.
 
 mod accounts;
 mod commands;
+mod import;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::{app::StartupError, catalog, config::Settings, events::EventOutcome};
+use crate::{
+    app::StartupError, catalog, config::Settings, events::EventOutcome, ops::import::ImportFileError,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +48,11 @@ pub enum Command {
     Accounts {
         #[command(subcommand)]
         command: AccountsCommand,
+    },
+    /// Bring accounts and purchases over from the Django app (JSON Lines or CSV).
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
     },
     /// Credit paid Checkout Sessions whose webhook never arrived.
     Reconcile {
@@ -106,6 +116,32 @@ fn parse_outcome(raw: &str) -> Result<EventOutcome, String> {
     })
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Accounts and their balances: account_id, email, credit_balance, is_trial_user, and
+    /// optionally expires_at (RFC 3339).
+    Accounts {
+        /// A .jsonl / .ndjson (one JSON object per line) or .csv (with a header line) file.
+        file: PathBuf,
+        /// Where a stored account differs, record the difference: the file wins.
+        #[arg(long)]
+        adopt: bool,
+        /// Print what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Completed purchases, for ListPurchases and refunds (they credit nothing): account_id,
+    /// credit_pack_id, credits, amount, currency, stripe_checkout_session_id,
+    /// stripe_payment_intent_id, completed_at (RFC 3339).
+    Purchases {
+        /// A .jsonl / .ndjson or .csv file.
+        file: PathBuf,
+        /// Print what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
 fn parse_age(raw: &str) -> Result<std::time::Duration, String> {
     crate::config::parse_duration(raw)
 }
@@ -134,6 +170,9 @@ pub enum CliError {
     /// An argument is invalid (credits out of range, an empty reason, …): exit 2.
     #[error(transparent)]
     Argument(#[from] crate::ledger::InvalidInput),
+    /// An import file that cannot be read at all: exit 2.
+    #[error(transparent)]
+    Input(#[from] ImportFileError),
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
 }
@@ -170,6 +209,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
         } => commands::sync_packs(settings, dry_run).await,
         Command::Events { command } => commands::events(settings, command).await,
         Command::Accounts { command } => commands::accounts(settings, command).await,
+        Command::Import { command } => import::run(settings, command).await,
         Command::Reconcile { since } => commands::reconcile(settings, since).await,
     }
 }

@@ -10,15 +10,19 @@
 //!   available: the free (unheld) credits of unexpired lots, minus debt.
 //! - A hold reserves free credits from lots in burn order. Reserved credits do not expire while
 //!   held; a lot past its expiry expires (one `expiry` entry) once nothing holds it any more.
+//! - An import opens an account with its balance as one lot, or (adopting) moves a stored one
+//!   to the imported balance (`import`).
 //! - A clawback (refund, dispute) takes from its purchase's own lots first, then the others in
 //!   burn order; what it cannot find becomes debt, so the balance may go below zero.
 //! - Invariant: `balance = Σ lots.remaining - debt`, and `balance` is the sum of the entries.
 
+mod import;
 mod parts;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
+pub use import::{Differences, Imported, OPENING_REFERENCE};
 pub use parts::*;
 
 use super::kinds::{EntryKind, HoldStatus, LotSource};
@@ -41,17 +45,6 @@ pub struct Book {
     pub opened: bool,
     /// False for a book loaded to be credited only: no lots, no holds.
     complete: bool,
-}
-
-/// What a book changed, for the store to write.
-#[derive(Debug, Clone, Default)]
-pub struct BookChanges {
-    pub account: Option<AccountState>,
-    pub new_lots: Vec<Lot>,
-    pub changed_lots: Vec<Lot>,
-    pub new_holds: Vec<Hold>,
-    pub changed_holds: Vec<Hold>,
-    pub entries: Vec<Entry>,
 }
 
 /// What marks a capture's entry reference; ConsumeCredits refuses keys that begin with it.

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    book::{Clawback, Credit, Metadata},
-    types::{AccountId, AccountRef, Credits, Email, HoldId, IdempotencyKey, Reason},
+    book::{Clawback, Credit, Differences, Metadata},
+    types::{AccountId, AccountRef, Credits, Email, HoldId, IdempotencyKey, ImportedBalance, Reason},
 };
 
 /// Creates the account on first sight (with the trial credits), or finds it.
@@ -59,6 +59,34 @@ pub struct Capture {
     pub metadata: Metadata,
 }
 
+/// An account brought over from another system (`credits import accounts`): created with its
+/// balance as an `import` entry and lot, else compared with the stored account and, with
+/// `adopt`, moved to the import. Never gets the trial credits.
+#[derive(Debug, Clone)]
+pub struct ImportAccount {
+    pub account_id: AccountId,
+    pub email: Email,
+    pub balance: ImportedBalance,
+    pub is_trial_user: bool,
+    /// When the imported credits expire; `None`: never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Record the difference when the stored account differs, instead of reporting it.
+    pub adopt: bool,
+}
+
+/// What an import did (or, in a dry run, would do) to its account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// Created with its balance.
+    Created { balance: i64 },
+    /// Stored as imported already: nothing to do.
+    Unchanged,
+    /// Stored otherwise; left as it is (no `adopt`).
+    Differs(Differences),
+    /// Moved to the import; `differences.delta()` credits recorded as one entry.
+    Adopted(Differences),
+}
+
 /// A balance change billing decided for a Stripe event, applied in the event's transaction.
 #[derive(Debug, Clone)]
 pub enum Posting {
@@ -94,6 +122,7 @@ pub enum Command {
     Release(HoldId),
     /// Expires the account's lots that are due (the periodic sweep).
     Expire(AccountId),
+    Import(ImportAccount),
     /// Proves the write path works: answered once a write transaction could be opened.
     Ping,
 }
@@ -172,6 +201,7 @@ pub enum Reply {
     Captured(CaptureDone),
     Released(ReleaseDone),
     Expired { entries: usize },
+    Imported(ImportOutcome),
     Pong,
 }
 
@@ -184,7 +214,7 @@ impl Reply {
             Self::Reserved(r) => Self::Reserved(Reserved { replayed: true, ..r }),
             Self::Captured(r) => Self::Captured(CaptureDone { replayed: true, ..r }),
             Self::Released(r) => Self::Released(ReleaseDone { replayed: true, ..r }),
-            other @ (Self::Ensured(_) | Self::Expired { .. } | Self::Pong) => other,
+            other @ (Self::Ensured(_) | Self::Expired { .. } | Self::Imported(_) | Self::Pong) => other,
         }
     }
 
@@ -197,7 +227,7 @@ impl Reply {
             Self::Captured(r) => serde_json::to_string(r),
             Self::Released(r) => serde_json::to_string(r),
             Self::Ensured(r) => serde_json::to_string(r),
-            Self::Expired { .. } | Self::Pong => Ok(String::new()),
+            Self::Expired { .. } | Self::Imported(_) | Self::Pong => Ok(String::new()),
         };
         json.unwrap_or_default()
     }

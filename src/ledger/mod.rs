@@ -5,6 +5,7 @@
 //! - `book`: posting rules, pure (lots, burn order, debt, holds, expiry).
 //! - `command`: what callers ask and what they get back.
 //! - `writer`, `apply`: the group-commit write path and one batch of it.
+//! - `import`: accounts brought over from another system, applied or dry-run.
 //! - `store`: the ledger's tables.
 //! - `types`, `kinds`, `error`: validated inputs, stored vocabularies, the error callers see.
 
@@ -13,6 +14,7 @@ pub mod batch;
 pub mod book;
 pub mod command;
 pub mod error;
+pub mod import;
 pub mod kinds;
 pub mod store;
 pub mod types;
@@ -30,7 +32,7 @@ pub use writer::{WriterHandle, WriterSettings};
 use book::{Book, Lot};
 use command::{
     AccountView, CaptureDone, Command, Consume, Consumed, EnsureAccount, Ensured, Grant, Granted,
-    ReleaseDone, Reply, Reserve, Reserved,
+    ImportAccount, ImportOutcome, ReleaseDone, Reply, Reserve, Reserved,
 };
 
 /// One page of ledger entries and the token for the next (None on the last page).
@@ -136,6 +138,24 @@ impl<X: Extension> Ledger<X> {
             Reply::Released(released) => Ok(released),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Creates an imported account with its balance, or compares (and with `adopt` moves) the
+    /// stored one; answered once committed.
+    #[tracing::instrument(skip_all, fields(account_id = import.account_id.as_str()), err)]
+    pub async fn import_account(&self, import: ImportAccount) -> Result<ImportOutcome, LedgerError> {
+        match self.writer.command(Command::Import(import)).await? {
+            Reply::Imported(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// What these imports would do, read over the pool; nothing is locked or written.
+    pub async fn dry_run_imports(
+        &self,
+        imports: &[ImportAccount],
+    ) -> Result<Vec<Result<ImportOutcome, LedgerError>>, LedgerError> {
+        import::dry_run(&self.reads, imports, Utc::now()).await
     }
 
     /// Proves the write path works: a write transaction opened and committed (with whatever

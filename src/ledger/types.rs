@@ -152,6 +152,28 @@ impl Credits {
     }
 }
 
+/// A balance brought over from another system (`credits import accounts`): 0 to 10^12. A
+/// negative balance is refused: the seed never let one go below zero, so one in an export is a
+/// data error to fix at the source, not debt to carry over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ImportedBalance(i64);
+
+impl ImportedBalance {
+    pub fn parse(raw: i64) -> Result<Self, InvalidInput> {
+        if (0..=MAX_CREDITS).contains(&raw) {
+            Ok(Self(raw))
+        } else {
+            Err(InvalidInput::new(
+                "credit_balance",
+                format!("must be from 0 to {MAX_CREDITS}"),
+            ))
+        }
+    }
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
 /// The caller's word for why credits move (`usage`, `support`, …): 1 to 64 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Reason(String);
@@ -359,6 +381,9 @@ mod tests {
         assert!(Credits::parse(-5).is_err());
         assert_eq!(Credits::parse(MAX_CREDITS).map(Credits::get), Ok(MAX_CREDITS));
         assert!(Credits::parse(MAX_CREDITS + 1).is_err());
+        assert_eq!(ImportedBalance::parse(0).map(ImportedBalance::get), Ok(0));
+        assert!(ImportedBalance::parse(-1).is_err());
+        assert!(ImportedBalance::parse(MAX_CREDITS + 1).is_err());
         assert!(Reason::parse("").is_err());
         assert!(Reason::parse(&"x".repeat(65)).is_err());
         assert!(Reason::parse(&"é".repeat(64)).is_ok(), "characters, not bytes");

@@ -13,6 +13,7 @@ mod grpc_purchase_concurrency;
 mod grpc_purchases;
 mod health;
 mod http_timeouts;
+mod import;
 mod ledger_writer;
 mod lifecycle;
 mod load_shedding;

@@ -10,6 +10,7 @@ use crate::{
     billing::{
         event::{CheckoutFacts, EventAction, FulfilmentReport, RefundReport, StripeEvent},
         settlement::{self, Terms},
+        store::Purchase,
         types::PurchaseStatus,
     },
     catalog::Pack,
@@ -37,6 +38,7 @@ impl Batch {
     ) -> Decided {
         match job {
             Job::Open(purchase) => Decided::Opened(purchase.session_id.clone()),
+            Job::Import(purchase) => self.import(purchase, postings),
             Job::Failed { event, error } => {
                 let outcome = if claimed.contains(&n) {
                     EventOutcome::Failed
@@ -192,6 +194,27 @@ impl Batch {
             self.settle(&intent, &event.id, postings, report);
         }
         EventOutcome::Credited
+    }
+
+    /// Records an imported purchase; one inserted now settles the refunds and disputes Stripe
+    /// reported for its payment while it was not yet recorded.
+    fn import(&mut self, purchase: &Purchase, postings: &mut Vec<Posting>) -> Decided {
+        let session = purchase.session_id.clone();
+        let inserted = self.purchases.get(&session).is_some_and(|p| p.id == purchase.id);
+        if inserted
+            && let Some(intent) = purchase.payment_intent_id.as_deref()
+            && self.payments.get(intent).is_some_and(|p| p.row.facts > 0)
+        {
+            let mut report = FulfilmentReport {
+                outcome: EventOutcome::NoChange,
+                session_id: Some(session.clone()),
+                account_id: Some(purchase.account_id.clone()),
+                credits: 0,
+                detail: None,
+            };
+            self.settle(intent, &format!("import:{session}"), postings, &mut report);
+        }
+        Decided::Imported { session, inserted }
     }
 
     /// Moves a pending purchase to failed or expired; anything further along is left alone.

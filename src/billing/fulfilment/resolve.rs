@@ -39,7 +39,7 @@ pub(super) async fn resolve_new(
     let mut new: Vec<Purchase> = Vec::new();
     for (n, job) in jobs.iter().enumerate() {
         match job {
-            Job::Open(purchase) => new.push(purchase.clone()),
+            Job::Open(purchase) | Job::Import(purchase) => new.push(purchase.clone()),
             Job::Failed { .. } => {}
             Job::Event {
                 event,

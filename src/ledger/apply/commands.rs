@@ -96,6 +96,8 @@ impl Applying<'_> {
             Command::Capture(capture) => self.capture(n, capture),
             Command::Release(hold) => self.release(n, hold),
             Command::Expire(account) => Ok(self.expire(account.as_str())),
+            Command::Import(import) => crate::ledger::import::apply(self.books, import, self.now)
+                .map(|outcome| Pending::Ready(Ok(Reply::Imported(outcome)))),
             Command::Ping => Ok(Pending::Ready(Ok(Reply::Pong))),
         };
         result.unwrap_or_else(|err| {

@@ -1,6 +1,6 @@
 //! What a batch reads before applying anything: the accounts it names, locked in id order (and
-//! the ones `EnsureAccount` creates), their lots and holds, and the idempotency records its
-//! commands' keys already have. An account only credited by billing (a purchase) is loaded
+//! the ones `EnsureAccount` and `Import` create), their lots and holds, and the idempotency
+//! records its commands' keys already have. An account only credited by billing (a purchase) is loaded
 //! without its lots: a credit needs the balance and the debt, nothing else.
 
 use std::collections::{HashMap, HashSet};
@@ -13,11 +13,20 @@ use crate::ledger::{
     LedgerError,
     batch::{Extension, Input, TrialPolicy},
     book::{AccountState, Book, Credit, LotTerms, Metadata},
-    command::{Command, EnsureAccount, Posting},
+    command::{Command, Posting},
     kinds::{EntryKind, LotSource},
     store::batch,
     types::AccountRef,
 };
+
+/// An account a command creates on first sight: `EnsureAccount` (with the trial credits) or
+/// `Import` (with its own balance and trial state, later).
+struct Opener<'a> {
+    id: &'a str,
+    email: &'a str,
+    is_trial_user: bool,
+    trial: bool,
+}
 
 /// Who the batch names, before anything is read.
 #[derive(Default)]
@@ -25,7 +34,8 @@ struct Named<'a> {
     ids: Vec<String>,
     emails: Vec<String>,
     holds: Vec<String>,
-    ensures: Vec<&'a EnsureAccount>,
+    /// In job order: the first opener of an id decides how it opens.
+    openers: Vec<Opener<'a>>,
     /// Named by a command or clawback that needs their lots and holds.
     full: Vec<AccountRef>,
     full_ids: Vec<String>,
@@ -37,9 +47,24 @@ fn named<'a, X: Extension>(inputs: &'a [Input<X>], postings: &[Vec<Posting>]) ->
         let Input::Command(command) = input else { continue };
         let by = match command {
             Command::EnsureAccount(ensure) => {
-                named.ensures.push(ensure);
+                named.openers.push(Opener {
+                    id: ensure.account_id.as_str(),
+                    email: ensure.email.as_str(),
+                    is_trial_user: true,
+                    trial: true,
+                });
                 named.emails.push(ensure.email.to_string());
                 Some(AccountRef::Id(ensure.account_id.clone()))
+            }
+            Command::Import(import) => {
+                named.openers.push(Opener {
+                    id: import.account_id.as_str(),
+                    email: import.email.as_str(),
+                    is_trial_user: import.is_trial_user,
+                    trial: false,
+                });
+                named.emails.push(import.email.to_string());
+                Some(AccountRef::Id(import.account_id.clone()))
             }
             Command::Grant(g) => Some(g.account.clone()),
             Command::Consume(c) => Some(c.account.clone()),
@@ -72,8 +97,8 @@ fn named<'a, X: Extension>(inputs: &'a [Input<X>], postings: &[Vec<Posting>]) ->
     named
 }
 
-/// Locks every account the batch names (creating the ones `EnsureAccount` brings) and loads
-/// the lots and holds of those that need them.
+/// Locks every account the batch names (creating the ones `EnsureAccount` and `Import` bring)
+/// and loads the lots and holds of those that need them.
 // Long on purpose: the load order (accounts, then lots and holds of those that need them) in one place.
 pub(super) async fn books<X: Extension>(
     txn: &DatabaseTransaction,
@@ -95,7 +120,7 @@ pub(super) async fn books<X: Extension>(
     let ids: Vec<&str> = named.ids.iter().map(String::as_str).collect();
     let emails: Vec<&str> = named.emails.iter().map(String::as_str).collect();
     let mut accounts = batch::lock_accounts(txn, &ids, &emails).await?;
-    let opened = open_accounts(txn, &named.ensures, &mut accounts, now).await?;
+    let opened = open_accounts(txn, &named.openers, &mut accounts, now).await?;
 
     // Which of them need their lots: everything but accounts that are only credited.
     let mut full: HashSet<String> = named.full_ids.iter().cloned().collect();
@@ -133,8 +158,9 @@ pub(super) async fn books<X: Extension>(
     }
     for account in opened {
         let id = account.id.clone();
+        let by_ensure = named.openers.iter().find(|o| o.id == id).is_some_and(|o| o.trial);
         let mut book = Book::open(account);
-        if trial.credits > 0 {
+        if by_ensure && trial.credits > 0 {
             book.credit(trial_credit(&id, trial, now), now);
         }
         books.insert(id, book);
@@ -142,17 +168,17 @@ pub(super) async fn books<X: Extension>(
     Ok(books)
 }
 
-/// Creates the accounts `EnsureAccount` brings: the first claimant of a free email gets it.
-/// Returns those created here; ones another writer created meanwhile join `accounts`.
+/// Creates the accounts `EnsureAccount` and `Import` bring: the first claimant of a free email
+/// gets it. Returns those created here; ones another writer created meanwhile join `accounts`.
 async fn open_accounts(
     txn: &DatabaseTransaction,
-    ensures: &[&EnsureAccount],
+    openers: &[Opener<'_>],
     accounts: &mut Vec<AccountState>,
     now: DateTime<Utc>,
 ) -> Result<Vec<AccountState>, LedgerError> {
     let mut opening: Vec<AccountState> = Vec::new();
-    for ensure in ensures {
-        let (id, email) = (ensure.account_id.as_str(), ensure.email.as_str());
+    for opener in openers {
+        let (id, email) = (opener.id, opener.email);
         let known = accounts.iter().chain(&opening).any(|a| a.id == id);
         let taken = accounts
             .iter()
@@ -164,7 +190,7 @@ async fn open_accounts(
                 email: email.to_owned(),
                 balance: 0,
                 debt: 0,
-                is_trial_user: true,
+                is_trial_user: opener.is_trial_user,
                 created_at: now,
             });
         }
@@ -256,7 +282,7 @@ pub(super) fn key_of(command: &Command, books: &HashMap<String, Book>) -> Option
             "release",
             hold.as_str().to_owned(),
         )),
-        Command::EnsureAccount(_) | Command::Expire(_) | Command::Ping => None,
+        Command::EnsureAccount(_) | Command::Expire(_) | Command::Import(_) | Command::Ping => None,
     }
 }
 

@@ -173,6 +173,17 @@ pub enum PostingError {
     NotLoaded,
 }
 
+/// What a book changed, for the store to write.
+#[derive(Debug, Clone, Default)]
+pub struct BookChanges {
+    pub account: Option<AccountState>,
+    pub new_lots: Vec<Lot>,
+    pub changed_lots: Vec<Lot>,
+    pub new_holds: Vec<Hold>,
+    pub changed_holds: Vec<Hold>,
+    pub entries: Vec<Entry>,
+}
+
 /// Where a posting left the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Posted {

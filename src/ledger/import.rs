@@ -1,0 +1,120 @@
+//! Accounts brought over from another system (`credits import accounts`): the `Import`
+//! command's rule over a batch's books, which the writer applies, and the dry run, which loads
+//! the same books over the read pool (locking and writing nothing) and applies the same rule in
+//! memory.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::ConnectionTrait;
+
+use super::{
+    LedgerError,
+    book::{AccountState, Book, Imported, PostingError},
+    command::{ImportAccount, ImportOutcome},
+    store::batch,
+};
+
+/// The import as the book sees it.
+fn imported(import: &ImportAccount) -> Imported {
+    Imported {
+        email: import.email.as_str().to_owned(),
+        balance: import.balance.get(),
+        is_trial_user: import.is_trial_user,
+        expires_at: import.expires_at,
+    }
+}
+
+/// Applies one import to the loaded books: opens an account created for it in this batch,
+/// else compares the stored one and, with `adopt`, moves it to the import.
+pub fn apply(
+    books: &mut HashMap<String, Book>,
+    import: &ImportAccount,
+    now: DateTime<Utc>,
+) -> Result<ImportOutcome, LedgerError> {
+    let (id, email) = (import.account_id.as_str(), import.email.as_str());
+    if books
+        .values()
+        .any(|b| b.account.email == email && b.account.id != id)
+    {
+        return Err(LedgerError::EmailTaken(email.to_owned()));
+    }
+    let book = books
+        .get_mut(id)
+        .ok_or_else(|| LedgerError::NotFound(format!("account {id}")))?;
+    let imported = imported(import);
+    let lot_id = uuid::Uuid::now_v7().to_string();
+    if book.opened {
+        // A later command of the batch sees it as existing.
+        book.opened = false;
+        let posted = book.open_imported(&imported, lot_id, now);
+        return Ok(ImportOutcome::Created {
+            balance: posted.balance,
+        });
+    }
+    let differences = book.compare(&imported, now);
+    if differences.is_empty() {
+        return Ok(ImportOutcome::Unchanged);
+    }
+    if !import.adopt {
+        return Ok(ImportOutcome::Differs(differences));
+    }
+    let reference = format!("adopt:{lot_id}");
+    book.adopt(&imported, &differences, &reference, lot_id, now)
+        .map_err(|err| match err {
+            PostingError::NotLoaded => {
+                LedgerError::Unexpected(anyhow::anyhow!("an import's account was loaded without its lots"))
+            }
+            other => LedgerError::Unexpected(anyhow::anyhow!("adopting {id}: {other}")),
+        })?;
+    Ok(ImportOutcome::Adopted(differences))
+}
+
+/// What these imports would do, read as committed now: each one's outcome (or refusal), in
+/// order; nothing is locked or written.
+pub async fn dry_run<C: ConnectionTrait>(
+    db: &C,
+    imports: &[ImportAccount],
+    now: DateTime<Utc>,
+) -> Result<Vec<Result<ImportOutcome, LedgerError>>, LedgerError> {
+    let ids: Vec<&str> = imports.iter().map(|i| i.account_id.as_str()).collect();
+    let emails: Vec<&str> = imports.iter().map(|i| i.email.as_str()).collect();
+    let accounts = batch::find_accounts(db, &ids, &emails).await?;
+    let account_ids: Vec<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+    let mut lots = batch::live_lots(db, &account_ids).await?;
+    let with_holds: Vec<&str> = account_ids
+        .iter()
+        .copied()
+        .filter(|id| lots.iter().any(|l| l.account_id == *id && l.held > 0))
+        .collect();
+    let mut holds = batch::holds(db, &[], &with_holds).await?;
+    let mut books: HashMap<String, Book> = HashMap::with_capacity(imports.len());
+    for account in accounts {
+        let id = account.id.clone();
+        let (own_lots, rest): (Vec<_>, Vec<_>) = lots.into_iter().partition(|l| l.account_id == id);
+        lots = rest;
+        let (own_holds, rest): (Vec<_>, Vec<_>) = holds.into_iter().partition(|h| h.account_id == id);
+        holds = rest;
+        books.insert(id, Book::load(account, own_lots, own_holds));
+    }
+    let mut outcomes = Vec::with_capacity(imports.len());
+    for import in imports {
+        let (id, email) = (import.account_id.as_str(), import.email.as_str());
+        // As the writer would open it: a new id whose email nobody holds.
+        if !books.contains_key(id) && books.values().all(|b| b.account.email != email) {
+            books.insert(
+                id.to_owned(),
+                Book::open(AccountState {
+                    id: id.to_owned(),
+                    email: email.to_owned(),
+                    balance: 0,
+                    debt: 0,
+                    is_trial_user: import.is_trial_user,
+                    created_at: now,
+                }),
+            );
+        }
+        outcomes.push(apply(&mut books, import, now));
+    }
+    Ok(outcomes)
+}
