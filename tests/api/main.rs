@@ -4,6 +4,7 @@
 mod helpers;
 
 mod cli;
+mod database_outage;
 mod grpc_auth;
 mod grpc_balance;
 mod grpc_packs;
