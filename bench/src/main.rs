@@ -1,8 +1,11 @@
 //! `credits-bench`: drives a running credits service and prints one JSON line per scenario, then
 //! a table. Each figure stands beside a ceiling measured in the same run (see `ceiling`), since
-//! the machine is shared and absolute numbers drift between runs. See BENCHMARKS.md.
+//! the machine is shared and absolute numbers drift between runs. `credits-bench faults <scenario>`
+//! instead runs the service itself under a fault and checks nothing was lost (`faults`). See
+//! BENCHMARKS.md.
 
 mod ceiling;
+mod faults;
 mod load;
 mod scenarios;
 mod webhook;
@@ -149,12 +152,18 @@ async fn measured(
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
+    // `credits-bench faults …` runs the service itself under a fault (see `faults`).
+    if std::env::args().nth(1).as_deref() == Some("faults") {
+        let args = faults::FaultArgs::parse_from(std::env::args().skip(1));
+        return faults::main(args).await;
+    }
     let args = Args::parse();
     if args.scenario == Scenario::EchoServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("{}", listener.local_addr()?);
-        return ceiling::serve_echo(listener).await;
+        ceiling::serve_echo(listener).await?;
+        return Ok(std::process::ExitCode::SUCCESS);
     }
     let duration = Duration::from_secs(args.duration);
     // Connected on first use, so `ceilings` runs without a service.
@@ -254,5 +263,5 @@ async fn main() -> anyhow::Result<()> {
             ratios.join(", ")
         );
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -75,7 +75,7 @@ impl Target {
         request
     }
 
-    fn account(&self, n: usize) -> String {
+    pub(crate) fn account(&self, n: usize) -> String {
         format!("bench-{}-{n}", self.run)
     }
 

@@ -46,13 +46,27 @@ enum Role {
     Writer,
 }
 
+/// How long the read pool waits for a connection: a free one under load, or a new one.
+const READS_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the writer waits for a connection. Each writer task holds at most one of its own
+/// pool's, so it never waits for a free one: the wait is only for a new connection, which the
+/// pool retries while the server refuses it. A stopped server must answer the batch's callers
+/// UNAVAILABLE / 503 promptly, not after holding each batch (and the queue behind it) this long.
+const WRITER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
 async fn open(settings: &Settings, max: u32, min: u32, role: Role) -> Result<DatabaseConnection, DbErr> {
+    let acquire_timeout = match role {
+        Role::Reads => READS_ACQUIRE_TIMEOUT,
+        Role::Writer => WRITER_ACQUIRE_TIMEOUT,
+    };
     let mut options = ConnectOptions::new(settings.database_url.expose_secret().to_owned());
     options
         .max_connections(max.max(1))
         .min_connections(min)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
+        // sea-orm gives both to sqlx's one acquire timeout.
+        .connect_timeout(acquire_timeout)
+        .acquire_timeout(acquire_timeout)
         .sqlx_logging(false)
         // A writer waiting longer than this on a row lock gives up with 55P03, which is
         // answered 503 / UNAVAILABLE so the caller (Stripe) retries, instead of holding a

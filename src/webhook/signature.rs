@@ -1,7 +1,8 @@
 //! Stripe's webhook signature scheme, pure: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=…]`, where
 //! each `v1` is hex HMAC-SHA256 of `"<t>.<raw body>"` under the endpoint secret. The work a header
 //! can cause is bounded: oversized headers are refused unhashed, and the MAC is computed once per
-//! configured secret however many `v1` entries the header carries.
+//! configured secret however many `v1` entries the header carries. Only lower-case hex, as
+//! Stripe writes it, is compared: any change to a signature's text fails.
 
 use std::time::Duration;
 
@@ -85,8 +86,14 @@ fn parse_header(header: &str) -> Result<ParsedHeader, SignatureError> {
                 // if no other v1 is hex); a hex one of the wrong length cannot match, so it is
                 // dropped here instead of being compared to a MAC.
                 hex_v1_seen |= value.len() % 2 == 0 && value.bytes().all(|b| b.is_ascii_hexdigit());
+                // Stripe writes lower-case hex; an upper-case copy is a changed signature, not
+                // another spelling of it.
+                let lower_hex = value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
                 let mut candidate = [0; MAC_BYTES];
-                if value.len() == 2 * MAC_BYTES && hex::decode_to_slice(value, &mut candidate).is_ok() {
+                if value.len() == 2 * MAC_BYTES
+                    && lower_hex
+                    && hex::decode_to_slice(value, &mut candidate).is_ok()
+                {
                     candidates.push(candidate);
                 }
             }
@@ -156,6 +163,9 @@ fn verify_counting_macs(
     }
     (Ok(()), macs)
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {

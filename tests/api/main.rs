@@ -5,6 +5,7 @@ mod helpers;
 
 mod cli;
 mod cli_exit_codes;
+mod database_outage;
 mod grpc_auth;
 mod grpc_balance;
 mod grpc_packs;
