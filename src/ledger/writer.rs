@@ -11,7 +11,8 @@
 //! SQLite has one writer task on one connection: no busy-timeout queueing on the hot path.
 //! PostgreSQL has a few (`DATABASE_WRITER_CONNECTIONS`), sharing the queue; rows are locked in
 //! a fixed order (event ids, payment intents, then accounts, each sorted), so they never
-//! deadlock on each other.
+//! deadlock on each other; accounts are locked `FOR NO KEY UPDATE`, which the `FOR KEY SHARE`
+//! of a row that references one (a new purchase) does not conflict with.
 
 use std::{sync::Arc, time::Duration};
 

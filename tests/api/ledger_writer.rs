@@ -152,3 +152,97 @@ async fn the_same_grant_repeated_in_one_batch_applies_once_and_replays_the_first
     assert_eq!(app.credit_balance("repeater").await, 25);
     app.assert_ledger_matches_balances().await;
 }
+
+/// Deadlocks PostgreSQL detected in the test database so far. A backend counts its deadlocks
+/// when it exits, so read this after the replicas are stopped.
+async fn deadlocks(db: &crate::helpers::TestDatabase) -> Option<i64> {
+    if !db.url.starts_with("postgres") {
+        return None;
+    }
+    let conn = db.connect().await;
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+        ))
+        .await
+        .expect("read pg_stat_database")
+        .expect("the test database's row");
+    let _ = conn.close().await;
+    Some(row.try_get_by_index::<i64>(0).expect("deadlocks"))
+}
+
+/// Two replicas on one database, racing on the same few accounts: one books purchases paid by
+/// webhook (new purchase rows, which reference their account), the other consumes. Their
+/// batches lock the accounts in one order and must never deadlock: PostgreSQL detects none,
+/// and every call is answered the first time, many rounds over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn purchases_on_one_replica_and_consumption_on_the_other_never_deadlock() {
+    use crate::helpers::spend::{Paid, completed_event};
+    const ROUNDS: usize = 10;
+    const ACCOUNTS: usize = 3;
+    const EVENTS: usize = 12;
+    const CONSUMES: usize = 36;
+    let buyer = Arc::new(TestApp::builder().spawn().await);
+    let spender = Arc::new(TestApp::builder().database(buyer.db.clone()).spawn().await);
+    let db = buyer.db.clone();
+    for round in 0..ROUNDS {
+        let accounts: Vec<String> = (0..ACCOUNTS).map(|a| format!("lock-order-{round}-{a}")).collect();
+        for account in &accounts {
+            ensure(&spender, account).await;
+            spender
+                .grpc
+                .clone()
+                .grant_credits(grant(account, 1_000))
+                .await
+                .expect("GrantCredits");
+        }
+        let barrier = Arc::new(tokio::sync::Barrier::new(EVENTS + CONSUMES));
+        let mut calls = tokio::task::JoinSet::new();
+        for n in 0..EVENTS + CONSUMES {
+            let account = accounts[n % ACCOUNTS].clone();
+            let (buyer, spender, barrier) = (buyer.clone(), spender.clone(), barrier.clone());
+            calls.spawn(async move {
+                if n < EVENTS {
+                    let paid = Paid {
+                        session: format!("cs_lock_order_{round}_{n}"),
+                        intent: format!("pi_lock_order_{round}_{n}"),
+                    };
+                    let body = completed_event(&format!("evt_lock_order_{round}_{n}"), &paid, &account);
+                    barrier.wait().await;
+                    let status = buyer.post_webhook(&body).await.status();
+                    assert_eq!(status, 200, "round {round}: completion {n}");
+                } else {
+                    barrier.wait().await;
+                    let answer = spender
+                        .consume(&account, 1, &format!("lock-order-{round}-{n}"))
+                        .await;
+                    assert!(answer.is_ok(), "round {round}: consume {n}: {answer:?}");
+                }
+            });
+        }
+        while let Some(joined) = calls.join_next().await {
+            joined.expect("call");
+        }
+        let per_account = 1_000 + 1_000 * (EVENTS / ACCOUNTS) as i64 - (CONSUMES / ACCOUNTS) as i64;
+        for account in &accounts {
+            assert_eq!(
+                buyer.credit_balance(account).await,
+                per_account,
+                "round {round}: {account}"
+            );
+        }
+    }
+    buyer.assert_ledger_matches_balances().await;
+    let (Ok(buyer), Ok(spender)) = (Arc::try_unwrap(buyer), Arc::try_unwrap(spender)) else {
+        panic!("the replicas are still shared");
+    };
+    buyer.stop().await;
+    spender.stop().await;
+    if let Some(count) = deadlocks(&db).await {
+        assert_eq!(
+            count, 0,
+            "PostgreSQL detected deadlocks between the replicas' batches"
+        );
+    }
+}

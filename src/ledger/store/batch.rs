@@ -1,12 +1,13 @@
 //! What one writer batch reads and writes, each a single statement whatever the batch's size.
-//! Accounts are locked first (`FOR UPDATE`, sorted by id, on PostgreSQL); everything else an
-//! account owns (lots, holds, keys) is read after that lock, so it is read as committed.
+//! Accounts are locked first (`FOR NO KEY UPDATE`, sorted by id, on PostgreSQL); everything
+//! else an account owns (lots, holds, keys) is read after that lock, so it is read as committed.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Value,
+    sea_query::LockType,
 };
 
 use super::{account_state, allocations_text, hold, lot, metadata_text};
@@ -68,7 +69,11 @@ async fn accounts<C: ConnectionTrait>(
         .filter(which)
         .order_by_asc(account::Column::Id);
     if lock {
-        query = query.lock_exclusive();
+        // Not `FOR UPDATE`: a row that references an account (a purchase a Stripe event
+        // creates, before the ledger locks its accounts) takes `FOR KEY SHARE` on it, which
+        // `FOR UPDATE` waits for, so two replicas' batches deadlocked. We never change an
+        // account's id, and `FOR NO KEY UPDATE` still excludes every other writer.
+        query = query.lock(LockType::NoKeyUpdate);
     }
     Ok(query.all(db).await?.into_iter().map(account_state).collect())
 }
