@@ -218,7 +218,11 @@ impl Rig {
         }
         if failed && let Some(mount) = &self.mount {
             // The tmpfs goes with the run: keep a copy of the database beside the logs.
-            let _ = Command::new("cp").arg("-a").arg(mount.path()).arg(self.dir.join("db-copy")).status();
+            let _ = Command::new("cp")
+                .arg("-a")
+                .arg(mount.path())
+                .arg(self.dir.join("db-copy"))
+                .status();
         }
         drop(self.mount);
         if failed {

@@ -139,7 +139,10 @@ fn judge_answers(scenario: Scenario, records: &[Record], windows: &[(Instant, In
                 if during.is_empty() {
                     tally.violation(format!("outage {n}: no call was answered during it"));
                 }
-                eprintln!("outage {n}: {} call(s) sent and answered while it lasted", during.len());
+                eprintln!(
+                    "outage {n}: {} call(s) sent and answered while it lasted",
+                    during.len()
+                );
                 for record in during {
                     let expected = match record.op {
                         Op::Event { .. } => Answer::Http(503),
