@@ -105,9 +105,13 @@ fn postgres_code_is_transient(code: &str) -> bool {
         || code.starts_with("57P0")
 }
 
-/// SQLite result codes worth a retry: BUSY (5) and LOCKED (6), with their extended codes.
+/// SQLite result codes worth a retry, with their extended codes: BUSY (5) and LOCKED (6), and
+/// the file system failing under the database: READONLY (8), IOERR (10) and FULL (13), as
+/// PostgreSQL's class 53 (disk full) is. Nothing was written; Stripe and callers retry once an
+/// operator has made room, instead of the event being recorded as failed for good.
 fn sqlite_code_is_transient(code: &str) -> bool {
-    code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+    code.parse::<i32>()
+        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13))
 }
 
 #[cfg(test)]
@@ -130,11 +134,13 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_busy_and_locked_are_transient_in_every_extended_form() {
-        for code in ["5", "6", "261", "517", "773", "262"] {
+    fn sqlite_busy_locked_and_file_system_faults_are_transient_in_every_extended_form() {
+        for code in [
+            "5", "6", "261", "517", "773", "262", "8", "1032", "10", "778", "13",
+        ] {
             assert!(sqlite_code_is_transient(code), "{code}");
         }
-        for code in ["19", "1811", "2067", "8", "13", "1", "11"] {
+        for code in ["19", "1811", "2067", "1", "11", "14"] {
             assert!(!sqlite_code_is_transient(code), "{code}");
         }
     }

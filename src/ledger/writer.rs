@@ -189,7 +189,12 @@ impl<X: Extension> Shared<X> {
         let now = Utc::now().trunc_subsecs(6);
         let mut attempt = 0;
         let answers = loop {
-            match self.batch(&inputs, now).await {
+            let result = self.batch(&inputs, now).await;
+            if result.is_err() {
+                // A failed transaction can leave SQLite's connection inside it: start afresh.
+                db::discard_sqlite_writer_connection(&self.db).await;
+            }
+            match result {
                 Ok((answers, stats)) => {
                     self.record(&stats);
                     break answers;
@@ -200,7 +205,10 @@ impl<X: Extension> Shared<X> {
                     tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
                 }
                 Err(err) if err.is_transient() || inputs.len() == 1 => {
-                    if !err.is_transient() {
+                    if err.is_transient() {
+                        // Disk full, database gone: nothing written, every caller told to retry.
+                        tracing::warn!(error = %super::error::error_chain(&err), jobs = inputs.len(), "writer batch not written; its callers retry");
+                    } else {
                         tracing::error!(error = ?err, "writer job failed");
                     }
                     break inputs.iter().map(|_| Answer::Failed(share(&err))).collect();
@@ -269,11 +277,12 @@ impl<X: Extension> Shared<X> {
                         committed.push(stats);
                         answers.push(one.pop().unwrap_or(Answer::Failed(LedgerError::WriterStopped)));
                     }
+                    // The database itself failing (disk full, gone) is no job's own fault,
+                    // and may have ended the whole transaction: every job waits for a retry.
+                    Err(err) if err.is_transient() => return Err(err),
                     Err(err) => {
                         savepoint.rollback().await?;
-                        if !err.is_transient() {
-                            tracing::error!(error = ?err, "writer job failed on its own");
-                        }
+                        tracing::error!(error = ?err, "writer job failed on its own");
                         answers.push(Answer::Failed(err));
                     }
                 }
@@ -286,7 +295,10 @@ impl<X: Extension> Shared<X> {
         };
         match attempt.await {
             Ok(answers) => answers,
-            Err(err) => inputs.iter().map(|_| Answer::Failed(share(&err))).collect(),
+            Err(err) => {
+                db::discard_sqlite_writer_connection(&self.db).await;
+                inputs.iter().map(|_| Answer::Failed(share(&err))).collect()
+            }
         }
     }
 }
