@@ -163,8 +163,8 @@ pub async fn redeliver(traffic: &Traffic, records: &[Record], replica: usize, co
     let mut tally = Tally::default();
     for chunk in records.chunks(concurrency.max(1)) {
         let mut calls = tokio::task::JoinSet::new();
-        for record in chunk.iter().cloned() {
-            let traffic = traffic.clone();
+        for record in chunk {
+            let (traffic, record) = (traffic.clone(), record.clone());
             calls.spawn(async move { replay_one(&traffic, replica, &record).await });
         }
         while let Some(joined) = calls.join_next().await {
