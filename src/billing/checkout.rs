@@ -72,6 +72,12 @@ impl Billing {
         let account = ensured.account;
         if ensured.created {
             tracing::info!(account_id = account.account_id, "account created");
+        } else if ensured.email_changed {
+            // The caller knows the buyer: their current email wins (receipts, matching events).
+            tracing::info!(
+                account_id = account.account_id,
+                "account email changed to the one PurchaseCredits named"
+            );
         }
 
         if let Some(key) = &req.idempotency_key

@@ -92,11 +92,14 @@ impl Book {
     }
 
     /// Follows the buyer's new email (PurchaseCredits); the caller checked it is free.
-    pub fn change_email(&mut self, email: &str) {
-        if self.account.email != email {
+    /// Whether the email was another.
+    pub fn change_email(&mut self, email: &str) -> bool {
+        let changed = self.account.email != email;
+        if changed {
             self.account.email = email.to_owned();
             self.account_changed = true;
         }
+        changed
     }
 
     pub fn lots(&self) -> &[Lot] {

@@ -143,6 +143,9 @@ pub struct AccountView {
 pub struct Ensured {
     pub account: AccountView,
     pub created: bool,
+    /// An existing account now has the email PurchaseCredits named (`follow_email`).
+    #[serde(default)]
+    pub email_changed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

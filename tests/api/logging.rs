@@ -223,3 +223,55 @@ async fn credentials_in_urls_never_reach_the_start_up_log_in_any_form() {
     );
     assert!(!output.contains("hunter2"), "a secret leaked in\n{output}");
 }
+
+/// PurchaseCredits for a known account with a new email: the account follows the buyer's
+/// current email (the calling backend knows them), and the change is logged, by account id only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_with_a_new_email_updates_the_account_and_logs_it() {
+    const OLD_EMAIL: &str = "old-address-7c1e@example.com";
+    const NEW_EMAIL: &str = "new-address-9b4d@example.com";
+    let app = spawn_app().await;
+    app.mock_checkout_sessions().await;
+    let mut env = app.settings.clone();
+    env.insert("LOG_FORMAT".into(), "json".into());
+    let mut server = spawn_process(&env).await;
+    let mut client = CreditsServiceClient::new(grpc_channel(server.grpc_addr).await);
+    for email in [OLD_EMAIL, OLD_EMAIL, NEW_EMAIL] {
+        client
+            .purchase_credits(pb::PurchaseCreditsRequest {
+                account_id: "email-follower".into(),
+                email: email.into(),
+                price_id: STANDARD_PRICE.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("purchase");
+    }
+    let account = client
+        .ensure_account(pb::EnsureAccountRequest {
+            account_id: "email-follower".into(),
+            email: NEW_EMAIL.into(),
+        })
+        .await
+        .expect("EnsureAccount")
+        .into_inner();
+    assert!(!account.created);
+    assert_eq!(account.account.expect("account").email, NEW_EMAIL);
+
+    server.terminate();
+    assert_eq!(server.wait(Duration::from_secs(20)).await, Some(0));
+    let output = server.output();
+    let changes: Vec<Value> = output
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|log| log["message"] == "account email changed to the one PurchaseCredits named")
+        .collect();
+    assert_eq!(changes.len(), 1, "one change, logged once: {output:#?}");
+    assert_eq!(changes[0]["account_id"], "email-follower", "{}", changes[0]);
+    assert!(
+        !output
+            .iter()
+            .any(|l| l.contains(OLD_EMAIL) || l.contains(NEW_EMAIL)),
+        "emails are not logged: {output:#?}"
+    );
+}

@@ -182,15 +182,17 @@ impl Applying<'_> {
         }
         let book = self.book(id)?;
         let created = book.opened;
-        if ensure.follow_email {
-            book.change_email(email);
-        }
+        let email_changed = ensure.follow_email && !created && book.change_email(email);
         // A later call in the same batch sees it as existing.
         book.opened = false;
         let account = self
             .view(id)
             .ok_or_else(|| LedgerError::NotFound(format!("account {id}")))?;
-        Ok(Pending::Ready(Ok(Reply::Ensured(Ensured { account, created }))))
+        Ok(Pending::Ready(Ok(Reply::Ensured(Ensured {
+            account,
+            created,
+            email_changed,
+        }))))
     }
 
     fn grant(&mut self, n: usize, grant: &Grant) -> Result<Pending, LedgerError> {
