@@ -416,6 +416,18 @@ impl TestApp {
         format!("http://{}{path}", self.http_addr)
     }
 
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("scrape /metrics")
+            .text()
+            .await
+            .expect("/metrics text")
+    }
+
     // --- webhooks -----------------------------------------------------------------------------
 
     /// Posts `body` signed now with the test secret.

@@ -34,15 +34,7 @@ fn grant(account: &str, credits: i64) -> pb::GrantCreditsRequest {
 
 /// `(sum, count)` of the writer's batch size histogram.
 async fn batches(app: &TestApp) -> (f64, f64) {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
+    let text = app.metrics_text().await;
     let read = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())

@@ -119,18 +119,13 @@ async fn a_webhook_over_the_http_limit_is_503_while_the_first_completes() {
     assert!(second.headers().contains_key("retry-after"));
     assert_eq!(first.status(), 200);
     assert_eq!(app.count_events().await, 1);
-    let metrics = scrape(&app).await;
+    let metrics = app.metrics_text().await;
     for series in [
         r#"credits_webhook_responses_total{status="503",outcome="overloaded"} 1"#,
         r#"credits_webhook_responses_total{status="200",outcome="credited"} 1"#,
     ] {
         assert!(metrics.contains(series), "{series} in {metrics}");
     }
-}
-
-async fn scrape(app: &TestApp) -> String {
-    let response = app.http.get(app.url("/metrics")).send().await.expect("scrape");
-    response.text().await.expect("metrics text")
 }
 
 #[tokio::test]
@@ -161,7 +156,7 @@ async fn a_webhook_past_the_http_timeout_is_503_and_writes_nothing() {
     assert_eq!(response.status(), 503, "Stripe will redeliver");
     assert_eq!(app.count_events().await, 0);
     assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 0);
-    let metrics = scrape(&app).await;
+    let metrics = app.metrics_text().await;
     let series = r#"credits_webhook_responses_total{status="503",outcome="timeout"} 1"#;
     assert!(metrics.contains(series), "{series} in {metrics}");
 }

@@ -216,15 +216,7 @@ async fn serve_reconciles_periodically_when_an_interval_is_set() {
     app.assert_ledger_matches_balances().await;
     let mut exported = String::new();
     for _ in 0..50 {
-        exported = app
-            .http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        exported = app.metrics_text().await;
         if exported.contains("credits_reconcile_fixed_total 1") {
             break;
         }

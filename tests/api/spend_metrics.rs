@@ -7,17 +7,6 @@ use chrono::Utc;
 
 use crate::helpers::{TestApp, spend::grant_request};
 
-async fn scrape(app: &TestApp) -> String {
-    app.http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body")
-}
-
 /// The value of `name{label="value"}`, 0 when the series does not exist yet.
 fn series(text: &str, name: &str, label: &str, value: &str) -> f64 {
     let wanted = format!("{name}{{{label}=\"{value}\"}} ");
@@ -67,13 +56,13 @@ async fn metrics_count_credits_granted_consumed_and_expired_and_holds_by_outcome
     .expect("an expiring grant");
 
     // The sweep writes the lot off and ends the lapsed hold.
-    let mut text = scrape(&app).await;
+    let mut text = app.metrics_text().await;
     for _ in 0..300 {
         if credits(&text, "expiry") > 0.0 && holds(&text, "expired") > 0.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        text = scrape(&app).await;
+        text = app.metrics_text().await;
     }
     assert!(text.contains("# TYPE credits_ledger_credits counter"), "{text}");
     assert!(text.contains("# TYPE credits_holds counter"), "{text}");

@@ -35,15 +35,7 @@ async fn every_webhook_answer_is_counted_by_status_and_outcome() {
         413
     );
 
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics_text().await;
     for series in [
         r#"credits_webhook_responses_total{status="200",outcome="credited"} 1"#,
         r#"credits_webhook_responses_total{status="400",outcome="empty_body"} 1"#,

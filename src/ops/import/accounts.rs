@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, stream};
 
 use super::{
-    CHUNK, IN_FLIGHT, ImportFileError, ImportReport, RowReport, first_of_each,
+    CHUNK, IN_FLIGHT, ImportFileError, ImportReport, RowReport, first_of_each, queue_row,
     rows::{self, FieldError, Row},
 };
 use crate::{
@@ -66,22 +66,7 @@ pub async fn import(
             Ok(c)
         });
         let key = checked.as_ref().ok().map(|c| c.account_id.to_string());
-        match checked {
-            Ok(c) => {
-                commands.push((reports.len(), c));
-                // Its result replaces this once the writer answers.
-                reports.push(RowReport {
-                    line,
-                    key,
-                    result: Err(String::new()),
-                });
-            }
-            Err(why) => reports.push(RowReport {
-                line,
-                key,
-                result: Err(why),
-            }),
-        }
+        queue_row(&mut reports, &mut commands, line, key, checked);
     }
     if options.dry_run {
         for chunk in commands.chunks(CHUNK) {

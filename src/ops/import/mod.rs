@@ -38,6 +38,25 @@ impl<T> ImportReport<T> {
     }
 }
 
+/// Files a checked row: queued for the writer, its report a placeholder its answer replaces, or
+/// reported refused.
+fn queue_row<T, C>(
+    reports: &mut Vec<RowReport<T>>,
+    queued: &mut Vec<(usize, C)>,
+    line: usize,
+    key: Option<String>,
+    checked: Result<C, String>,
+) {
+    let result = match checked {
+        Ok(row) => {
+            queued.push((reports.len(), row));
+            Err(String::new())
+        }
+        Err(why) => Err(why),
+    };
+    reports.push(RowReport { line, key, result });
+}
+
 /// Refuses a row whose key an earlier row of the file already has.
 fn first_of_each(
     seen: &mut HashMap<String, usize>,

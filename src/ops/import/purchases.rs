@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, stream};
 
 use super::{
-    CHUNK, IN_FLIGHT, ImportFileError, ImportReport, RowReport, first_of_each,
+    CHUNK, IN_FLIGHT, ImportFileError, ImportReport, RowReport, first_of_each, queue_row,
     rows::{self, FieldError, Row},
 };
 use crate::{
@@ -95,21 +95,7 @@ pub async fn import(
                 Ok(p)
             });
         let key = result.as_ref().ok().map(|p| p.session_id.clone());
-        match result {
-            Ok(p) => {
-                checked.push((reports.len(), p));
-                reports.push(RowReport {
-                    line,
-                    key,
-                    result: Err(String::new()),
-                });
-            }
-            Err(why) => reports.push(RowReport {
-                line,
-                key,
-                result: Err(why),
-            }),
-        }
+        queue_row(&mut reports, &mut checked, line, key, result);
     }
 
     let mut ready = Vec::with_capacity(checked.len());
