@@ -2,17 +2,7 @@
 
 use std::process::Output;
 
-use crate::helpers::{TestApp, TestDatabase};
-
-async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"))
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .expect("run the credits binary")
-}
+use crate::helpers::{TestApp, TestDatabase, run_binary as run};
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()

@@ -3,17 +3,7 @@
 
 use std::process::Output;
 
-use crate::helpers::TestApp;
-
-async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"))
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .expect("run the credits binary")
-}
+use crate::helpers::{TestApp, run_binary as run};
 
 fn one_line_naming(output: &Output, name: &str) {
     let message = String::from_utf8_lossy(&output.stderr);

@@ -15,7 +15,7 @@ use credits::{
     grpc::pb::{self, credits_service_client::CreditsServiceClient},
 };
 use hmac::{Hmac, KeyInit, Mac};
-pub use process::spawn_process;
+pub use process::{run_binary, spawn_process};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder,

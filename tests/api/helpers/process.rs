@@ -75,6 +75,17 @@ fn collect_lines<R>(
 }
 
 /// Starts `credits serve` with `env` and waits for its "listening" log line.
+/// Runs the binary once with exactly these settings (nothing inherited) and waits for it.
+pub async fn run_binary(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("run the credits binary")
+}
+
 pub async fn spawn_process(env: &HashMap<String, String>) -> ServerProcess {
     let mut env = env.clone();
     env.entry("LOG_FORMAT".into()).or_insert_with(|| "json".into());
