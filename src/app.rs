@@ -14,7 +14,6 @@ use hyper_util::{
 use sea_orm::DatabaseConnection;
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{ServerTlsConfig, server::TcpIncoming};
 use tower::Service;
 
 use crate::{
@@ -22,11 +21,12 @@ use crate::{
     catalog,
     config::{AppEnv, HttpSettings, Settings},
     db,
-    grpc::{CreditsApi, auth::BearerTokens, guard::Guarded, pb, tls},
+    grpc::{CreditsApi, auth::BearerTokens, grace::GraceLayer, guard::Guarded, pb, tls},
     health::Health,
     ledger::{Ledger, TrialPolicy, WriterSettings, writer},
     limits,
     metrics::{self, Metrics},
+    net::{self, Connections, GuardedIo, Lingering},
     ops,
     stripe::StripeGateway,
     webhook::{self, WebhookState},
@@ -111,13 +111,16 @@ impl Services {
     }
 }
 
+/// How long, after the grace, the last answers and GOAWAYs get to reach callers.
+const LAST_WORDS: Duration = Duration::from_secs(1);
+
 /// A built, bound, not yet serving instance of the service.
 pub struct Application {
     settings: Settings,
     services: Services,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
-    grpc_tls: Option<ServerTlsConfig>,
+    grpc_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Application {
@@ -188,19 +191,22 @@ impl Application {
         );
         let grpc_addr = self.grpc_addr();
         let http_addr = self.http_addr();
+        // Fires when the shutdown grace runs out: calls and streams still open end with a status.
+        let ended = CancellationToken::new();
+        let lingering = Lingering::default();
         let grpc_drain = drain.clone();
-        let mut grpc_server = tonic::transport::Server::builder();
-        if let Some(tls) = self.grpc_tls {
-            grpc_server = grpc_server.tls_config(tls)?;
-        }
-        let grpc = grpc_server
+        let grpc = tonic::transport::Server::builder()
+            .layer(GraceLayer::new(ended.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(api)
-            .serve_with_incoming_shutdown(TcpIncoming::from(self.grpc_listener), async move {
-                grpc_drain.cancelled().await;
-            });
+            .serve_with_incoming_shutdown(
+                Connections::new(self.grpc_listener, self.grpc_tls, lingering.clone()),
+                async move {
+                    grpc_drain.cancelled().await;
+                },
+            );
 
         if self.settings.stripe.webhook_secrets.is_empty() && self.settings.app_env == AppEnv::Development {
             tracing::warn!(
@@ -222,8 +228,15 @@ impl Application {
                 self.settings.database_max_connections,
             ));
         let router = limits::limit_body_read(router, self.settings.http.body_read_timeout);
+        let router = limits::end_at_grace(router, ended.clone());
         let router = webhook::count_answers(router, metrics.clone());
-        let http = serve_http(self.http_listener, router, self.settings.http, drain.clone());
+        let http = serve_http(
+            self.http_listener,
+            router,
+            self.settings.http,
+            drain.clone(),
+            lingering.clone(),
+        );
 
         tracing::info!(%grpc_addr, %http_addr, "credits listening");
         let mut grpc_task = tokio::spawn(grpc);
@@ -235,14 +248,27 @@ impl Application {
         health.begin_shutdown().await;
         // Keep accepting while load balancers see NOT_SERVING / 503 and stop routing here.
         tokio::time::sleep(self.settings.shutdown_delay).await;
+        // Stop accepting; every open connection gets a graceful GOAWAY (HTTP/2) or closes once
+        // idle (HTTP/1.1), and what it has accepted runs to its answer.
         drain.cancel();
         let grace = self.settings.shutdown_grace;
-        let drained = tokio::time::timeout(grace, async {
+        let stragglers = [grpc_task.abort_handle(), http_task.abort_handle()];
+        let mut servers = pin!(async {
             let grpc = (&mut grpc_task).await;
             let http = (&mut http_task).await;
             (grpc, http)
-        })
-        .await;
+        });
+        let mut drained = tokio::time::timeout(grace, &mut servers).await;
+        if drained.is_err() {
+            // Long-lived streams (health watches) do not end by themselves; a call still running
+            // gets UNAVAILABLE. Their answers and the last GOAWAY need a moment to go out.
+            tracing::warn!(
+                ?grace,
+                "shutdown grace elapsed; ending the calls and streams still open"
+            );
+            ended.cancel();
+            drained = tokio::time::timeout(LAST_WORDS, &mut servers).await;
+        }
         watcher.abort();
         for job in jobs {
             job.abort();
@@ -254,13 +280,15 @@ impl Application {
                 Ok(())
             })(),
             Err(_) => {
-                // Long-lived streams (health watches) do not end by themselves.
-                grpc_task.abort();
-                http_task.abort();
-                tracing::warn!(?grace, "shutdown grace elapsed; remaining connections closed");
+                stragglers.iter().for_each(tokio::task::AbortHandle::abort);
+                tracing::warn!("connections still open after the grace were closed");
                 Ok(())
             }
         };
+        // Closed connections read what their callers still send, so the last answers arrive.
+        if tokio::time::timeout(net::LINGER, lingering.wait()).await.is_err() {
+            tracing::debug!("lingering closes cut short");
+        }
         // Every request has been answered; what the writer still holds is committed first.
         drop((health, billing));
         self.services.stop(grace).await;
@@ -276,7 +304,13 @@ impl Application {
 /// header timeout covers each HTTP/1 request head, and the first request of any connection must
 /// arrive within the same time, because the protocol sniff before it reads without a timer.
 // Long on purpose: one accept loop; its timeouts are explained where they are set.
-async fn serve_http(listener: TcpListener, router: Router, settings: HttpSettings, drain: CancellationToken) {
+async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    settings: HttpSettings,
+    drain: CancellationToken,
+    lingering: Lingering,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -307,7 +341,7 @@ async fn serve_http(listener: TcpListener, router: Router, settings: HttpSetting
             })
         };
         let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(GuardedIo::new(stream, lingering.clone())), service)
             .into_owned();
         let (header_timeout, drain) = (settings.header_read_timeout, drain.clone());
         connections.spawn(async move {

@@ -16,6 +16,8 @@
 //!   accounts and purchases from the Django app.
 //! - `stripe/`: the Stripe API calls, over async-stripe.
 //! - `entities/`: SeaORM entities; the schema is in the `migration` crate.
+//! - `net/`: the connections under both servers: the gRPC accept loop (TLS), the HTTP/2 guard
+//!   and lingering close that keep a graceful shutdown graceful.
 //! - `health`, `db/`, `shutdown`, `telemetry`, `cli`: process plumbing.
 //! - `metrics` (`GET /metrics`), `limits` (HTTP load shedding and read timeouts): operations.
 
@@ -32,6 +34,7 @@ pub mod health;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;
+pub mod net;
 pub mod ops;
 pub mod shutdown;
 pub mod stripe;

@@ -23,6 +23,7 @@ use axum::{
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use serde_json::json;
 use tokio::{sync::Semaphore, time::Sleep};
+use tokio_util::sync::CancellationToken;
 
 use crate::{config::HttpSettings, metrics::AnswerOutcome};
 
@@ -46,6 +47,23 @@ pub fn limit_http(router: Router, settings: HttpSettings) -> Router {
 /// so a trickling client releases its webhook slot at the deadline.
 pub fn limit_body_read(router: Router, timeout: Duration) -> Router {
     router.layer(middleware::from_fn_with_state(timeout, body_deadline))
+}
+
+/// Answers 503 `shutting_down` to every request of `router` still running when `ended` fires
+/// (the shutdown grace ran out): Stripe redelivers, and the connection can close cleanly.
+pub fn end_at_grace(router: Router, ended: CancellationToken) -> Router {
+    router.layer(middleware::from_fn_with_state(ended, grace))
+}
+
+async fn grace(State(ended): State<CancellationToken>, request: Request, next: Next) -> Response {
+    tokio::select! {
+        biased;
+        response = next.run(request) => response,
+        () = ended.cancelled() => {
+            tracing::warn!("HTTP request still running when the shutdown grace ran out; answering 503");
+            unavailable("shutting_down")
+        }
+    }
 }
 
 async fn shed(State(limits): State<Limits>, request: Request, next: Next) -> Response {

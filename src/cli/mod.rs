@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::{
-    app::StartupError, catalog, config::Settings, events::EventOutcome, ops::import::ImportFileError,
+    app::StartupError, catalog, config::Settings, events::EventOutcome, grpc::tls::TlsError,
+    ops::import::ImportFileError,
 };
 
 #[derive(Debug, Parser)]
@@ -181,11 +182,13 @@ impl From<StartupError> for CliError {
     fn from(err: StartupError) -> Self {
         match err {
             StartupError::Packs(err) => Self::Usage(err),
-            // A PEM file that cannot be read is a bad setting, like any other: exit 2.
-            StartupError::Tls(err) => Self::Config(crate::config::ConfigError::new(
-                err.var,
-                format!("cannot read {}: {}", err.path.display(), err.source),
-            )),
+            // A PEM file that cannot be read or used is a bad setting, like any other: exit 2.
+            StartupError::Tls(TlsError::Read { var, path, source }) => Self::Config(
+                crate::config::ConfigError::new(var, format!("cannot read {}: {source}", path.display())),
+            ),
+            StartupError::Tls(TlsError::Invalid { var, path, reason }) => Self::Config(
+                crate::config::ConfigError::new(var, format!("{}: {reason}", path.display())),
+            ),
             other => Self::Failed(other.into()),
         }
     }

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod convert;
+pub mod grace;
 pub mod guard;
 pub mod service;
 pub mod status;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use wiremock::MockServer;
 
+pub mod h2_raw;
 mod process;
 pub mod spend;
 mod stripe;

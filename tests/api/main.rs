@@ -23,6 +23,7 @@ mod metrics;
 mod operations;
 mod packs_sync;
 mod settlement_races;
+mod shutdown_drain;
 mod spend_accounts;
 mod spend_clawbacks;
 mod spend_cli;

@@ -102,6 +102,7 @@ fn reference(traffic: &Traffic, op: &Op) -> Option<String> {
         Op::Event { n } => Some(format!("cs_bench_{}_{n}", traffic.run)),
         Op::Consume { n } => Some(traffic.consume_key(*n)),
         Op::Hold { hold_id, .. } => hold_id.as_ref().map(|id| format!("hold:{id}")),
+        Op::Purchase { .. } => None,
     }
 }
 
@@ -147,6 +148,7 @@ pub fn acknowledged_are_there(
                 tally.debits_acked += u64::from(acked);
                 acked
             }
+            Op::Purchase { .. } => false,
         };
         if let Some(reference) = reference(traffic, &record.op).filter(|_| acked)
             && !accounts[record.account].references.contains_key(&reference)
@@ -212,6 +214,11 @@ async fn replay_one(traffic: &Traffic, replica: usize, record: &Record) -> Optio
                 None
             }
         }
+        // A Checkout Session moves no credits; its key replays it.
+        Op::Purchase { n } => {
+            let answer = traffic.purchase(replica, *n, account).await;
+            (!answer.acknowledged()).then(|| format!("replay of purchase {n} answered {answer:?}"))
+        }
     }
 }
 
@@ -232,6 +239,7 @@ pub async fn exact(
             Op::Event { .. } => pack_credits,
             Op::Consume { .. } => -CONSUME_CREDITS,
             Op::Hold { .. } => -CAPTURE_CREDITS,
+            Op::Purchase { .. } => 0,
         };
         if let Some(reference) = reference(traffic, &record.op) {
             wanted[record.account].insert(reference);

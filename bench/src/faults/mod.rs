@@ -5,17 +5,20 @@
 //! - `kill`: `kill -9` at random moments under load, restarted on the same database.
 //! - `pg-outage`: the PostgreSQL server stopped for a while under load, then started again.
 //! - `disk-full`: the SQLite database's file system filled up under load, then freed.
-//! - `sigterm`: SIGTERM under load (with holds): in-flight calls answered, exit 0.
+//! - `sigterm`: SIGTERM under load (with holds, purchases waiting on a slow Stripe, and callers
+//!   that write HTTP/2 like grpc-core): every call in flight answered, never cut, exit 0.
 //! - `replicas`: two replicas on one PostgreSQL database, one killed under load.
 //!
 //! After each: every event is redelivered and every key replayed, and the invariants checked
 //! through gRPC (`check`).
 
 mod check;
+mod core_like;
 mod pg;
 mod rig;
 mod scenarios;
 mod service;
+mod stripe;
 mod traffic;
 
 use std::{path::PathBuf, time::Duration};

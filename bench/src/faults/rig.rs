@@ -76,6 +76,7 @@ impl Rig {
         args: &FaultArgs,
         replicas: usize,
         store: Store,
+        extra: &[(&str, String)],
     ) -> anyhow::Result<(Self, Vec<Service>)> {
         let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
         let dir = std::env::temp_dir().join(format!("credits-faults-{run}"));
@@ -117,7 +118,10 @@ impl Rig {
         let mut launches = Vec::new();
         let mut services = Vec::new();
         for n in 0..replicas {
-            let launch = Launch::new(&binary, &dir, &database_url, SECRET, &format!("replica{n}"))?;
+            let mut launch = Launch::new(&binary, &dir, &database_url, SECRET, &format!("replica{n}"))?;
+            launch
+                .extra
+                .extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
             services.push(launch.start(&http).await?);
             launches.push(launch);
         }
@@ -158,6 +162,7 @@ impl Rig {
             targets,
             accounts: Arc::new(accounts),
             holds: false,
+            purchases: false,
             run,
         };
         let start = check::snapshots(&traffic, 0)

@@ -157,12 +157,17 @@ impl Service {
     }
 }
 
+/// The Stripe price of the one pack the services sell.
+pub const PRICE: &str = "price_faults_standard";
+
 /// Writes the packs file the services sell: one pack with a Stripe price, as the events name.
 pub fn write_packs(dir: &Path) -> anyhow::Result<()> {
     std::fs::write(
         dir.join("packs.toml"),
-        "[[pack]]\nid = \"standard\"\nname = \"Standard\"\ncredits = 500\nunit_amount = 1500\n\
-         currency = \"usd\"\nstripe_price_id = \"price_faults_standard\"\n",
+        format!(
+            "[[pack]]\nid = \"standard\"\nname = \"Standard\"\ncredits = 500\nunit_amount = 1500\n\
+             currency = \"usd\"\nstripe_price_id = \"{PRICE}\"\n"
+        ),
     )?;
     Ok(())
 }

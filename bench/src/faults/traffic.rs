@@ -1,6 +1,6 @@
 //! The load a fault scenario runs under, with a record of every call: signed webhook events,
 //! ConsumeCredits of 1 credit with distinct keys and, when asked, ReserveCredits of 2 then
-//! CaptureHold of 1. Each record says what was sent, when, and how it was answered, so that
+//! CaptureHold of 1, and PurchaseCredits (which waits on Stripe). Each record says what was sent, when, and how it was answered, so that
 //! afterwards everything can be redelivered and replayed and the answers judged.
 
 use std::{
@@ -52,6 +52,8 @@ pub enum Op {
         hold_id: Option<String>,
         capture: Option<Answer>,
     },
+    /// PurchaseCredits `n`: a Checkout Session, no balance change.
+    Purchase { n: u64 },
 }
 
 /// One call, to one replica.
@@ -73,6 +75,7 @@ pub struct Traffic {
     pub events: Arc<Events>,
     pub accounts: Arc<Vec<String>>,
     pub holds: bool,
+    pub purchases: bool,
     pub run: String,
 }
 
@@ -162,13 +165,31 @@ impl Traffic {
         }
     }
 
+    /// PurchaseCredits `n` for `account`: a new Checkout Session, under key `n`.
+    pub async fn purchase(&self, replica: usize, n: u64, account: usize) -> Answer {
+        let target = &self.targets[replica];
+        let mut request = target.request(pb::PurchaseCreditsRequest {
+            account_id: self.accounts[account].clone(),
+            email: format!("{}@faults.example", self.accounts[account]),
+            price_id: super::service::PRICE.into(),
+            idempotency_key: format!("fault-{}-p{n}", self.run),
+            ..Default::default()
+        });
+        request.set_timeout(Duration::from_secs(20));
+        match target.client().purchase_credits(request).await {
+            Ok(_) => Answer::Grpc(tonic::Code::Ok),
+            Err(status) => Answer::of_status(&status),
+        }
+    }
+
     async fn one(&self, replica: usize, n: u64) -> Record {
         let account = (n as usize / 3) % self.accounts.len();
         let sent = Instant::now();
-        let kinds = if self.holds { 3 } else { 2 };
+        let kinds = 2 + u64::from(self.holds) + u64::from(self.purchases);
         let (op, answer) = match n % kinds {
             0 => (Op::Event { n }, self.deliver(replica, n, account).await),
             1 => (Op::Consume { n }, self.consume(replica, n, account).await.0),
+            2 if self.purchases => (Op::Purchase { n }, self.purchase(replica, n, account).await),
             _ => {
                 let (answer, hold_id) = self.reserve(replica, n, account).await;
                 let capture = match &hold_id {
