@@ -5,7 +5,6 @@
 use std::{net::SocketAddr, pin::pin, sync::Arc, time::Duration};
 
 use axum::Router;
-use chrono::Utc;
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -17,17 +16,18 @@ use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use crate::{
-    billing::{Billing, fulfilment::Fulfilment},
-    catalog,
+    billing::{Billing, Fulfilment},
+    catalog::{self, Catalog},
     config::{AppEnv, HttpSettings, Settings},
     db,
+    events::EventLog,
     grpc::{CreditsApi, auth::BearerTokens, grace::GraceLayer, guard::Guarded, pb, tls},
     health::Health,
     ledger::{Ledger, TrialPolicy, WriterSettings, writer},
     limits,
     metrics::{self, Metrics},
     net::{self, Connections, GuardedIo, Lingering},
-    ops,
+    ops::{self, jobs::Leases},
     stripe::StripeGateway,
     webhook::{self, WebhookState},
 };
@@ -51,10 +51,21 @@ pub enum StartupError {
     Tls(#[from] tls::TlsError),
 }
 
-/// Billing over the ledger writer, as `serve` and the command line run them.
+/// The ledger with billing's part of its writer: what the service runs.
+pub type AppLedger = Ledger<Fulfilment>;
+
+/// The domain services, built once, as `serve` and the command line run them: each transport,
+/// job and command takes what it needs from here.
 pub struct Services {
+    pub ledger: AppLedger,
     pub billing: Billing,
+    pub events: EventLog,
+    pub catalog: Catalog,
+    pub leases: Leases,
+    pub stripe: StripeGateway,
     pub metrics: Metrics,
+    /// The read pool, whose use `/metrics` reports.
+    reads: DatabaseConnection,
     writer: Vec<tokio::task::JoinHandle<()>>,
     stop_writer: CancellationToken,
 }
@@ -81,15 +92,23 @@ impl Services {
         );
         let checkpointer = db::checkpoint_sqlite(reads.clone(), stop_writer.clone());
         let stripe = StripeGateway::new(&settings.stripe)?;
+        let ledger = Ledger::new(handle, reads.clone());
         let billing = Billing::new(
-            Ledger::new(handle, reads),
-            stripe,
+            ledger.clone(),
+            reads.clone(),
+            stripe.clone(),
             settings.frontend_url.clone(),
             settings.redirects.clone(),
         );
         Ok(Self {
+            ledger,
             billing,
+            events: EventLog::new(reads.clone()),
+            catalog: Catalog::new(reads.clone()),
+            leases: Leases::new(reads.clone()),
+            stripe,
             metrics,
+            reads,
             writer: writer.into_iter().chain(checkpointer).collect(),
             stop_writer,
         })
@@ -98,7 +117,7 @@ impl Services {
     /// Lets the writer finish what is queued, then waits for it (at most `grace`).
     pub async fn stop(self, grace: Duration) {
         self.stop_writer.cancel();
-        drop(self.billing);
+        drop((self.ledger, self.billing));
         let finished = tokio::time::timeout(grace, async {
             for task in self.writer {
                 let _ = task.await;
@@ -131,7 +150,7 @@ impl Application {
         if settings.migrate_on_start {
             db::migrate(&db).await?;
         }
-        catalog::store::store_pack_file(&db, &packs, Utc::now()).await?;
+        Catalog::new(db.clone()).store_pack_file(&packs).await?;
         let services = Services::start(&settings, db).await?;
 
         let bind = |addr: SocketAddr| async move {
@@ -163,8 +182,8 @@ impl Application {
     // Long on purpose: the start-up and shut-down order of both servers, read top to bottom.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        let billing = self.services.billing.clone();
-        let health = Health::new(reporter, billing.ledger().clone(), Duration::from_secs(2));
+        let services = &self.services;
+        let health = Health::new(reporter, services.ledger.clone(), Duration::from_secs(2));
         let drain = CancellationToken::new();
         let watcher = health
             .start_watcher(self.settings.health_check_interval, drain.clone())
@@ -178,10 +197,11 @@ impl Application {
         };
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
-        let metrics = self.services.metrics.clone();
+        let metrics = services.metrics.clone();
         let api = Guarded::new(
             pb::credits_service_server::CreditsServiceServer::new(CreditsApi::new(
-                billing.clone(),
+                services.ledger.clone(),
+                services.billing.clone(),
                 self.settings.stripe.publishable_key.clone(),
             )),
             BearerTokens::new(&self.settings.grpc.auth_tokens),
@@ -214,7 +234,7 @@ impl Application {
             );
         }
         let webhook = webhook::router(WebhookState {
-            billing: billing.clone(),
+            billing: services.billing.clone(),
             secrets: self.settings.stripe.webhook_secrets.clone(),
             tolerance: self.settings.stripe.webhook_tolerance,
             metrics: metrics.clone(),
@@ -224,7 +244,7 @@ impl Application {
             .merge(limits::limit_http(webhook, self.settings.http))
             .merge(metrics::router(
                 metrics.clone(),
-                billing.ledger().db().clone(),
+                services.reads.clone(),
                 self.settings.database_max_connections,
             ));
         let router = limits::limit_body_read(router, self.settings.http.body_read_timeout);
@@ -242,7 +262,17 @@ impl Application {
         let mut grpc_task = tokio::spawn(grpc);
         let mut http_task = tokio::spawn(http);
 
-        let jobs = ops::scheduler::spawn(billing.clone(), metrics, &self.settings, drain.clone());
+        let jobs = ops::scheduler::spawn(
+            ops::scheduler::Jobs {
+                ledger: services.ledger.clone(),
+                billing: services.billing.clone(),
+                events: services.events.clone(),
+                leases: services.leases.clone(),
+                metrics,
+            },
+            &self.settings,
+            drain.clone(),
+        );
 
         shutdown.cancelled().await;
         health.begin_shutdown().await;
@@ -290,7 +320,7 @@ impl Application {
             tracing::debug!("lingering closes cut short");
         }
         // Every request has been answered; what the writer still holds is committed first.
-        drop((health, billing));
+        drop(health);
         self.services.stop(grace).await;
         tracing::info!("credits stopped");
         result

@@ -15,23 +15,34 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::billing::BillingLedger;
+use crate::ledger::{Extension, Ledger};
 
 /// The service name health clients ask about, besides the whole server ("").
 pub const SERVICE_NAME: &str = "credits.v1.CreditsService";
 
 /// Shared view of whether this replica should receive traffic.
-#[derive(Clone)]
-pub struct Health {
+pub struct Health<X: Extension> {
     reporter: HealthReporter,
-    ledger: BillingLedger,
+    ledger: Ledger<X>,
     probe_timeout: Duration,
     stopping: Arc<AtomicBool>,
     serving: Arc<AtomicBool>,
 }
 
-impl Health {
-    pub fn new(reporter: HealthReporter, ledger: BillingLedger, probe_timeout: Duration) -> Self {
+impl<X: Extension> Clone for Health<X> {
+    fn clone(&self) -> Self {
+        Self {
+            reporter: self.reporter.clone(),
+            ledger: self.ledger.clone(),
+            probe_timeout: self.probe_timeout,
+            stopping: self.stopping.clone(),
+            serving: self.serving.clone(),
+        }
+    }
+}
+
+impl<X: Extension> Health<X> {
+    pub fn new(reporter: HealthReporter, ledger: Ledger<X>, probe_timeout: Duration) -> Self {
         Self {
             reporter,
             ledger,
@@ -103,7 +114,7 @@ impl Health {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz))
+            .route("/readyz", get(readyz::<X>))
             .with_state(self.clone())
     }
 }
@@ -112,7 +123,7 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn readyz(State(health): State<Health>) -> (StatusCode, Json<Value>) {
+async fn readyz<X: Extension>(State(health): State<Health<X>>) -> (StatusCode, Json<Value>) {
     if health.stopping.load(Ordering::SeqCst) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -16,7 +16,7 @@ use credits::{
     config::Settings,
     db,
     grpc::pb::{self, credits_service_client::CreditsServiceClient, credits_service_server as server},
-    ledger::{AccountId, Email},
+    ledger::{AccountId, Email, EnsureAccount},
 };
 use sea_orm::{ConnectionTrait, Database};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -130,9 +130,12 @@ pub async fn writer(
             Email::parse(&format!("{id}@bench.example"))?,
         );
         services
-            .billing
-            .ledger()
-            .ensure_account(account, email, false)
+            .ledger
+            .send(EnsureAccount {
+                account_id: account,
+                email,
+                follow_email: false,
+            })
             .await?;
     }
     let billing = services.billing.clone();

@@ -6,13 +6,13 @@ use chrono::Utc;
 
 use super::{
     Billing, BillingError,
-    fulfilment::{Done, Job},
+    fulfilment::Job,
     store::{self, Purchase},
     types::{PriceId, PurchaseStatus, RedirectUrl},
 };
 use crate::{
     catalog,
-    ledger::{AccountId, Email, IdempotencyKey, InvalidInput, LedgerError},
+    ledger::{AccountId, Email, EnsureAccount, IdempotencyKey, InvalidInput, LedgerError},
     stripe::CheckoutRequest,
 };
 
@@ -57,7 +57,7 @@ impl Billing {
                 return Err(LedgerError::from(InvalidInput::new(field, reason)).into());
             }
         }
-        let pack = catalog::store::pack_by_price(self.ledger.db(), req.price_id.as_str())
+        let pack = catalog::store::pack_by_price(&self.db, req.price_id.as_str())
             .await
             .map_err(LedgerError::from)?
             .filter(|pack| pack.active)
@@ -67,7 +67,11 @@ impl Billing {
 
         let ensured = self
             .ledger
-            .ensure_account(req.account_id.clone(), req.email.clone(), true)
+            .send(EnsureAccount {
+                account_id: req.account_id.clone(),
+                email: req.email.clone(),
+                follow_email: true,
+            })
             .await?;
         let account = ensured.account;
         if ensured.created {
@@ -81,7 +85,7 @@ impl Billing {
         }
 
         if let Some(key) = &req.idempotency_key
-            && let Some(done) = store::by_idempotency_key(self.ledger.db(), &account.account_id, key.as_str())
+            && let Some(done) = store::by_idempotency_key(&self.db, &account.account_id, key.as_str())
                 .await
                 .map_err(LedgerError::from)?
             && let Some(started) = started(&done)
@@ -128,14 +132,7 @@ impl Billing {
             completed_at: None,
             credits_expire_at: None,
         };
-        let recorded = match self.ledger.writer().extension(Job::Open(purchase)).await? {
-            Done::Opened(recorded) => recorded,
-            Done::Event(_) | Done::Imported { .. } => {
-                return Err(
-                    LedgerError::Unexpected(anyhow::anyhow!("the writer answered another job")).into(),
-                );
-            }
-        };
+        let recorded = self.run(|answer| Job::Open { purchase, answer }).await?;
         tracing::info!(
             purchase_id = recorded.id,
             session_id = session.id,

@@ -17,6 +17,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
+use tokio::sync::oneshot;
 
 mod decide;
 mod resolve;
@@ -31,10 +32,7 @@ use super::{
 use crate::{
     catalog,
     events::{self, Delivery, EventOutcome},
-    ledger::{
-        Extension, LedgerError,
-        command::{Posted, Posting},
-    },
+    ledger::{Extension, ExtensionJob, LedgerError, Posted, Posting},
 };
 
 /// A pack named by the session's line items, fetched from Stripe before the job was queued.
@@ -48,8 +46,57 @@ pub struct LineItemPack {
 /// A session's line items, fetched before queueing: the pack they name, or why not.
 pub type LineItems = Option<Result<Option<LineItemPack>, String>>;
 
-/// What billing asks the writer to do.
+/// Where a job's answer goes: filled when its batch is decided and written, sent once the
+/// batch is committed.
+#[derive(Debug)]
+pub struct Answer<T> {
+    to: oneshot::Sender<Result<T, LedgerError>>,
+    ready: Option<T>,
+}
+
+impl<T: Send + 'static> Answer<T> {
+    /// An answer slot and the receiver its caller waits on.
+    pub fn new() -> (Self, oneshot::Receiver<Result<T, LedgerError>>) {
+        let (to, from) = oneshot::channel();
+        (Self { to, ready: None }, from)
+    }
+
+    fn set(&mut self, answer: T) {
+        self.ready = Some(answer);
+    }
+
+    fn send(self) {
+        let answer = self.ready.ok_or_else(|| {
+            LedgerError::Unexpected(anyhow::anyhow!("a billing job was committed without an answer"))
+        });
+        // A caller that gave up no longer listens; its job is done.
+        let _ = self.to.send(answer);
+    }
+
+    fn fail(self, err: LedgerError) {
+        let _ = self.to.send(Err(err));
+    }
+}
+
+/// What an event job was decided to do.
+#[derive(Debug)]
+pub struct Decided {
+    report: FulfilmentReport,
+    /// The event to finish in the event store; None for a duplicate (another delivery owns
+    /// the event) or a reconciliation.
+    finish: Option<String>,
+}
+
+/// What an imported purchase came to: the purchase recorded for the session, and whether this
+/// job recorded it (false when one already was).
 #[derive(Debug, Clone)]
+pub struct ImportedPurchase {
+    pub recorded: Purchase,
+    pub inserted: bool,
+}
+
+/// What billing asks the writer to do; each job carries where its answer goes.
+#[derive(Debug)]
 pub enum Job {
     /// A Stripe event, from the webhook, an operator's replay or reconciliation.
     Event {
@@ -58,29 +105,51 @@ pub enum Job {
         /// Only for sessions neither the metadata nor a purchase names a pack for: the line
         /// items' pack, or why it could not be had.
         line_items: LineItems,
+        decided: Option<Decided>,
+        answer: Answer<FulfilmentReport>,
     },
-    /// PurchaseCredits opened a Checkout Session: record its pending purchase.
-    Open(Purchase),
+    /// PurchaseCredits opened a Checkout Session: record its pending purchase. The answer is
+    /// the purchase recorded for the session (an earlier one when a repeat won the race).
+    Open {
+        purchase: Purchase,
+        answer: Answer<Purchase>,
+    },
     /// A purchase completed before the move (`credits import purchases`): recorded as it was,
     /// crediting nothing, since its credits came with the account's imported balance. Refunds
     /// Stripe reported for its payment before it was recorded are settled now.
-    Import(Purchase),
-    /// An event whose processing failed for good (or could not be parsed): stored as `failed`
-    /// with the error, for operators to list and replay.
-    Failed { event: StripeEvent, error: String },
+    Import {
+        purchase: Purchase,
+        inserted: bool,
+        answer: Answer<ImportedPurchase>,
+    },
+    /// An event that could not be parsed or failed before the writer: stored as `failed` with
+    /// the error, for operators to list and replay.
+    Failed {
+        event: StripeEvent,
+        error: String,
+        decided: Option<Decided>,
+        answer: Answer<()>,
+    },
 }
 
-/// What a job did.
-#[derive(Debug, Clone)]
-pub enum Done {
-    Event(FulfilmentReport),
-    /// The purchase recorded for the session (an earlier one when a repeat won the race).
-    Opened(Purchase),
-    /// The purchase recorded for the session; `inserted` is false when one already was.
-    Imported {
-        recorded: Purchase,
-        inserted: bool,
-    },
+impl ExtensionJob for Job {
+    fn deliver(self) {
+        match self {
+            Self::Event { answer, .. } => answer.send(),
+            Self::Open { answer, .. } => answer.send(),
+            Self::Import { answer, .. } => answer.send(),
+            Self::Failed { answer, .. } => answer.send(),
+        }
+    }
+
+    fn fail(self, err: LedgerError) {
+        match self {
+            Self::Event { answer, .. } => answer.fail(err),
+            Self::Open { answer, .. } => answer.fail(err),
+            Self::Import { answer, .. } => answer.fail(err),
+            Self::Failed { answer, .. } => answer.fail(err),
+        }
+    }
 }
 
 /// Billing's side of the writer.
@@ -88,11 +157,10 @@ pub enum Done {
 pub struct Fulfilment;
 
 /// What `prepare` decided, for `finish` to write.
-pub struct Batch {
+pub struct Decisions {
     purchases: HashMap<String, Purchase>,
     changed: BTreeSet<String>,
     payments: HashMap<String, Payment>,
-    outcomes: Vec<Decided>,
 }
 
 struct Payment {
@@ -101,20 +169,6 @@ struct Payment {
     changed: bool,
     refunds_changed: BTreeSet<String>,
     disputes_changed: BTreeSet<String>,
-}
-
-/// One job, decided.
-enum Decided {
-    Event {
-        report: FulfilmentReport,
-        /// None for a duplicate (another delivery owns the event) or a reconciliation.
-        finish: Option<String>,
-    },
-    Opened(String),
-    Imported {
-        session: String,
-        inserted: bool,
-    },
 }
 
 fn report(event: &StripeEvent, outcome: EventOutcome) -> FulfilmentReport {
@@ -129,15 +183,14 @@ fn report(event: &StripeEvent, outcome: EventOutcome) -> FulfilmentReport {
 
 impl Extension for Fulfilment {
     type Job = Job;
-    type Done = Done;
-    type Batch = Batch;
+    type Decisions = Decisions;
 
-    async fn prepare<'a>(
+    async fn prepare<'a, 'b: 'a>(
         &'a self,
         txn: &'a DatabaseTransaction,
-        jobs: &'a [&'a Job],
+        jobs: &'a mut [&'b mut Job],
         now: DateTime<Utc>,
-    ) -> Result<(Batch, Vec<Vec<Posting>>), LedgerError> {
+    ) -> Result<(Decisions, Vec<Vec<Posting>>), LedgerError> {
         let claimed = claim(txn, jobs, now).await?;
         let (intents, sessions) = lock_keys(jobs);
         // Payment rows before purchases before accounts: the one lock order of every writer.
@@ -167,40 +220,39 @@ impl Extension for Fulfilment {
                 .filter(|p| inserted.contains(&p.session_id) && first.insert(p.session_id.clone())),
         );
 
-        let mut batch = Batch {
+        let mut decisions = Decisions {
             purchases: locked.into_iter().map(|p| (p.session_id.clone(), p)).collect(),
             changed: BTreeSet::new(),
             payments: payments(txn, rows).await?,
-            outcomes: Vec::with_capacity(jobs.len()),
         };
         let mut postings = Vec::with_capacity(jobs.len());
-        for (n, job) in jobs.iter().enumerate() {
+        for (n, job) in jobs.iter_mut().enumerate() {
             let mut job_postings = Vec::new();
-            let decided = batch.decide_job(n, job, &claimed, &unmatched, &packs, now, &mut job_postings);
-            batch.outcomes.push(decided);
+            decisions.decide_job(n, job, &claimed, &unmatched, &packs, now, &mut job_postings);
             postings.push(job_postings);
         }
-        Ok((batch, postings))
+        Ok((decisions, postings))
     }
 
     // Long on purpose: writes billing's rows in lock order, one statement per kind of row.
-    async fn finish<'a>(
+    async fn finish<'a, 'b: 'a>(
         &'a self,
         txn: &'a DatabaseTransaction,
-        batch: Batch,
+        decisions: Decisions,
+        jobs: &'a mut [&'b mut Job],
         posted: Vec<Vec<Posted>>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Done>, LedgerError> {
-        let changed: Vec<Purchase> = batch
+    ) -> Result<(), LedgerError> {
+        let changed: Vec<Purchase> = decisions
             .changed
             .iter()
-            .filter_map(|s| batch.purchases.get(s).cloned())
+            .filter_map(|s| decisions.purchases.get(s).cloned())
             .collect();
         store::update(txn, &changed, now).await?;
         let mut rows = Vec::new();
         let mut refunds = Vec::new();
         let mut disputes = Vec::new();
-        for (intent, payment) in &batch.payments {
+        for (intent, payment) in &decisions.payments {
             if payment.changed {
                 rows.push(payment.row.clone());
             }
@@ -220,73 +272,137 @@ impl Extension for Fulfilment {
         store::upsert_refunds(txn, &refunds, now).await?;
         store::upsert_disputes(txn, &disputes, now).await?;
 
+        let recorded = |session: &str| {
+            decisions.purchases.get(session).cloned().ok_or_else(|| {
+                LedgerError::Unexpected(anyhow::anyhow!(
+                    "purchase for session {session} was neither inserted nor found"
+                ))
+            })
+        };
         let mut finished = Vec::new();
-        let mut done = Vec::with_capacity(batch.outcomes.len());
-        for (decided, posted) in batch.outcomes.into_iter().zip(posted) {
-            match decided {
-                Decided::Opened(session) => match batch.purchases.get(&session) {
-                    Some(purchase) => done.push(Done::Opened(purchase.clone())),
-                    None => {
-                        return Err(LedgerError::Unexpected(anyhow::anyhow!(
-                            "purchase for session {session} was neither inserted nor found"
-                        )));
-                    }
-                },
-                Decided::Imported { session, inserted } => match batch.purchases.get(&session) {
-                    Some(purchase) => done.push(Done::Imported {
-                        recorded: purchase.clone(),
-                        inserted,
-                    }),
-                    None => {
-                        return Err(LedgerError::Unexpected(anyhow::anyhow!(
-                            "imported purchase for session {session} was neither inserted nor found"
-                        )));
-                    }
-                },
-                Decided::Event { mut report, finish } => {
-                    for p in posted.iter().filter(|p| p.delta < 0 && p.balance < 0) {
-                        // The credits were spent already: the account now owes them.
-                        tracing::warn!(
-                            account_id = %p.account_id,
-                            clawback = -p.delta,
-                            balance = p.balance,
-                            "clawback took the balance below zero"
-                        );
-                    }
-                    report.credits = posted.iter().map(|p| p.delta).sum();
-                    if report.account_id.is_none() {
-                        report.account_id = posted.first().map(|p| p.account_id.clone());
-                    }
-                    if let Some(id) = finish {
-                        finished.push(events::store::Finished {
-                            id,
-                            outcome: report.outcome,
-                            error: report.detail.clone(),
-                        });
-                    }
-                    done.push(Done::Event(report));
+        for (job, posted) in jobs.iter_mut().zip(posted) {
+            match &mut **job {
+                Job::Open { purchase, answer } => answer.set(recorded(&purchase.session_id)?),
+                Job::Import {
+                    purchase,
+                    inserted,
+                    answer,
+                } => answer.set(ImportedPurchase {
+                    recorded: recorded(&purchase.session_id)?,
+                    inserted: *inserted,
+                }),
+                Job::Event { decided, answer, .. } => {
+                    let report = finish_event(decided.take(), &posted, &mut finished)?;
+                    answer.set(report);
+                }
+                Job::Failed { decided, answer, .. } => {
+                    finish_event(decided.take(), &posted, &mut finished)?;
+                    answer.set(());
                 }
             }
         }
         events::store::finish(txn, &finished, now).await?;
-        Ok(done)
+        Ok(())
     }
+
+    /// An event that failed on its own is stored as `failed` with its error (its claim was
+    /// rolled back with it), so operators see it and Stripe's redelivery claims it again. A
+    /// reconciliation's session has no stored event: its run reports it and the next one retries.
+    async fn failed<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        job: &'a Job,
+        error: &'a LedgerError,
+        now: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
+        let Job::Event { event, delivery, .. } = job else {
+            return Ok(());
+        };
+        if *delivery == Delivery::Reconcile {
+            return Ok(());
+        }
+        record_failed(
+            txn,
+            event,
+            *delivery,
+            &crate::ledger::error::error_chain(error),
+            now,
+        )
+        .await
+    }
+}
+
+/// Claims `event` (unless another delivery owns it) and stores it as failed with `error`.
+pub(super) async fn record_failed(
+    txn: &DatabaseTransaction,
+    event: &StripeEvent,
+    delivery: Delivery,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<(), LedgerError> {
+    let new = [events::store::NewEvent {
+        id: &event.id,
+        event_type: &event.event_type,
+        checkout_session_id: event.action.facts().map(|f| f.session_id.as_str()),
+        payload: &event.payload,
+    }];
+    if events::store::claim(txn, delivery, &new, now).await?.is_empty() {
+        return Ok(());
+    }
+    let failed = [events::store::Finished {
+        id: event.id.clone(),
+        outcome: EventOutcome::Failed,
+        error: Some(error.to_owned()),
+    }];
+    events::store::finish(txn, &failed, now).await?;
+    Ok(())
+}
+
+/// An event job's report, with what its postings moved; queues the event's outcome.
+fn finish_event(
+    decided: Option<Decided>,
+    posted: &[Posted],
+    finished: &mut Vec<events::store::Finished>,
+) -> Result<FulfilmentReport, LedgerError> {
+    let Decided { mut report, finish } =
+        decided.ok_or_else(|| LedgerError::Unexpected(anyhow::anyhow!("an event job was never decided")))?;
+    for p in posted.iter().filter(|p| p.delta < 0 && p.balance < 0) {
+        // The credits were spent already: the account now owes them.
+        tracing::warn!(
+            account_id = %p.account_id,
+            clawback = -p.delta,
+            balance = p.balance,
+            "clawback took the balance below zero"
+        );
+    }
+    report.credits = posted.iter().map(|p| p.delta).sum();
+    if report.account_id.is_none() {
+        report.account_id = posted.first().map(|p| p.account_id.clone());
+    }
+    if let Some(id) = finish {
+        finished.push(events::store::Finished {
+            id,
+            outcome: report.outcome,
+            error: report.detail.clone(),
+        });
+    }
+    Ok(report)
 }
 
 /// Claims the batch's events; returns the positions of the jobs that own theirs. The first of
 /// two jobs with one id in a batch claims it; the second is a duplicate.
 async fn claim(
     txn: &DatabaseTransaction,
-    jobs: &[&Job],
+    jobs: &[&mut Job],
     now: DateTime<Utc>,
 ) -> Result<HashSet<usize>, LedgerError> {
     let mut first: HashMap<&str, usize> = HashMap::new();
     let mut by_delivery: HashMap<Delivery, Vec<events::store::NewEvent<'_>>> = HashMap::new();
     for (n, job) in jobs.iter().enumerate() {
-        let (event, delivery) = match job {
+        let (event, delivery) = match &**job {
             Job::Event { event, delivery, .. } => (event, *delivery),
             Job::Failed { event, .. } => (event, Delivery::Webhook),
-            Job::Open(_) | Job::Import(_) => continue,
+            Job::Open { .. } | Job::Import { .. } => continue,
         };
         if delivery == Delivery::Reconcile || first.contains_key(event.id.as_str()) {
             continue;
@@ -312,10 +428,10 @@ async fn claim(
 }
 
 /// The payment intents and Checkout Sessions a batch's jobs must lock.
-fn lock_keys<'a>(jobs: &[&'a Job]) -> (Vec<&'a str>, Vec<&'a str>) {
+fn lock_keys<'a>(jobs: &'a [&'a mut Job]) -> (Vec<&'a str>, Vec<&'a str>) {
     let (mut intents, mut sessions) = (Vec::new(), Vec::new());
     for job in jobs {
-        match job {
+        match &**job {
             Job::Event { event, .. } => {
                 match &event.action {
                     EventAction::Refund {
@@ -329,8 +445,8 @@ fn lock_keys<'a>(jobs: &[&'a Job]) -> (Vec<&'a str>, Vec<&'a str>) {
                 }
                 sessions.extend(event.action.facts().map(|f| f.session_id.as_str()));
             }
-            Job::Open(purchase) => sessions.push(purchase.session_id.as_str()),
-            Job::Import(purchase) => {
+            Job::Open { purchase, .. } => sessions.push(purchase.session_id.as_str()),
+            Job::Import { purchase, .. } => {
                 sessions.push(purchase.session_id.as_str());
                 intents.extend(purchase.payment_intent_id.as_deref());
             }

@@ -4,13 +4,10 @@
 
 use super::{
     Billing, BillingError,
-    fulfilment::{Done, Job},
+    fulfilment::{ImportedPurchase, Job},
     store::{self, Purchase},
 };
-use crate::{
-    catalog::Pack,
-    ledger::{LedgerError, store::batch::find_accounts},
-};
+use crate::{catalog::Pack, ledger::LedgerError};
 
 /// What importing one purchase did (or, in a dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,13 +60,11 @@ impl Billing {
         let mut ids: Vec<&str> = purchases.iter().map(|p| p.account_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let accounts = find_accounts(self.ledger.db(), &ids, &[])
-            .await
-            .map_err(LedgerError::from)?;
+        let accounts = self.ledger.existing_accounts(&ids).await?;
         Ok(purchases
             .iter()
             .map(|p| {
-                if !accounts.iter().any(|a| a.id == p.account_id) {
+                if !accounts.contains(&p.account_id) {
                     Some(format!(
                         "account_id: no account {} (import the accounts first)",
                         p.account_id
@@ -91,16 +86,20 @@ impl Billing {
     #[tracing::instrument(skip_all, fields(session_id = purchase.session_id.as_str()), err)]
     pub async fn import_purchase(&self, purchase: Purchase) -> Result<PurchaseImport, BillingError> {
         let imported = purchase.clone();
-        match self.ledger.writer().extension(Job::Import(purchase)).await? {
-            Done::Imported { inserted: true, .. } => Ok(PurchaseImport::Recorded),
-            Done::Imported { recorded, .. } => Ok(match differences(&recorded, &imported) {
-                None => PurchaseImport::Unchanged,
-                Some(fields) => PurchaseImport::Differs(fields),
-            }),
-            Done::Event(_) | Done::Opened(_) => {
-                Err(LedgerError::Unexpected(anyhow::anyhow!("the writer answered another job")).into())
-            }
+        let ImportedPurchase { recorded, inserted } = self
+            .run(|answer| Job::Import {
+                purchase,
+                inserted: false,
+                answer,
+            })
+            .await?;
+        if inserted {
+            return Ok(PurchaseImport::Recorded);
         }
+        Ok(match differences(&recorded, &imported) {
+            None => PurchaseImport::Unchanged,
+            Some(fields) => PurchaseImport::Differs(fields),
+        })
     }
 
     /// What importing these purchases would do, read as committed now; nothing is written.
@@ -109,7 +108,7 @@ impl Billing {
         purchases: &[Purchase],
     ) -> Result<Vec<PurchaseImport>, BillingError> {
         let sessions: Vec<&str> = purchases.iter().map(|p| p.session_id.as_str()).collect();
-        let stored = store::by_sessions(self.ledger.db(), &sessions)
+        let stored = store::by_sessions(&self.db, &sessions)
             .await
             .map_err(LedgerError::from)?;
         Ok(purchases

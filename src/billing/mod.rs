@@ -21,7 +21,9 @@ use url::Url;
 
 pub use checkout::{PurchaseRequest, StartedCheckout};
 pub use event::{CheckoutFacts, EventAction, FulfilmentReport, RefundReport, StripeEvent};
-use fulfilment::{Done, Fulfilment, Job, LineItemPack};
+pub use fulfilment::Fulfilment;
+use fulfilment::{Answer, Job, LineItemPack};
+use sea_orm::DatabaseConnection;
 use store::Purchase;
 pub use types::{PriceId, PurchaseStatus, RedirectUrl};
 
@@ -29,7 +31,7 @@ use crate::{
     catalog::{self, Pack},
     config::RedirectPolicy,
     events::{self, Delivery, EventOutcome},
-    ledger::{self, AccountRef, Email, Ledger, LedgerError, Listing, PageRequest, encode_page_token},
+    ledger::{AccountRef, Email, Ledger, LedgerError, Listing, PageRequest, encode_page_token},
     stripe::{StripeError, StripeGateway},
 };
 
@@ -73,6 +75,8 @@ pub struct PurchasePage {
 #[derive(Clone)]
 pub struct Billing {
     ledger: BillingLedger,
+    /// The read pool, for billing's own tables (purchases, packs, events).
+    db: DatabaseConnection,
     stripe: StripeGateway,
     frontend_url: Url,
     redirects: RedirectPolicy,
@@ -81,29 +85,38 @@ pub struct Billing {
 impl Billing {
     pub fn new(
         ledger: BillingLedger,
+        db: DatabaseConnection,
         stripe: StripeGateway,
         frontend_url: Url,
         redirects: RedirectPolicy,
     ) -> Self {
         Self {
             ledger,
+            db,
             stripe,
             frontend_url,
             redirects,
         }
     }
 
-    pub fn ledger(&self) -> &BillingLedger {
-        &self.ledger
+    /// Runs one of billing's jobs through the ledger's writer; its answer once committed.
+    async fn run<T: Send + 'static>(&self, job: impl FnOnce(Answer<T>) -> Job) -> Result<T, LedgerError> {
+        let (answer, reply) = Answer::new();
+        self.ledger.submit(job(answer)).await?;
+        reply.await.map_err(|_| LedgerError::WriterStopped)?
     }
 
-    pub fn stripe(&self) -> &StripeGateway {
-        &self.stripe
+    /// Checkout Sessions completed since `since`, as Stripe lists them (for reconciliation).
+    pub async fn completed_sessions(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::stripe::CompletedSession>, BillingError> {
+        Ok(self.stripe.completed_sessions(since.timestamp()).await?)
     }
 
     /// Packs a buyer can choose from, cheapest first.
     pub async fn list_packs(&self) -> Result<Vec<Pack>, BillingError> {
-        Ok(catalog::store::active_packs(self.ledger.db())
+        Ok(catalog::store::active_packs(&self.db)
             .await
             .map_err(LedgerError::from)?)
     }
@@ -114,12 +127,9 @@ impl Billing {
         by: &AccountRef,
         page: &PageRequest,
     ) -> Result<PurchasePage, BillingError> {
-        let db = self.ledger.db();
-        let account = ledger::store::reads::find_account(db, by)
-            .await
-            .map_err(LedgerError::from)?
-            .ok_or_else(|| LedgerError::NotFound(by.to_string()))?;
-        let mut rows = store::page(db, &account.id, page.after.as_deref(), page.size + 1)
+        let db = &self.db;
+        let account_id = self.ledger.account_id(by).await?;
+        let mut rows = store::page(db, &account_id, page.after.as_deref(), page.size + 1)
             .await
             .map_err(LedgerError::from)?;
         let next_page_token = if rows.len() as u64 > page.size {
@@ -146,21 +156,35 @@ impl Billing {
         })
     }
 
+    /// An account's latest purchases, newest first (`credits accounts show`).
+    pub async fn latest_purchases(
+        &self,
+        account_id: &str,
+        limit: u64,
+    ) -> Result<Vec<Purchase>, BillingError> {
+        Ok(store::page(&self.db, account_id, None, limit)
+            .await
+            .map_err(LedgerError::from)?)
+    }
+
     /// Applies one verified Stripe webhook event exactly once.
     pub async fn process_event(&self, event: StripeEvent) -> Result<FulfilmentReport, BillingError> {
         self.apply_event(event, Delivery::Webhook).await
     }
 
     /// Applies an event delivered by `delivery`; every path ends in the same guarded writes.
+    /// An event that fails for good is stored as `failed` with its error (unless it is a
+    /// reconciliation's, which has no stored event): by the writer when the failure is the
+    /// job's own, else here.
     #[tracing::instrument(skip_all, fields(event_id = %event.id, event_type = %event.event_type, ?delivery), err)]
     pub async fn apply_event(
         &self,
         event: StripeEvent,
         delivery: Delivery,
     ) -> Result<FulfilmentReport, BillingError> {
-        let line_items = match self.needs_line_items(&event, delivery).await? {
-            Needs::Nothing => None,
-            Needs::Duplicate => {
+        let line_items = match self.line_items(&event, delivery).await {
+            Ok(LineItemsFor::Job(line_items)) => line_items,
+            Ok(LineItemsFor::Duplicate) => {
                 return Ok(FulfilmentReport {
                     outcome: EventOutcome::Duplicate,
                     session_id: event.action.facts().map(|f| f.session_id.clone()),
@@ -169,36 +193,58 @@ impl Billing {
                     detail: None,
                 });
             }
-            Needs::LineItems(session) => Some(match self.pack_from_line_items(&session).await {
-                Ok(found) => Ok(found),
-                Err(err @ StripeError::Unavailable(_)) => return Err(err.into()),
-                Err(err) => Err(err.to_string()),
-            }),
+            Err(err) => {
+                if !err.is_transient() && delivery != Delivery::Reconcile {
+                    let error = crate::ledger::error::error_chain(&err);
+                    if let Err(record_err) = self.record_failed_event(event, error).await {
+                        tracing::error!(error = %record_err, "could not record the failed event");
+                    }
+                }
+                return Err(err);
+            }
         };
-        match self
-            .ledger
-            .writer()
-            .extension(Job::Event {
+        let report = self
+            .run(|answer| Job::Event {
                 event,
                 delivery,
                 line_items,
+                decided: None,
+                answer,
             })
-            .await?
-        {
-            Done::Event(report) => Ok(report),
-            Done::Opened(_) | Done::Imported { .. } => {
-                Err(LedgerError::Unexpected(anyhow::anyhow!("the writer answered a purchase")).into())
+            .await?;
+        Ok(report)
+    }
+
+    /// The line items a job needs (fetched from Stripe only when nothing else names the pack),
+    /// or that the event is a duplicate.
+    async fn line_items(
+        &self,
+        event: &StripeEvent,
+        delivery: Delivery,
+    ) -> Result<LineItemsFor, BillingError> {
+        Ok(match self.needs_line_items(event, delivery).await? {
+            Needs::Nothing => LineItemsFor::Job(None),
+            Needs::Duplicate => LineItemsFor::Duplicate,
+            Needs::LineItems(session) => {
+                LineItemsFor::Job(Some(match self.pack_from_line_items(&session).await {
+                    Ok(found) => Ok(found),
+                    Err(err @ StripeError::Unavailable(_)) => return Err(err.into()),
+                    Err(err) => Err(err.to_string()),
+                }))
             }
-        }
+        })
     }
 
     /// Stores an event whose processing failed for good (or that could not be parsed) as
     /// `failed` with the error; Stripe's redelivery claims it again.
     pub async fn record_failed_event(&self, event: StripeEvent, error: String) -> Result<(), BillingError> {
-        self.ledger
-            .writer()
-            .extension(Job::Failed { event, error })
-            .await?;
+        self.run(|answer| Job::Failed {
+            event,
+            error,
+            decided: None,
+            answer,
+        })
+        .await?;
         Ok(())
     }
 
@@ -208,7 +254,7 @@ impl Billing {
         let (EventAction::Credit(facts) | EventAction::AwaitPayment(facts)) = &event.action else {
             return Ok(Needs::Nothing);
         };
-        let db = self.ledger.db();
+        let db = &self.db;
         // `metadata.price_id` names the pack; the quantity it shows only when the total is the
         // pack's price × 1. Any other total (an adjustable quantity, a discount) asks Stripe.
         if let Some(price) = facts.metadata_price_id.as_deref() {
@@ -237,11 +283,7 @@ impl Billing {
             .collect();
         let email = facts.email.as_deref().and_then(|e| Email::parse(e).ok());
         let emails: Vec<&str> = email.iter().map(Email::as_str).collect();
-        if ledger::store::batch::find_accounts(db, &ids, &emails)
-            .await
-            .map_err(LedgerError::from)?
-            .is_empty()
-        {
+        if !self.ledger.any_account(&ids, &emails).await? {
             return Ok(Needs::Nothing);
         }
         if delivery != Delivery::Reconcile
@@ -260,7 +302,7 @@ impl Billing {
     async fn pack_from_line_items(&self, session_id: &str) -> Result<Option<LineItemPack>, StripeError> {
         let items = self.stripe.session_line_items(session_id).await?;
         let prices: Vec<&str> = items.iter().map(|i| i.price_id.as_str()).collect();
-        let packs = catalog::store::packs_by_prices(self.ledger.db(), &prices)
+        let packs = catalog::store::packs_by_prices(&self.db, &prices)
             .await
             .map_err(|err| StripeError::Unavailable(format!("database: {err}")))?;
         let mut found: Option<LineItemPack> = None;
@@ -301,4 +343,9 @@ enum Needs {
     Nothing,
     Duplicate,
     LineItems(String),
+}
+
+enum LineItemsFor {
+    Job(fulfilment::LineItems),
+    Duplicate,
 }

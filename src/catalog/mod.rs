@@ -5,7 +5,45 @@ pub mod file;
 pub mod store;
 pub mod sync;
 
+use chrono::Utc;
+use sea_orm::{DatabaseConnection, DbErr};
+
 pub use file::{PackFileError, PackSpec, load_pack_file};
+pub use sync::{SyncError, SyncReport};
+
+use crate::stripe::StripeGateway;
+
+/// The packs table as the rest of the service uses it.
+#[derive(Clone)]
+pub struct Catalog {
+    db: DatabaseConnection,
+}
+
+impl Catalog {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Upserts the file's packs and deactivates the ones it no longer has (at every start).
+    pub async fn store_pack_file(&self, packs: &[PackSpec]) -> Result<(), DbErr> {
+        store::store_pack_file(&self.db, packs, Utc::now()).await
+    }
+
+    /// Every pack stored, active or not.
+    pub async fn all(&self) -> Result<Vec<Pack>, DbErr> {
+        store::all_packs(&self.db).await
+    }
+
+    /// Syncs the file's packs to Stripe Products and Prices (see `sync`).
+    pub async fn sync(
+        &self,
+        stripe: &StripeGateway,
+        packs: &[PackSpec],
+        dry_run: bool,
+    ) -> Result<SyncReport, SyncError> {
+        sync::sync_packs(&self.db, stripe, packs, dry_run).await
+    }
+}
 
 /// A pack as the service sells it.
 #[derive(Debug, Clone, PartialEq, Eq)]

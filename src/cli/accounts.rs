@@ -5,13 +5,12 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use super::{AccountsCommand, CliError};
 use crate::{
-    app::Services,
-    billing::BillingLedger,
+    app::{AppLedger, Services},
+    billing::Billing,
     ledger::{
-        AccountId, AccountRef, Credits, Email, EntryView, IdempotencyKey, InvalidInput, LedgerError, Listing,
-        PageRequest, Reason,
+        AccountId, AccountRef, Credits, Email, EntryView, Grant, IdempotencyKey, InvalidInput, LedgerError,
+        Listing, PageRequest, Reason,
         book::{Lot, Metadata},
-        command::Grant,
         kinds::LotSource,
     },
 };
@@ -20,9 +19,9 @@ use crate::{
 const SHOWN_ENTRIES: i32 = 20;
 
 pub(super) async fn run(services: &Services, command: AccountsCommand) -> Result<(), CliError> {
-    let ledger = services.billing.ledger();
+    let ledger = &services.ledger;
     match command {
-        AccountsCommand::Show { account } => show(ledger, &account).await,
+        AccountsCommand::Show { account } => show(ledger, &services.billing, &account).await,
         AccountsCommand::Grant {
             account,
             credits,
@@ -46,7 +45,7 @@ fn failed(err: LedgerError) -> CliError {
 
 /// The account an operator names by id or by email: the id first, since an id may look like
 /// an email.
-async fn resolve(ledger: &BillingLedger, raw: &str) -> Result<AccountRef, CliError> {
+async fn resolve(ledger: &AppLedger, raw: &str) -> Result<AccountRef, CliError> {
     let id = AccountId::parse(raw).map(AccountRef::Id);
     let email = Email::parse(raw).map(AccountRef::Email);
     for by in [&id, &email].into_iter().flatten() {
@@ -83,7 +82,7 @@ fn when(at: Option<DateTime<Utc>>) -> String {
     )
 }
 
-async fn show(ledger: &BillingLedger, raw: &str) -> Result<(), CliError> {
+async fn show(ledger: &AppLedger, billing: &Billing, raw: &str) -> Result<(), CliError> {
     let by = resolve(ledger, raw).await?;
     let balance = ledger.balance(&by).await.map_err(failed)?;
     let lots = ledger.lots(&by, false).await.map_err(failed)?;
@@ -106,7 +105,10 @@ async fn show(ledger: &BillingLedger, raw: &str) -> Result<(), CliError> {
     println!();
     print_entries(&entries);
     println!();
-    let purchases = crate::billing::store::page(ledger.db(), &account.id, None, SHOWN_PURCHASES).await?;
+    let purchases = billing
+        .latest_purchases(&account.id, SHOWN_PURCHASES)
+        .await
+        .map_err(anyhow::Error::new)?;
     print_purchases(&purchases);
     Ok(())
 }
@@ -223,7 +225,7 @@ impl GrantArgs {
     }
 }
 
-async fn grant(ledger: &BillingLedger, raw: &str, mut args: GrantArgs) -> Result<(), CliError> {
+async fn grant(ledger: &AppLedger, raw: &str, mut args: GrantArgs) -> Result<(), CliError> {
     let by = resolve(ledger, raw).await?;
     if !args.generated_key && args.expires_at.is_some() {
         // `--expires-in` counts from the first run: a repeat asks for the expiry that run
@@ -248,7 +250,7 @@ async fn grant(ledger: &BillingLedger, raw: &str, mut args: GrantArgs) -> Result
     }
     let (credits, key) = (args.credits.get(), args.key.as_str().to_owned());
     let granted = ledger
-        .grant(Grant {
+        .send(Grant {
             account: by.clone(),
             credits: args.credits,
             key: args.key,

@@ -98,7 +98,9 @@ pub async fn accounts(settings: Settings, command: AccountsCommand) -> Result<()
 }
 
 async fn replay(services: &Services, event_id: &str) -> Result<(), CliError> {
-    let stored = events::store::find(services.billing.ledger().db(), event_id)
+    let stored = services
+        .events
+        .find(event_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("stripe event {event_id} not found"))?;
     let event = webhook::event::parse_event(stored.payload.as_bytes()).map_err(anyhow::Error::new)?;

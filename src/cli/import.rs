@@ -13,7 +13,7 @@ use crate::{
     catalog,
     config::Settings,
     db,
-    ledger::{book::Differences, command::ImportOutcome},
+    ledger::{ImportOutcome, book::Differences},
     ops::import::{self, ImportReport, RowReport, accounts},
 };
 
@@ -53,7 +53,7 @@ pub async fn run(settings: Settings, command: ImportCommand) -> Result<(), CliEr
     let billing = services.billing.clone();
     let result = match command {
         ImportCommand::Accounts { file, adopt, dry_run } => {
-            accounts::import(billing.ledger(), &file, accounts::Options { adopt, dry_run })
+            accounts::import(&services.ledger, &file, accounts::Options { adopt, dry_run })
                 .await
                 .map(|report| print(&report, "accounts", describe_account))
         }

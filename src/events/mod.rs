@@ -6,8 +6,40 @@ pub mod outcome;
 pub mod store;
 
 use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseConnection, DbErr};
 
 pub use outcome::{Delivery, EventOutcome};
+
+/// The event store as operators read it: listings, one event for replay, retention.
+#[derive(Clone)]
+pub struct EventLog {
+    db: DatabaseConnection,
+}
+
+impl EventLog {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Stored events, newest first, optionally of one outcome and received since a time.
+    pub async fn list(
+        &self,
+        outcome: Option<EventOutcome>,
+        since: Option<DateTime<Utc>>,
+        limit: u64,
+    ) -> Result<Vec<StoredEvent>, DbErr> {
+        store::list(&self.db, outcome, since, limit).await
+    }
+
+    pub async fn find(&self, id: &str) -> Result<Option<StoredEvent>, DbErr> {
+        store::find(&self.db, id).await
+    }
+
+    /// Deletes processed events older than `days`, keeping the ones an operator may replay.
+    pub async fn prune(&self, days: u32) -> Result<u64, DbErr> {
+        store::prune(&self.db, days).await
+    }
+}
 
 /// An event as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]

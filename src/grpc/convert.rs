@@ -14,7 +14,7 @@ use crate::{
         AccountId, AccountRef, Balance, Credits, Email, EntryView, HoldId, IdempotencyKey, InvalidInput,
         Listing, PageRequest, Reason,
         book::{Lot, Metadata},
-        command::{self, AccountView},
+        commands::{self as command, AccountView},
         hold_ttl, parse_metadata,
     },
 };

@@ -8,8 +8,8 @@ use super::{
     status::{billing_status, ledger_status},
 };
 use crate::{
-    billing::{Billing, BillingLedger},
-    ledger::{AccountId, AccountRef, Email, Listing},
+    billing::Billing,
+    ledger::{AccountId, AccountRef, Email, EnsureAccount, Extension, Ledger, Listing, Release},
 };
 
 /// The RPCs of `credits.v1.CreditsService`, the only method names metrics, logs and spans
@@ -42,23 +42,34 @@ pub fn rpc_method(path: &str) -> &'static str {
         .unwrap_or(UNKNOWN_METHOD)
 }
 
-/// `credits.v1.CreditsService` over billing and the ledger.
-#[derive(Clone)]
-pub struct CreditsApi {
+/// `credits.v1.CreditsService` over the ledger and billing.
+pub struct CreditsApi<X: Extension> {
+    ledger: Ledger<X>,
     billing: Billing,
     publishable_key: String,
 }
 
-impl CreditsApi {
-    pub fn new(billing: Billing, publishable_key: String) -> Self {
+impl<X: Extension> CreditsApi<X> {
+    pub fn new(ledger: Ledger<X>, billing: Billing, publishable_key: String) -> Self {
         Self {
+            ledger,
             billing,
             publishable_key,
         }
     }
 
-    fn ledger(&self) -> &BillingLedger {
-        self.billing.ledger()
+    fn ledger(&self) -> &Ledger<X> {
+        &self.ledger
+    }
+}
+
+impl<X: Extension> Clone for CreditsApi<X> {
+    fn clone(&self) -> Self {
+        Self {
+            ledger: self.ledger.clone(),
+            billing: self.billing.clone(),
+            publishable_key: self.publishable_key.clone(),
+        }
     }
 }
 
@@ -69,7 +80,7 @@ fn record_account(by: &AccountRef) {
 }
 
 #[tonic::async_trait]
-impl pb::credits_service_server::CreditsService for CreditsApi {
+impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> {
     async fn list_credit_packs(
         &self,
         _request: Request<pb::ListCreditPacksRequest>,
@@ -135,7 +146,11 @@ impl pb::credits_service_server::CreditsService for CreditsApi {
         Span::current().record("account_id", account_id.as_str());
         let ensured = self
             .ledger()
-            .ensure_account(account_id, email, false)
+            .send(EnsureAccount {
+                account_id,
+                email,
+                follow_email: false,
+            })
             .await
             .map_err(ledger_status)?;
         Ok(Response::new(pb::EnsureAccountResponse {
@@ -150,7 +165,7 @@ impl pb::credits_service_server::CreditsService for CreditsApi {
     ) -> Result<Response<pb::GrantCreditsResponse>, Status> {
         let grant = convert::grant(request.into_inner())?;
         record_account(&grant.account);
-        let granted = self.ledger().grant(grant).await.map_err(ledger_status)?;
+        let granted = self.ledger().send(grant).await.map_err(ledger_status)?;
         Ok(Response::new(pb::GrantCreditsResponse {
             credit_balance: granted.credit_balance,
             ledger_entry_id: granted.ledger_entry_id,
@@ -165,7 +180,7 @@ impl pb::credits_service_server::CreditsService for CreditsApi {
     ) -> Result<Response<pb::ConsumeCreditsResponse>, Status> {
         let consume = convert::consume(request.into_inner())?;
         record_account(&consume.account);
-        let consumed = self.ledger().consume(consume).await.map_err(ledger_status)?;
+        let consumed = self.ledger().send(consume).await.map_err(ledger_status)?;
         Ok(Response::new(pb::ConsumeCreditsResponse {
             credit_balance: consumed.credit_balance,
             available_balance: consumed.available_balance,
@@ -180,7 +195,7 @@ impl pb::credits_service_server::CreditsService for CreditsApi {
     ) -> Result<Response<pb::ReserveCreditsResponse>, Status> {
         let reserve = convert::reserve(request.into_inner())?;
         record_account(&reserve.account);
-        let reserved = self.ledger().reserve(reserve).await.map_err(ledger_status)?;
+        let reserved = self.ledger().send(reserve).await.map_err(ledger_status)?;
         Ok(Response::new(pb::ReserveCreditsResponse {
             hold_id: reserved.hold_id,
             available_balance: reserved.available_balance,
@@ -194,7 +209,7 @@ impl pb::credits_service_server::CreditsService for CreditsApi {
         request: Request<pb::CaptureHoldRequest>,
     ) -> Result<Response<pb::CaptureHoldResponse>, Status> {
         let capture = convert::capture(request.into_inner())?;
-        let captured = self.ledger().capture(capture).await.map_err(ledger_status)?;
+        let captured = self.ledger().send(capture).await.map_err(ledger_status)?;
         Ok(Response::new(pb::CaptureHoldResponse {
             credit_balance: captured.credit_balance,
             available_balance: captured.available_balance,
@@ -209,7 +224,11 @@ impl pb::credits_service_server::CreditsService for CreditsApi {
         request: Request<pb::ReleaseHoldRequest>,
     ) -> Result<Response<pb::ReleaseHoldResponse>, Status> {
         let hold_id = convert::hold_id(&request.into_inner().hold_id)?;
-        let released = self.ledger().release(hold_id).await.map_err(ledger_status)?;
+        let released = self
+            .ledger()
+            .send(Release { hold_id })
+            .await
+            .map_err(ledger_status)?;
         Ok(Response::new(pb::ReleaseHoldResponse {
             available_balance: released.available_balance,
             replayed: released.replayed,

@@ -6,11 +6,33 @@ use std::time::Duration;
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
     sea_query::{Expr, OnConflict},
 };
 
 use crate::entities::job_lock;
+
+/// The leases of periodic jobs, over the read pool.
+#[derive(Clone)]
+pub struct Leases {
+    db: DatabaseConnection,
+}
+
+impl Leases {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Takes the lease on `job` for `ttl` unless another holder's lease is still running.
+    pub async fn take(&self, job: &str, holder: &str, ttl: Duration) -> Result<bool, DbErr> {
+        try_lock(&self.db, job, holder, ttl).await
+    }
+
+    /// Ends `holder`'s lease on `job` early.
+    pub async fn release(&self, job: &str, holder: &str) -> Result<(), DbErr> {
+        unlock(&self.db, job, holder).await
+    }
+}
 
 /// Takes the lease on `job` for `ttl` unless another holder's lease is still running.
 pub async fn try_lock<C: ConnectionTrait>(

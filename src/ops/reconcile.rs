@@ -55,7 +55,7 @@ fn facts_of(session: CompletedSession) -> CheckoutFacts {
 /// Credits every paid session completed since `since` that is not credited yet.
 #[tracing::instrument(skip(billing), err)]
 pub async fn reconcile(billing: &Billing, since: DateTime<Utc>) -> Result<ReconcileReport, BillingError> {
-    let sessions = billing.stripe().completed_sessions(since.timestamp()).await?;
+    let sessions = billing.completed_sessions(since).await?;
     let mut report = ReconcileReport {
         examined: sessions.len(),
         ..ReconcileReport::default()

@@ -7,38 +7,59 @@ use std::{future::Future, time::Duration};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use super::{jobs, reconcile};
-use crate::{billing::Billing, config::Settings, events, metrics::Metrics};
+use super::{jobs::Leases, reconcile};
+use crate::{
+    billing::Billing,
+    config::Settings,
+    events::EventLog,
+    ledger::{Extension, Ledger},
+    metrics::Metrics,
+};
 
 const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
 
+/// What the periodic jobs use.
+pub struct Jobs<X: Extension> {
+    pub ledger: Ledger<X>,
+    pub billing: Billing,
+    pub events: EventLog,
+    pub leases: Leases,
+    pub metrics: Metrics,
+}
+
 /// Starts the jobs; they stop when `stop` fires.
 // Long on purpose: one block per periodic job.
-pub fn spawn(
-    billing: Billing,
-    metrics: Metrics,
+pub fn spawn<X: Extension>(
+    jobs: Jobs<X>,
     settings: &Settings,
     stop: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    let Jobs {
+        ledger,
+        billing,
+        events,
+        leases,
+        metrics,
+    } = jobs;
     let holder = uuid::Uuid::now_v7().to_string();
     let mut tasks = Vec::new();
 
     let expiry = settings.ledger.expiry_interval;
     tasks.push(every(expiry, Start::Now, stop.clone(), {
-        let (billing, holder) = (billing.clone(), holder.clone());
+        let (ledger, leases, holder) = (ledger.clone(), leases.clone(), holder.clone());
         move || {
-            let (billing, holder) = (billing.clone(), holder.clone());
+            let (ledger, leases, holder) = (ledger.clone(), leases.clone(), holder.clone());
             async move {
-                if !lease(&billing, "expiry", &holder, expiry).await {
+                if !lease(&leases, "expiry", &holder, expiry).await {
                     return;
                 }
-                match billing.ledger().sweep().await {
+                match ledger.sweep().await {
                     Ok(0) => {}
                     Ok(entries) => tracing::info!(entries, "expired credits written off"),
                     Err(err) => tracing::warn!(error = %err, "expiry sweep failed; next run retries"),
                 }
                 // Free the lease at once: the next period may start on any replica.
-                if let Err(err) = jobs::unlock(billing.ledger().db(), "expiry", &holder).await {
+                if let Err(err) = leases.release("expiry", &holder).await {
                     tracing::warn!(error = %err, "could not release the expiry lease");
                 }
             }
@@ -48,14 +69,14 @@ pub fn spawn(
     let retention_days = settings.event_retention_days;
     // An hour after start, not at start: a restart loop must not turn into a pruning loop.
     tasks.push(every(RETENTION_PERIOD, Start::AfterPeriod, stop.clone(), {
-        let (billing, holder) = (billing.clone(), holder.clone());
+        let (leases, holder) = (leases.clone(), holder.clone());
         move || {
-            let (billing, holder) = (billing.clone(), holder.clone());
+            let (events, leases, holder) = (events.clone(), leases.clone(), holder.clone());
             async move {
-                if !lease(&billing, "event_retention", &holder, RETENTION_PERIOD).await {
+                if !lease(&leases, "event_retention", &holder, RETENTION_PERIOD).await {
                     return;
                 }
-                match events::store::prune(billing.ledger().db(), retention_days).await {
+                match events.prune(retention_days).await {
                     Ok(0) => {}
                     Ok(pruned) => tracing::info!(pruned, retention_days, "old stripe events pruned"),
                     Err(err) => tracing::warn!(error = %err, "event retention failed"),
@@ -67,9 +88,10 @@ pub fn spawn(
     if let Some(interval) = settings.reconcile_interval {
         let lookback = settings.reconcile_lookback;
         tasks.push(every(interval, Start::Now, stop, move || {
-            let (billing, holder, metrics) = (billing.clone(), holder.clone(), metrics.clone());
+            let (billing, leases, holder, metrics) =
+                (billing.clone(), leases.clone(), holder.clone(), metrics.clone());
             async move {
-                if !lease(&billing, "reconcile", &holder, interval).await {
+                if !lease(&leases, "reconcile", &holder, interval).await {
                     return;
                 }
                 let since =
@@ -85,8 +107,8 @@ pub fn spawn(
     tasks
 }
 
-async fn lease(billing: &Billing, job: &str, holder: &str, ttl: Duration) -> bool {
-    match jobs::try_lock(billing.ledger().db(), job, holder, ttl).await {
+async fn lease(leases: &Leases, job: &str, holder: &str, ttl: Duration) -> bool {
+    match leases.take(job, holder, ttl).await {
         Ok(taken) => taken,
         Err(err) => {
             tracing::warn!(job, error = %err, "could not take the job lease");

@@ -91,7 +91,7 @@ pub async fn stripe_webhook(
 
     match state.billing.process_event(event).await {
         Ok(report) => Ok(answered(&state, &span, &report, &event_id, &event_type, started)),
-        Err(err) => Err(refused(&state, &span, err, &body, &event_id, &event_type, started).await),
+        Err(err) => Err(refused(&state, &span, err, &event_id, &event_type, started)),
     }
 }
 
@@ -152,12 +152,11 @@ fn answered(
     answer
 }
 
-/// Logs, traces and counts a failure; a permanent one is recorded in the event store.
-async fn refused(
+/// Logs, traces and counts a failure (billing has stored a permanent one as failed).
+fn refused(
     state: &WebhookState,
     span: &Span,
     err: BillingError,
-    body: &[u8],
     event_id: &str,
     event_type: &str,
     started: Instant,
@@ -176,11 +175,6 @@ async fn refused(
         tracing::warn!(event_id, event_type, ms, error = %error_chain(&err), "stripe event deferred; Stripe will redeliver");
     } else {
         tracing::error!(event_id, event_type, ms, error = ?err, "stripe event failed");
-        // Parsed once already; the body is still here.
-        let failed = parse_event(body).unwrap_or_else(|_| unparsable_event(body));
-        if let Err(record_err) = state.billing.record_failed_event(failed, error_chain(&err)).await {
-            tracing::error!(event_id, error = %record_err, "could not record the failed event");
-        }
     }
     err
 }

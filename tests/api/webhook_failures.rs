@@ -7,7 +7,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::Value;
 
-use crate::helpers::{FIXTURE_ACCOUNT, STANDARD_CREDITS, fixture, spawn_app};
+use crate::helpers::{FIXTURE_ACCOUNT, STANDARD_CREDITS, TestApp, fixture, spawn_app};
 
 async fn answer(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
@@ -157,4 +157,48 @@ async fn a_lock_held_past_the_lock_timeout_answers_503_and_the_retry_credits() {
 
     assert_eq!(app.post_webhook(&body).await.status(), 200);
     assert_eq!(app.credit_balance(FIXTURE_ACCOUNT).await, 2 * STANDARD_CREDITS);
+}
+
+/// The writer batches on the `/metrics` page so far.
+async fn writer_batches(app: &TestApp) -> u64 {
+    let text = app.metrics_text().await;
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix("credits_writer_batch_size_count ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_event_that_fails_for_good_is_recorded_in_its_own_writer_batch() {
+    // No health probes riding the writer while batches are counted.
+    let app = TestApp::builder()
+        .env("HEALTH_CHECK_INTERVAL_MS", "3600000")
+        .spawn()
+        .await;
+    app.fixture_buyer().await;
+    let db = app.db.connect().await;
+    let trigger = if app.db.url.starts_with("postgres") {
+        "CREATE FUNCTION refuse_ledger() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'ledger writes refused' USING ERRCODE = '42501'; END $$; \
+         CREATE TRIGGER refuse_ledger BEFORE INSERT ON credit_ledger FOR EACH ROW EXECUTE FUNCTION refuse_ledger()"
+    } else {
+        "CREATE TRIGGER refuse_ledger BEFORE INSERT ON credit_ledger \
+         BEGIN SELECT RAISE(ABORT, 'ledger writes refused'); END"
+    };
+    db.execute_unprepared(trigger).await.expect("trigger");
+
+    let before = writer_batches(&app).await;
+    let (status, _) = answer(
+        app.post_webhook(&fixture("checkout_session_completed.json"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert_eq!(app.outcomes().await, ["failed"]);
+    // The failure is stored by the batch that met it, not by a second trip to the writer.
+    assert_eq!(writer_batches(&app).await - before, 1);
 }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use super::{Batch, Decided, Delivery, Job, report};
+use super::{Decided, Decisions, Delivery, Job, report};
 use crate::{
     billing::{
         event::{CheckoutFacts, EventAction, FulfilmentReport, RefundReport, StripeEvent},
@@ -16,30 +16,38 @@ use crate::{
     catalog::Pack,
     events::EventOutcome,
     ledger::{
+        Posting,
         book::{Clawback, Credit, LotTerms, Metadata},
-        command::Posting,
         kinds::{EntryKind, LotSource},
     },
 };
 
-impl Batch {
-    /// Decides job `n` of the batch: an open purchase, a failed event, or an event to apply
-    /// unless another delivery owns it or it matched no account or pack.
+impl Decisions {
+    /// Decides job `n` of the batch, and keeps the decision in the job: an open purchase, a
+    /// failed event, or an event to apply unless another delivery owns it or it matched no
+    /// account or pack.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn decide_job(
         &mut self,
         n: usize,
-        job: &Job,
+        job: &mut Job,
         claimed: &HashSet<usize>,
         unmatched: &HashMap<usize, (EventOutcome, String)>,
         packs: &[Pack],
         now: DateTime<Utc>,
         postings: &mut Vec<Posting>,
-    ) -> Decided {
+    ) {
         match job {
-            Job::Open(purchase) => Decided::Opened(purchase.session_id.clone()),
-            Job::Import(purchase) => self.import(purchase, postings),
-            Job::Failed { event, error } => {
+            Job::Open { .. } => {}
+            Job::Import {
+                purchase, inserted, ..
+            } => *inserted = self.import(purchase, postings),
+            Job::Failed {
+                event,
+                error,
+                decided,
+                ..
+            } => {
                 let outcome = if claimed.contains(&n) {
                     EventOutcome::Failed
                 } else {
@@ -50,9 +58,14 @@ impl Batch {
                     ..report(event, outcome)
                 };
                 let finish = claimed.contains(&n).then(|| event.id.clone());
-                Decided::Event { report, finish }
+                *decided = Some(Decided { report, finish });
             }
-            Job::Event { event, delivery, .. } => {
+            Job::Event {
+                event,
+                delivery,
+                decided,
+                ..
+            } => {
                 let finish = (*delivery != Delivery::Reconcile).then(|| event.id.clone());
                 let report = if *delivery != Delivery::Reconcile && !claimed.contains(&n) {
                     report(event, EventOutcome::Duplicate)
@@ -65,7 +78,7 @@ impl Batch {
                     self.decide(event, packs, now, postings)
                 };
                 let finish = finish.filter(|_| report.outcome != EventOutcome::Duplicate);
-                Decided::Event { report, finish }
+                *decided = Some(Decided { report, finish });
             }
         }
     }
@@ -198,7 +211,8 @@ impl Batch {
 
     /// Records an imported purchase; one inserted now settles the refunds and disputes Stripe
     /// reported for its payment while it was not yet recorded.
-    fn import(&mut self, purchase: &Purchase, postings: &mut Vec<Posting>) -> Decided {
+    /// Whether this job recorded the session's purchase (settling refunds reported before).
+    fn import(&mut self, purchase: &Purchase, postings: &mut Vec<Posting>) -> bool {
         let session = purchase.session_id.clone();
         let inserted = self.purchases.get(&session).is_some_and(|p| p.id == purchase.id);
         if inserted
@@ -214,7 +228,7 @@ impl Batch {
             };
             self.settle(intent, &format!("import:{session}"), postings, &mut report);
         }
-        Decided::Imported { session, inserted }
+        inserted
     }
 
     /// Moves a pending purchase to failed or expired; anything further along is left alone.

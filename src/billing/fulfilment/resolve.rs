@@ -19,7 +19,6 @@ use crate::{
     ledger::{
         LedgerError,
         book::AccountState,
-        store::batch::find_accounts,
         types::{AccountId, Email},
     },
 };
@@ -28,7 +27,7 @@ use crate::{
 /// pays (account) and for what (pack). Sessions that match neither are reported per job.
 pub(super) async fn resolve_new(
     txn: &DatabaseTransaction,
-    jobs: &[&Job],
+    jobs: &[&mut Job],
     claimed: &HashSet<usize>,
     known: &HashSet<&str>,
     packs: &[Pack],
@@ -38,13 +37,14 @@ pub(super) async fn resolve_new(
     let mut wanted: Vec<(usize, &CheckoutFacts, &LineItems)> = Vec::new();
     let mut new: Vec<Purchase> = Vec::new();
     for (n, job) in jobs.iter().enumerate() {
-        match job {
-            Job::Open(purchase) | Job::Import(purchase) => new.push(purchase.clone()),
+        match &**job {
+            Job::Open { purchase, .. } | Job::Import { purchase, .. } => new.push(purchase.clone()),
             Job::Failed { .. } => {}
             Job::Event {
                 event,
                 delivery,
                 line_items,
+                ..
             } => {
                 let owned = *delivery == Delivery::Reconcile || claimed.contains(&n);
                 if let EventAction::Credit(f) | EventAction::AwaitPayment(f) = &event.action
@@ -77,7 +77,7 @@ pub(super) async fn resolve_new(
         );
     }
     let email_refs: Vec<&str> = emails.iter().map(String::as_str).collect();
-    let accounts = find_accounts(txn, &ids, &email_refs).await?;
+    let accounts = crate::ledger::accounts_named(txn, &ids, &email_refs).await?;
     for (n, facts, line_items) in wanted {
         let Some(account) = match_account(facts, &accounts) else {
             let detail = format!(

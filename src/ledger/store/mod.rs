@@ -1,10 +1,10 @@
 //! The ledger's tables (`accounts`, `credit_lots`, `credit_holds`, `credit_ledger`,
-//! `idempotency_keys`): the only code that reads or writes them. `batch` loads and writes what
-//! one writer batch touches, set-wise; `reads` answers balance and listing queries. Rows leave
-//! as the domain's types.
+//! `idempotency_keys`): the only code that reads or writes them. `writes` locks, loads and writes
+//! what one writer batch touches, set-wise; `reads` answers balance and listing queries. Rows
+//! leave as the domain's types.
 
-pub mod batch;
 pub mod reads;
+pub mod writes;
 
 use sea_orm::DbErr;
 

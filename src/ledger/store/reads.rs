@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::{account_state, batch, lot, metadata_from};
+use super::{account_state, lot, metadata_from, writes};
 use crate::{
     db::sql::Sql,
     entities::{account, credit_ledger, credit_lot},
@@ -141,8 +141,8 @@ async fn settled<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<Balance, DbErr> {
     let ids = [account.id.as_str()];
-    let lots = batch::live_lots(db, &ids).await?;
-    let holds = batch::holds(db, &[], &ids).await?;
+    let lots = writes::live_lots(db, &ids).await?;
+    let holds = writes::holds(db, &[], &ids).await?;
     let mut book = Book::load(account, lots, holds);
     book.settle(now);
     let held = book.held(now);

@@ -11,13 +11,7 @@ use super::{
     CHUNK, IN_FLIGHT, ImportFileError, ImportReport, RowReport, first_of_each, queue_row,
     rows::{self, FieldError, Row},
 };
-use crate::{
-    billing::BillingLedger,
-    ledger::{
-        AccountId, Email, ImportedBalance,
-        command::{ImportAccount, ImportOutcome},
-    },
-};
+use crate::ledger::{AccountId, Email, Extension, ImportAccount, ImportOutcome, ImportedBalance, Ledger};
 
 /// How to import accounts.
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,8 +42,8 @@ fn command(row: &Row, adopt: bool, now: DateTime<Utc>) -> Result<ImportAccount, 
 }
 
 /// Imports the accounts in the file at `path`.
-pub async fn import(
-    ledger: &BillingLedger,
+pub async fn import<X: Extension>(
+    ledger: &Ledger<X>,
     path: &Path,
     options: Options,
 ) -> Result<ImportReport<ImportOutcome>, ImportFileError> {
@@ -84,12 +78,7 @@ pub async fn import(
         }
     } else {
         let answered: Vec<(usize, Result<ImportOutcome, String>)> = stream::iter(commands)
-            .map(|(at, command)| async move {
-                (
-                    at,
-                    ledger.import_account(command).await.map_err(|e| e.to_string()),
-                )
-            })
+            .map(|(at, command)| async move { (at, ledger.send(command).await.map_err(|e| e.to_string())) })
             .buffer_unordered(IN_FLIGHT)
             .collect()
             .await;

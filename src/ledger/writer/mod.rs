@@ -14,18 +14,24 @@
 //! deadlock on each other; accounts are locked `FOR NO KEY UPDATE`, which the `FOR KEY SHARE`
 //! of a row that references one (a new purchase) does not conflict with.
 
-use std::{sync::Arc, time::Duration};
+mod batch;
+mod extension;
+mod flush;
+mod job;
+mod load;
+mod postings;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{DatabaseConnection, DbErr, RuntimeErr, TransactionTrait, sqlx};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    LedgerError, apply,
-    batch::{Answer, BatchStats, Extension, Input, TrialPolicy},
-    command::{Command, Reply},
-};
+pub use extension::{Extension, ExtensionJob, Posted, Posting, TrialPolicy};
+use job::{Job, Submitted};
+
+use super::{LedgerError, commands::Command, kinds::EntryKind};
 use crate::{db, metrics::Metrics};
 
 /// How the writer runs.
@@ -49,14 +55,40 @@ impl Default for WriterSettings {
     }
 }
 
-enum Job<X: Extension> {
-    Command(Command, oneshot::Sender<Result<Reply, LedgerError>>),
-    Extension(X::Job, oneshot::Sender<Result<X::Done, LedgerError>>),
+/// A job in the writer's queue: one of the ledger's commands, or one of billing's jobs.
+pub(crate) enum Queued<X: Extension> {
+    Command(Box<dyn Job>),
+    Extension(X::Job),
+}
+
+impl<X: Extension> Queued<X> {
+    fn deliver(self) {
+        match self {
+            Self::Command(job) => job.deliver(),
+            Self::Extension(job) => job.deliver(),
+        }
+    }
+
+    fn fail(self, err: LedgerError) {
+        match self {
+            Self::Command(job) => job.fail(err),
+            Self::Extension(job) => job.fail(err),
+        }
+    }
+}
+
+/// What a committed batch moved, for the metrics.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BatchStats {
+    /// Credits moved per entry kind (absolute).
+    pub credits: HashMap<EntryKind, u64>,
+    /// Holds reserved, captured, released and expired.
+    pub holds: HashMap<&'static str, u64>,
 }
 
 /// Submits jobs to the writer; cheap to clone.
 pub struct WriterHandle<X: Extension> {
-    queue: mpsc::Sender<Job<X>>,
+    queue: mpsc::Sender<Queued<X>>,
 }
 
 impl<X: Extension> Clone for WriterHandle<X> {
@@ -69,28 +101,21 @@ impl<X: Extension> Clone for WriterHandle<X> {
 
 impl<X: Extension> WriterHandle<X> {
     /// Applies a command; answers once its batch is committed.
-    pub async fn command(&self, command: Command) -> Result<Reply, LedgerError> {
+    pub async fn command<C: Command>(&self, command: C) -> Result<C::Reply, LedgerError> {
         let (tx, rx) = oneshot::channel();
         self.queue
-            .send(Job::Command(command, tx))
+            .send(Queued::Command(Box::new(Submitted::new(command, tx))))
             .await
             .map_err(|_| LedgerError::WriterStopped)?;
         rx.await.map_err(|_| LedgerError::WriterStopped)?
     }
 
-    /// Applies one of billing's jobs; answers once its batch is committed.
-    pub async fn extension(&self, job: X::Job) -> Result<X::Done, LedgerError> {
-        let (tx, rx) = oneshot::channel();
+    /// Queues one of billing's jobs; the job itself carries where its answer goes.
+    pub async fn extension(&self, job: X::Job) -> Result<(), LedgerError> {
         self.queue
-            .send(Job::Extension(job, tx))
+            .send(Queued::Extension(job))
             .await
-            .map_err(|_| LedgerError::WriterStopped)?;
-        rx.await.map_err(|_| LedgerError::WriterStopped)?
-    }
-
-    /// Jobs waiting for a writer now.
-    pub fn queue_depth(&self) -> usize {
-        self.queue.max_capacity() - self.queue.capacity()
+            .map_err(|_| LedgerError::WriterStopped)
     }
 }
 
@@ -129,7 +154,7 @@ pub fn spawn<X: Extension>(
 
 async fn run<X: Extension>(
     shared: Arc<Shared<X>>,
-    queue: Arc<Mutex<mpsc::Receiver<Job<X>>>>,
+    queue: Arc<Mutex<mpsc::Receiver<Queued<X>>>>,
     stop: CancellationToken,
 ) {
     loop {
@@ -177,72 +202,61 @@ fn is_retryable(err: &LedgerError) -> bool {
 const RETRIES: u32 = 4;
 
 impl<X: Extension> Shared<X> {
-    async fn process(&self, jobs: Vec<Job<X>>) {
-        let (inputs, replies): (Vec<Input<X>>, Vec<Recipient<X>>) = jobs
-            .into_iter()
-            .map(|job| match job {
-                Job::Command(command, tx) => (Input::Command(command), Recipient::Command(tx)),
-                Job::Extension(job, tx) => (Input::Extension(job), Recipient::Extension(tx)),
-            })
-            .unzip();
+    async fn process(&self, mut jobs: Vec<Queued<X>>) {
         // Microseconds, as PostgreSQL stores them: an answer shows the times a read shows later.
         let now = Utc::now().trunc_subsecs(6);
         let mut attempt = 0;
-        let answers = loop {
-            let result = self.batch(&inputs, now).await;
+        loop {
+            let result = self.batch(&mut jobs, now).await;
             if result.is_err() {
                 // A failed transaction can leave SQLite's connection inside it: start afresh.
                 db::discard_sqlite_writer_connection(&self.db).await;
             }
             match result {
-                Ok((answers, stats)) => {
+                Ok(stats) => {
                     self.record(&stats);
-                    break answers;
+                    jobs.into_iter().for_each(Queued::deliver);
+                    return;
                 }
                 Err(err) if is_retryable(&err) && attempt < RETRIES => {
                     attempt += 1;
                     tracing::debug!(attempt, error = %err, "writer batch lost a race; retrying");
                     tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
                 }
-                Err(err) if err.is_transient() || inputs.len() == 1 => {
-                    if err.is_transient() {
-                        // Disk full, database gone: nothing written, every caller told to retry.
-                        tracing::warn!(error = %super::error::error_chain(&err), jobs = inputs.len(), "writer batch not written; its callers retry");
-                    } else {
-                        tracing::error!(error = ?err, "writer job failed");
+                Err(err) if err.is_transient() => {
+                    // Disk full, database gone: nothing written, every caller told to retry.
+                    tracing::warn!(error = %crate::ledger::error::error_chain(&err), jobs = jobs.len(), "writer batch not written; its callers retry");
+                    for job in jobs {
+                        job.fail(share(&err));
                     }
-                    break inputs.iter().map(|_| Answer::Failed(share(&err))).collect();
+                    return;
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, jobs = inputs.len(), "writer batch failed; applying its jobs one by one");
-                    break self.one_by_one(&inputs, now).await;
+                    if jobs.len() > 1 {
+                        tracing::warn!(error = %err, jobs = jobs.len(), "writer batch failed; applying its jobs one by one");
+                    }
+                    self.one_by_one(jobs, now).await;
+                    return;
                 }
             }
-        };
-        for (reply, answer) in replies.into_iter().zip(answers) {
-            reply.send(answer);
         }
     }
 
-    async fn batch(
-        &self,
-        inputs: &[Input<X>],
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<Answer<X>>, BatchStats), LedgerError> {
+    async fn batch(&self, jobs: &mut [Queued<X>], now: DateTime<Utc>) -> Result<BatchStats, LedgerError> {
         let started = std::time::Instant::now();
         let txn = db::begin_write(&self.db).await?;
         let begun = started.elapsed();
-        let applied = apply::apply(&txn, &*self.extension, self.trial, inputs, now).await?;
+        let stats = batch::apply(&txn, &*self.extension, self.trial, jobs, now).await?;
         let applied_at = started.elapsed();
         txn.commit().await?;
         tracing::debug!(
-            jobs = inputs.len(),
+            jobs = jobs.len(),
             begin_us = begun.as_micros() as u64,
             apply_us = (applied_at - begun).as_micros() as u64,
             commit_us = (started.elapsed() - applied_at).as_micros() as u64,
             "writer batch committed"
         );
-        Ok(applied)
+        Ok(stats)
     }
 
     /// Counts what a committed batch moved.
@@ -255,27 +269,28 @@ impl<X: Extension> Shared<X> {
         }
     }
 
-    /// Each job in a savepoint of one transaction: one that fails is rolled back alone.
-    async fn one_by_one(&self, inputs: &[Input<X>], now: DateTime<Utc>) -> Vec<Answer<X>> {
+    /// Each job in a savepoint of one transaction: one that fails is rolled back alone, and
+    /// billing records what it keeps of the failure in the same transaction.
+    async fn one_by_one(&self, mut jobs: Vec<Queued<X>>, now: DateTime<Utc>) {
+        let mut failures: Vec<Option<LedgerError>> = Vec::with_capacity(jobs.len());
         let attempt = async {
             let txn = db::begin_write(&self.db).await?;
-            let mut answers = Vec::with_capacity(inputs.len());
             let mut committed = Vec::new();
-            for input in inputs {
+            for job in &mut jobs {
                 let savepoint = txn.begin().await?;
-                let result = apply::apply(
+                let result = batch::apply(
                     &savepoint,
                     &*self.extension,
                     self.trial,
-                    std::slice::from_ref(input),
+                    std::slice::from_mut(job),
                     now,
                 )
                 .await;
                 match result {
-                    Ok((mut one, stats)) => {
+                    Ok(stats) => {
                         savepoint.commit().await?;
                         committed.push(stats);
-                        answers.push(one.pop().unwrap_or(Answer::Failed(LedgerError::WriterStopped)));
+                        failures.push(None);
                     }
                     // The database itself failing (disk full, gone) is no job's own fault,
                     // and may have ended the whole transaction: every job waits for a retry.
@@ -283,21 +298,33 @@ impl<X: Extension> Shared<X> {
                     Err(err) => {
                         savepoint.rollback().await?;
                         tracing::error!(error = ?err, "writer job failed on its own");
-                        answers.push(Answer::Failed(err));
+                        if let Queued::Extension(job) = job {
+                            self.extension.failed(&txn, job, &err, now).await?;
+                        }
+                        failures.push(Some(err));
                     }
                 }
             }
             txn.commit().await?;
-            for stats in &committed {
-                self.record(stats);
-            }
-            Ok::<_, LedgerError>(answers)
+            Ok::<_, LedgerError>(committed)
         };
         match attempt.await {
-            Ok(answers) => answers,
+            Ok(committed) => {
+                for stats in &committed {
+                    self.record(stats);
+                }
+                for (job, failure) in jobs.into_iter().zip(failures) {
+                    match failure {
+                        None => job.deliver(),
+                        Some(err) => job.fail(err),
+                    }
+                }
+            }
             Err(err) => {
                 db::discard_sqlite_writer_connection(&self.db).await;
-                inputs.iter().map(|_| Answer::Failed(share(&err))).collect()
+                for job in jobs {
+                    job.fail(share(&err));
+                }
             }
         }
     }
@@ -323,41 +350,5 @@ fn share(err: &LedgerError) -> LedgerError {
         }
         LedgerError::WriterStopped => LedgerError::WriterStopped,
         LedgerError::Unexpected(cause) => LedgerError::Unexpected(anyhow::anyhow!("{cause:#}")),
-    }
-}
-
-/// Where an answer goes.
-enum Recipient<X: Extension> {
-    Command(oneshot::Sender<Result<Reply, LedgerError>>),
-    Extension(oneshot::Sender<Result<X::Done, LedgerError>>),
-}
-
-impl<X: Extension> Recipient<X> {
-    fn send(self, answer: Answer<X>) {
-        // A caller that gave up (timed out, disconnected) no longer listens; its job is done.
-        match (self, answer) {
-            (Self::Command(tx), Answer::Command(reply)) => {
-                let _ = tx.send(reply);
-            }
-            (Self::Extension(tx), Answer::Extension(done)) => {
-                let _ = tx.send(done);
-            }
-            (Self::Command(tx), Answer::Failed(err)) => {
-                let _ = tx.send(Err(err));
-            }
-            (Self::Extension(tx), Answer::Failed(err)) => {
-                let _ = tx.send(Err(err));
-            }
-            (Self::Command(tx), Answer::Extension(_)) => {
-                let _ = tx.send(Err(LedgerError::Unexpected(anyhow::anyhow!(
-                    "answer of another kind"
-                ))));
-            }
-            (Self::Extension(tx), Answer::Command(_)) => {
-                let _ = tx.send(Err(LedgerError::Unexpected(anyhow::anyhow!(
-                    "answer of another kind"
-                ))));
-            }
-        }
     }
 }

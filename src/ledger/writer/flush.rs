@@ -6,21 +6,21 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
 
-use super::{EntryKey, capture_reference};
+use super::BatchStats;
 use crate::ledger::{
     LedgerError,
-    batch::BatchStats,
-    book::Book,
+    book::capture_reference,
+    commands::{Books, EntryIds},
     kinds::{EntryKind, HoldStatus},
-    store::batch,
+    store::writes,
 };
 
 /// Writes every book's changes; returns the ids of the appended entries.
 pub(super) async fn books(
     txn: &DatabaseTransaction,
-    books: &HashMap<String, Book>,
+    books: &Books,
     now: DateTime<Utc>,
-) -> Result<(HashMap<EntryKey, i64>, BatchStats), LedgerError> {
+) -> Result<(EntryIds, BatchStats), LedgerError> {
     let mut accounts = Vec::new();
     let (mut new_lots, mut changed_lots, mut new_holds, mut changed_holds, mut entries) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -34,10 +34,10 @@ pub(super) async fn books(
         entries.extend(changes.entries);
     }
     accounts.sort_by(|a, b| a.id.cmp(&b.id));
-    batch::update_accounts(txn, &accounts, now).await?;
-    batch::insert_lots(txn, &new_lots).await?;
-    batch::update_lots(txn, &changed_lots).await?;
-    let ids = batch::insert_entries(txn, &entries).await?;
+    writes::update_accounts(txn, &accounts, now).await?;
+    writes::insert_lots(txn, &new_lots).await?;
+    writes::update_lots(txn, &changed_lots).await?;
+    let ids = writes::insert_entries(txn, &entries).await?;
     let captures: HashMap<String, i64> = new_holds
         .iter()
         .chain(&changed_holds)
@@ -50,8 +50,8 @@ pub(super) async fn books(
             Some((h.id.clone(), *id))
         })
         .collect();
-    batch::insert_holds(txn, &new_holds).await?;
-    batch::update_holds(txn, &changed_holds, &captures).await?;
+    writes::insert_holds(txn, &new_holds).await?;
+    writes::update_holds(txn, &changed_holds, &captures).await?;
     let mut stats = BatchStats::default();
     for entry in &entries {
         *stats.credits.entry(entry.kind).or_default() += entry.delta.unsigned_abs();
@@ -64,5 +64,5 @@ pub(super) async fn books(
             *stats.holds.entry(hold.status.as_str()).or_default() += 1;
         }
     }
-    Ok((ids, stats))
+    Ok((EntryIds::new(ids), stats))
 }

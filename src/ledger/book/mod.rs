@@ -16,13 +16,13 @@
 //!   burn order; what it cannot find becomes debt, so the balance may go below zero.
 //! - Invariant: `balance = Σ lots.remaining - debt`, and `balance` is the sum of the entries.
 
-mod import;
+mod opening;
 mod parts;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-pub use import::{Differences, Imported, OPENING_REFERENCE};
+pub use opening::{Differences, Imported, OPENING_REFERENCE};
 pub use parts::*;
 
 use super::kinds::{EntryKind, HoldStatus, LotSource};

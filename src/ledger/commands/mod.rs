@@ -1,0 +1,91 @@
+//! The commands that change balances, one file each: what a caller asks, which accounts and
+//! holds it locks, its idempotency key, its rule over the batch's books, and how its answer is
+//! assembled once the batch's entries have ids. The writer applies any [`Command`] in a batch
+//! and answers it once the batch is committed.
+//!
+//! Adding a command: a new file here implementing [`Command`], and its `mod` line below.
+//! `context` is what every command sees while its batch applies.
+
+mod context;
+
+mod capture;
+mod consume;
+mod ensure;
+mod expire;
+mod grant;
+mod import;
+mod ping;
+mod release;
+mod reserve;
+
+pub use capture::{Capture, CaptureDone};
+pub use consume::{Consume, Consumed};
+pub use context::{Books, Context, EntryIds, KeyId, LockSet, Opener, Replay, Step};
+pub(crate) use context::{KeyUse, posting_error};
+pub use ensure::{AccountView, EnsureAccount, Ensured};
+pub use expire::{Expire, Expired};
+pub use grant::{Grant, Granted};
+pub use import::{ImportAccount, ImportOutcome, dry_run_imports};
+pub use ping::{Ping, Pong};
+pub use release::{Release, ReleaseDone};
+pub use reserve::{Reserve, Reserved};
+
+use super::LedgerError;
+
+/// A change the writer applies in a batch.
+pub trait Command: Send + 'static {
+    /// What the caller gets once the batch is committed.
+    type Reply: Reply;
+    /// What the rule leaves for the answer until the batch's entries have ids.
+    type Draft: Send + 'static;
+    /// The command's name in logs and spans.
+    const NAME: &'static str;
+
+    /// The accounts and holds to lock and load before the batch applies anything.
+    fn lock(&self, set: &mut LockSet);
+
+    /// The idempotency key, once the books are loaded; `None` for commands without one.
+    fn key(&self, books: &Books) -> Option<KeyId> {
+        let _ = books;
+        None
+    }
+
+    /// The rule, applied to the loaded books in job order. A refusal changes nothing.
+    fn apply(&self, cx: &mut Context<'_>) -> Result<Step<Self::Draft>, LedgerError>;
+
+    /// The answer, once the batch's entries have ids.
+    fn answer(draft: Self::Draft, ids: &EntryIds) -> Result<Self::Reply, LedgerError>;
+}
+
+/// A command's answer. A keyed command's answer is kept with its key and replayed to repeats.
+pub trait Reply: Send + Sized + 'static {
+    /// The answer as its key's record keeps it; `None` for answers never recorded.
+    fn record(&self) -> Option<String> {
+        None
+    }
+
+    /// A recorded answer, marked as a repeat; `None` when the record does not read back.
+    fn replay(record: &str) -> Option<Self> {
+        let _ = record;
+        None
+    }
+}
+
+/// Implements [`Reply`] for an answer that is recorded as JSON and has a `replayed` flag.
+macro_rules! recorded_reply {
+    ($reply:ty) => {
+        impl $crate::ledger::commands::Reply for $reply {
+            fn record(&self) -> Option<String> {
+                serde_json::to_string(self).ok()
+            }
+
+            fn replay(record: &str) -> Option<Self> {
+                serde_json::from_str::<Self>(record).ok().map(|reply| Self {
+                    replayed: true,
+                    ..reply
+                })
+            }
+        }
+    };
+}
+pub(crate) use recorded_reply;

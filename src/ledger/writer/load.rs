@@ -1,0 +1,196 @@
+//! What a batch reads before applying anything: the accounts its commands and postings name,
+//! locked in id order (and the ones a command opens), their lots and holds, and the idempotency
+//! records its commands' keys already have. An account only credited by billing (a purchase)
+//! is loaded without its lots: a credit needs the balance and the debt, nothing else.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseTransaction;
+
+use super::extension::{Posting, TrialPolicy};
+use crate::ledger::{
+    LedgerError,
+    book::{AccountState, Book, Credit, LotTerms, Metadata},
+    commands::{Books, KeyId, KeyUse, LockSet, Opener},
+    kinds::{EntryKind, LotSource},
+    store::writes,
+    types::AccountRef,
+};
+
+/// Locks every account the batch names (creating the ones commands open)
+/// and loads the lots and holds of those that need them.
+// Long on purpose: the load order (accounts, then lots and holds of those that need them) in one place.
+pub(super) async fn books(
+    txn: &DatabaseTransaction,
+    mut named: LockSet,
+    postings: &[Vec<Posting>],
+    trial: TrialPolicy,
+    now: DateTime<Utc>,
+) -> Result<Books, LedgerError> {
+    // Accounts named by id and loaded whole: holds' owners and clawbacks' accounts.
+    let mut full_ids = Vec::new();
+    for posting in postings.iter().flatten() {
+        named.ids.push(posting.account_id().to_owned());
+        if matches!(posting, Posting::Clawback { .. }) {
+            full_ids.push(posting.account_id().to_owned());
+        }
+    }
+    let hold_refs: Vec<&str> = named.holds.iter().map(String::as_str).collect();
+    let owners = writes::hold_owners(txn, &hold_refs).await?;
+    named.ids.extend(owners.values().cloned());
+    full_ids.extend(owners.into_values());
+    named.ids.sort();
+    named.ids.dedup();
+    named.emails.sort();
+    named.emails.dedup();
+
+    let ids: Vec<&str> = named.ids.iter().map(String::as_str).collect();
+    let emails: Vec<&str> = named.emails.iter().map(String::as_str).collect();
+    let mut accounts = writes::lock_accounts(txn, &ids, &emails).await?;
+    let opened = open_accounts(txn, &named.openers, &mut accounts, now).await?;
+
+    // Which of them need their lots: everything but accounts that are only credited.
+    let mut full: HashSet<String> = full_ids.into_iter().collect();
+    for by in &named.full {
+        let found = accounts.iter().find(|a| match by {
+            AccountRef::Id(id) => a.id == id.as_str(),
+            AccountRef::Email(email) => a.email == email.as_str(),
+        });
+        full.extend(found.map(|a| a.id.clone()));
+    }
+    let full_ids: Vec<&str> = accounts
+        .iter()
+        .map(|a| a.id.as_str())
+        .filter(|id| full.contains(*id))
+        .collect();
+    let mut lots = writes::live_lots(txn, &full_ids).await?;
+    let with_holds: Vec<&str> = full_ids
+        .iter()
+        .copied()
+        .filter(|id| lots.iter().any(|l| l.account_id == *id && l.held > 0))
+        .collect();
+    let mut holds = writes::holds(txn, &hold_refs, &with_holds).await?;
+
+    let mut books = HashMap::with_capacity(accounts.len() + opened.len());
+    for account in accounts {
+        let id = account.id.clone();
+        let book = if full.contains(&id) {
+            let own_lots = drain_where(&mut lots, |l| l.account_id == id);
+            let own_holds = drain_where(&mut holds, |h| h.account_id == id);
+            Book::load(account, own_lots, own_holds)
+        } else {
+            Book::credit_only(account)
+        };
+        books.insert(id, book);
+    }
+    for account in opened {
+        let id = account.id.clone();
+        let by_ensure = named.openers.iter().find(|o| o.id == id).is_some_and(|o| o.trial);
+        let mut book = Book::open(account);
+        if by_ensure && trial.credits > 0 {
+            book.credit(trial_credit(&id, trial, now), now);
+        }
+        books.insert(id, book);
+    }
+    Ok(books)
+}
+
+/// Creates the accounts commands open: the first claimant of a free email
+/// gets it. Returns those created here; ones another writer created meanwhile join `accounts`.
+async fn open_accounts(
+    txn: &DatabaseTransaction,
+    openers: &[Opener],
+    accounts: &mut Vec<AccountState>,
+    now: DateTime<Utc>,
+) -> Result<Vec<AccountState>, LedgerError> {
+    let mut opening: Vec<AccountState> = Vec::new();
+    for opener in openers {
+        let (id, email) = (opener.id.as_str(), opener.email.as_str());
+        let known = accounts.iter().chain(&opening).any(|a| a.id == id);
+        let taken = accounts
+            .iter()
+            .chain(&opening)
+            .any(|a| a.email == email && a.id != id);
+        if !known && !taken {
+            opening.push(AccountState {
+                id: id.to_owned(),
+                email: email.to_owned(),
+                balance: 0,
+                debt: 0,
+                is_trial_user: opener.is_trial_user,
+                created_at: now,
+            });
+        }
+    }
+    let inserted = writes::insert_accounts(txn, &opening, now).await?;
+    let lost: Vec<&AccountState> = opening.iter().filter(|a| !inserted.contains(&a.id)).collect();
+    if !lost.is_empty() {
+        // Another writer created them (or took their emails) since the lock: lock theirs.
+        let ids: Vec<&str> = lost.iter().map(|a| a.id.as_str()).collect();
+        let emails: Vec<&str> = lost.iter().map(|a| a.email.as_str()).collect();
+        for account in writes::lock_accounts(txn, &ids, &emails).await? {
+            if accounts.iter().all(|a| a.id != account.id) {
+                accounts.push(account);
+            }
+        }
+    }
+    Ok(opening.into_iter().filter(|a| inserted.contains(&a.id)).collect())
+}
+
+fn drain_where<T>(items: &mut Vec<T>, keep: impl Fn(&T) -> bool) -> Vec<T> {
+    let (mine, rest): (Vec<T>, Vec<T>) = std::mem::take(items).into_iter().partition(|i| keep(i));
+    *items = rest;
+    mine
+}
+
+fn trial_credit(account_id: &str, trial: TrialPolicy, now: DateTime<Utc>) -> Credit {
+    Credit {
+        credits: trial.credits,
+        kind: EntryKind::Trial,
+        reason: EntryKind::Trial.as_str().to_owned(),
+        reference: account_id.to_owned(),
+        metadata: Metadata::new(),
+        lot: LotTerms {
+            id: uuid::Uuid::now_v7().to_string(),
+            source: LotSource::Trial,
+            reference: account_id.to_owned(),
+            expires_at: trial
+                .expire_days
+                .map(|days| now + chrono::Duration::days(i64::from(days))),
+        },
+        ends_trial: false,
+    }
+}
+
+/// The stored records of the keys the batch's commands use.
+pub(super) async fn keys(
+    txn: &DatabaseTransaction,
+    mut wanted: Vec<KeyId>,
+) -> Result<HashMap<KeyId, KeyUse>, LedgerError> {
+    wanted.sort();
+    wanted.dedup();
+    let query: Vec<(String, String, String)> = wanted
+        .iter()
+        .map(|(account, operation, key)| (account.clone(), (*operation).to_owned(), key.clone()))
+        .collect();
+    let stored = writes::keys(txn, &query).await?;
+    Ok(stored
+        .into_iter()
+        .filter_map(|r| {
+            // The operation's name as the command spells it.
+            let (account, operation, key) = wanted
+                .iter()
+                .find(|(a, o, k)| *a == r.account_id && *o == r.operation && *k == r.key)?
+                .clone();
+            Some((
+                (account, operation, key),
+                KeyUse {
+                    fingerprint: r.fingerprint,
+                    stored: Some(r.response),
+                    first_job: None,
+                },
+            ))
+        })
+        .collect())
+}
