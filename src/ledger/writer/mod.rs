@@ -138,6 +138,7 @@ pub fn spawn<X: Extension>(
     stop: CancellationToken,
 ) -> (WriterHandle<X>, Vec<tokio::task::JoinHandle<()>>) {
     let (tx, rx) = mpsc::channel(settings.queue.max(1));
+    metrics.writer_queue_capacity(settings.queue.max(1));
     let rx = Arc::new(Mutex::new(rx));
     let shared = Arc::new(Shared {
         db,
