@@ -16,7 +16,7 @@ use credits::{
     config::Settings,
     db,
     grpc::pb::{self, credits_service_client::CreditsServiceClient, credits_service_server as server},
-    ledger::{AccountId, Email, EnsureAccount},
+    ledger::{AccountId, Email, commands::EnsureAccount},
 };
 use sea_orm::{ConnectionTrait, Database};
 use tokio_stream::wrappers::TcpListenerStream;

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     catalog,
-    ledger::{AccountId, Email, EnsureAccount, IdempotencyKey, InvalidInput, LedgerError},
+    ledger::{AccountId, Email, IdempotencyKey, InvalidInput, LedgerError, commands::EnsureAccount},
     stripe::CheckoutRequest,
 };
 

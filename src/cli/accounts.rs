@@ -8,9 +8,10 @@ use crate::{
     app::{AppLedger, Services},
     billing::Billing,
     ledger::{
-        AccountId, AccountRef, Credits, Email, EntryView, Grant, IdempotencyKey, InvalidInput, LedgerError,
-        Listing, PageRequest, Reason,
+        AccountId, AccountRef, Credits, Email, EntryView, IdempotencyKey, InvalidInput, LedgerError, Listing,
+        PageRequest, Reason,
         book::{Lot, Metadata},
+        commands::Grant,
         kinds::LotSource,
     },
 };

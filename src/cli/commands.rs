@@ -6,9 +6,10 @@ use super::{AccountsCommand, CliError, EventsCommand};
 use crate::{
     app::{Application, Services},
     catalog,
+    catalog::Catalog,
     config::Settings,
     db,
-    events::{self, Delivery, EventOutcome},
+    events::{Delivery, EventLog, EventOutcome},
     ops, shutdown,
     stripe::StripeGateway,
     webhook,
@@ -54,8 +55,8 @@ pub async fn events(settings: Settings, command: EventsCommand) -> Result<(), Cl
             since,
             limit,
         } => {
-            let db = db::connect(&settings).await?;
-            let listed = events::store::list(&db, outcome, since.map(ago), limit).await?;
+            let log = EventLog::new(db::connect(&settings).await?);
+            let listed = log.list(outcome, since.map(ago), limit).await?;
             println!(
                 "{:<32} {:<42} {:<18} {:<25} ERROR",
                 "ID", "TYPE", "OUTCOME", "RECEIVED"
@@ -79,8 +80,8 @@ pub async fn events(settings: Settings, command: EventsCommand) -> Result<(), Cl
             result?;
         }
         EventsCommand::Prune => {
-            let db = db::connect(&settings).await?;
-            let pruned = events::store::prune(&db, settings.event_retention_days).await?;
+            let log = EventLog::new(db::connect(&settings).await?);
+            let pruned = log.prune(settings.event_retention_days).await?;
             println!(
                 "pruned {pruned} event(s) older than {} days",
                 settings.event_retention_days
@@ -135,7 +136,8 @@ pub async fn sync_packs(settings: Settings, dry_run: bool) -> Result<(), CliErro
         db::migrate(&db).await?;
     }
     let stripe = StripeGateway::new(&settings.stripe).map_err(anyhow::Error::new)?;
-    let report = catalog::sync::sync_packs(&db, &stripe, &packs, dry_run)
+    let report = Catalog::new(db)
+        .sync(&stripe, &packs, dry_run)
         .await
         .map_err(|err| anyhow::anyhow!("packs sync: {err}; the database was not changed"))?;
     for plan in &report.plans {
@@ -202,7 +204,7 @@ pub async fn list_packs(settings: Settings) -> Result<(), CliError> {
         .await
         .is_ok_and(|s| s.iter().all(|(_, applied)| *applied));
     let stored = if migrated {
-        catalog::store::all_packs(&db).await?
+        Catalog::new(db).all().await?
     } else {
         Vec::new()
     };

@@ -4,16 +4,14 @@
 
 use std::io::Write;
 
-use chrono::Utc;
-
 use super::{CliError, ImportCommand, commands::STOP_GRACE};
 use crate::{
     app::Services,
     billing::import::PurchaseImport,
-    catalog,
+    catalog::{self, Catalog},
     config::Settings,
     db,
-    ledger::{ImportOutcome, book::Differences},
+    ledger::{book::Differences, commands::ImportOutcome},
     ops::import::{self, ImportReport, RowReport, accounts},
 };
 
@@ -41,11 +39,12 @@ pub async fn run(settings: Settings, command: ImportCommand) -> Result<(), CliEr
     }
     let packs = match pack_file {
         Some(file) => {
+            let catalog = Catalog::new(db.clone());
             if !dry_run {
                 // As `serve` does at start: the file's packs are what purchases may name.
-                catalog::store::store_pack_file(&db, &file, Utc::now()).await?;
+                catalog.store_pack_file(&file).await?;
             }
-            Some(catalog::as_sold(&file, catalog::store::all_packs(&db).await?))
+            Some(catalog::as_sold(&file, catalog.all().await?))
         }
         None => None,
     };

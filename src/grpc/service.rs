@@ -9,7 +9,10 @@ use super::{
 };
 use crate::{
     billing::Billing,
-    ledger::{AccountId, AccountRef, Email, EnsureAccount, Extension, Ledger, Listing, Release},
+    ledger::{
+        AccountId, AccountRef, Email, Extension, Ledger, Listing,
+        commands::{EnsureAccount, Release},
+    },
 };
 
 /// The RPCs of `credits.v1.CreditsService`, the only method names metrics, logs and spans

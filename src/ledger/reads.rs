@@ -5,13 +5,16 @@ use chrono::Utc;
 use sea_orm::ConnectionTrait;
 
 use super::{
-    AccountView, Extension, Ledger, LedgerError,
+    api::Ledger,
     book::{AccountState, Book, Lot},
+    commands::AccountView,
+    error::LedgerError,
     store::{
         self,
         reads::{Balance, EntryView},
     },
     types::{AccountRef, Listing, PageRequest, encode_page_token},
+    writer::Extension,
 };
 
 /// One page of ledger entries and the token for the next (None on the last page).

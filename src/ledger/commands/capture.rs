@@ -9,8 +9,8 @@ use super::{
     recorded_reply,
 };
 use crate::ledger::{
-    LedgerError,
     book::{Metadata, PostingError, capture_reference},
+    error::LedgerError,
     kinds::{EntryKind, HoldStatus},
     types::{Credits, HoldId},
 };

@@ -8,8 +8,8 @@ use super::{
     recorded_reply,
 };
 use crate::ledger::{
-    LedgerError,
     book::{Debit, Metadata},
+    error::LedgerError,
     kinds::EntryKind,
     types::{AccountRef, Credits, IdempotencyKey, Reason},
 };

@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 
 use super::AccountView;
 use crate::ledger::{
-    LedgerError,
     book::{Book, Metadata, PostingError},
+    error::LedgerError,
     kinds::EntryKind,
     types::{AccountRef, HoldId, InvalidInput},
 };

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Books, Command, Context, EntryIds, LockSet, Opener, Reply, Step};
 use crate::ledger::{
-    LedgerError,
     book::Book,
+    error::LedgerError,
     types::{AccountId, AccountRef, Email},
 };
 

@@ -3,7 +3,7 @@
 
 use super::{Command, Context, EntryIds, LockSet, Reply, Step};
 use crate::ledger::{
-    LedgerError,
+    error::LedgerError,
     types::{AccountId, AccountRef},
 };
 

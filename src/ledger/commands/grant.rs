@@ -10,9 +10,9 @@ use super::{
     recorded_reply,
 };
 use crate::ledger::{
-    LedgerError,
     book::{Credit, LotTerms, Metadata},
     commands::context::EntryKey,
+    error::LedgerError,
     kinds::{EntryKind, LotSource},
     types::{AccountRef, Credits, IdempotencyKey, InvalidInput, Reason},
 };

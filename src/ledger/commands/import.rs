@@ -8,8 +8,8 @@ use sea_orm::ConnectionTrait;
 
 use super::{Books, Command, Context, EntryIds, LockSet, Opener, Reply, Step, ensure::email_holder};
 use crate::ledger::{
-    LedgerError,
     book::{AccountState, Book, Differences, Imported, PostingError},
+    error::LedgerError,
     store::writes,
     types::{AccountId, AccountRef, Email, ImportedBalance},
 };

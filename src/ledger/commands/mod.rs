@@ -30,7 +30,7 @@ pub use ping::{Ping, Pong};
 pub use release::{Release, ReleaseDone};
 pub use reserve::{Reserve, Reserved};
 
-use super::LedgerError;
+use crate::ledger::error::LedgerError;
 
 /// A change the writer applies in a batch.
 pub trait Command: Send + 'static {

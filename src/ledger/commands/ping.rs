@@ -1,7 +1,7 @@
 //! Ping: proves the write path works; answered once a write transaction committed.
 
 use super::{Command, Context, EntryIds, LockSet, Reply, Step};
-use crate::ledger::LedgerError;
+use crate::ledger::error::LedgerError;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Ping;

@@ -8,7 +8,7 @@ use super::{
     context::{fingerprint, hold_owner, posting_error},
     recorded_reply,
 };
-use crate::ledger::{LedgerError, types::HoldId};
+use crate::ledger::{error::LedgerError, types::HoldId};
 
 #[derive(Debug, Clone)]
 pub struct Release {

@@ -10,8 +10,8 @@ use super::{
     recorded_reply,
 };
 use crate::ledger::{
-    LedgerError,
     book::{Metadata, Reservation},
+    error::LedgerError,
     types::{AccountRef, Credits, IdempotencyKey, Reason},
 };
 

@@ -9,8 +9,8 @@ use sea_orm::DatabaseTransaction;
 
 use super::{BatchStats, Queued, extension::Extension, extension::TrialPolicy, flush, load, postings};
 use crate::ledger::{
-    LedgerError,
     commands::{Context, LockSet},
+    error::LedgerError,
     store::writes::{self, KeyRecord},
 };
 

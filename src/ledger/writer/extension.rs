@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
 
 use crate::ledger::{
-    LedgerError,
     book::{Clawback, Credit},
+    error::LedgerError,
 };
 
 /// Billing's part of a batch.

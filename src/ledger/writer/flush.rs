@@ -8,9 +8,9 @@ use sea_orm::DatabaseTransaction;
 
 use super::BatchStats;
 use crate::ledger::{
-    LedgerError,
     book::capture_reference,
     commands::{Books, EntryIds},
+    error::LedgerError,
     kinds::{EntryKind, HoldStatus},
     store::writes,
 };

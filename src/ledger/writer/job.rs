@@ -5,8 +5,8 @@
 use tokio::sync::oneshot;
 
 use crate::ledger::{
-    LedgerError,
     commands::{Books, Command, Context, EntryIds, KeyId, LockSet, Replay, Reply, Step},
+    error::LedgerError,
 };
 
 /// Any command in the writer's queue.

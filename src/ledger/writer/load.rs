@@ -10,9 +10,9 @@ use sea_orm::DatabaseTransaction;
 
 use super::extension::{Posting, TrialPolicy};
 use crate::ledger::{
-    LedgerError,
     book::{AccountState, Book, Credit, LotTerms, Metadata},
     commands::{Books, KeyId, KeyUse, LockSet, Opener},
+    error::LedgerError,
     kinds::{EntryKind, LotSource},
     store::writes,
     types::AccountRef,

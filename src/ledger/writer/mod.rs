@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub use extension::{Extension, ExtensionJob, Posted, Posting, TrialPolicy};
 use job::{Job, Submitted};
 
-use super::{LedgerError, commands::Command, kinds::EntryKind};
+use super::{commands::Command, error::LedgerError, kinds::EntryKind};
 use crate::{db, metrics::Metrics};
 
 /// How the writer runs.

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use super::extension::{Posted, Posting};
 use crate::ledger::{
-    LedgerError,
     commands::{Books, EntryIds},
+    error::LedgerError,
     kinds::EntryKind,
 };
 

@@ -11,7 +11,10 @@ use super::{
     CHUNK, IN_FLIGHT, ImportFileError, ImportReport, RowReport, first_of_each, queue_row,
     rows::{self, FieldError, Row},
 };
-use crate::ledger::{AccountId, Email, Extension, ImportAccount, ImportOutcome, ImportedBalance, Ledger};
+use crate::ledger::{
+    AccountId, Email, Extension, ImportedBalance, Ledger,
+    commands::{ImportAccount, ImportOutcome},
+};
 
 /// How to import accounts.
 #[derive(Debug, Clone, Copy, Default)]
