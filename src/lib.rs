@@ -19,6 +19,7 @@
 //! - `net/`: the connections under both servers: the gRPC accept loop (TLS), the HTTP/2 guard
 //!   and lingering close that keep a graceful shutdown graceful.
 //! - `health`, `db/`, `shutdown`, `telemetry`, `cli`: process plumbing.
+//! - `vocab`: text-stored enums (one macro), usable from any module.
 //! - `metrics` (`GET /metrics`), `limits` (HTTP load shedding and read timeouts): operations.
 
 pub mod app;
@@ -39,4 +40,5 @@ pub mod ops;
 pub mod shutdown;
 pub mod stripe;
 pub mod telemetry;
+pub mod vocab;
 pub mod webhook;

@@ -7,7 +7,7 @@
 //! - `settlement`: refunds and disputes as a pure plan.
 //! - `event`: Stripe events as billing reads them.
 //! - `store`: purchases, payments, refunds and disputes.
-//! - `types`: prices, redirect URLs and purchase statuses.
+//! - `types`: prices, redirect URLs, purchase statuses and Stripe's refund and dispute statuses.
 
 pub mod checkout;
 pub mod event;
@@ -23,7 +23,7 @@ pub use checkout::{PurchaseRequest, StartedCheckout};
 pub use event::{CheckoutFacts, EventAction, FulfilmentReport, RefundReport, StripeEvent};
 use fulfilment::{Done, Fulfilment, Job, LineItemPack};
 use store::Purchase;
-pub use types::{PriceId, PurchaseStatus, RedirectUrl};
+pub use types::{DisputeStatus, PriceId, PurchaseStatus, RedirectUrl, RefundStatus};
 
 use crate::{
     catalog::{self, Pack},
