@@ -21,8 +21,8 @@ use super::{
 };
 use crate::{
     billing::{BillingError, FulfilmentReport},
-    ledger::error::error_chain,
     metrics::AnswerOutcome,
+    report::error_chain,
 };
 
 /// One span per delivery, named like the route; the caller's body never goes into it.
