@@ -7,10 +7,7 @@ use super::{
     fulfilment::{Done, Job},
     store::{self, Purchase},
 };
-use crate::{
-    catalog::Pack,
-    ledger::{LedgerError, store::batch::find_accounts},
-};
+use crate::{catalog::Pack, ledger::store::batch::find_accounts};
 
 /// What importing one purchase did (or, in a dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,9 +60,7 @@ impl Billing {
         let mut ids: Vec<&str> = purchases.iter().map(|p| p.account_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let accounts = find_accounts(self.ledger.db(), &ids, &[])
-            .await
-            .map_err(LedgerError::from)?;
+        let accounts = find_accounts(self.ledger.db(), &ids, &[]).await?;
         Ok(purchases
             .iter()
             .map(|p| {
@@ -97,9 +92,9 @@ impl Billing {
                 None => PurchaseImport::Unchanged,
                 Some(fields) => PurchaseImport::Differs(fields),
             }),
-            Done::Event(_) | Done::Opened(_) => {
-                Err(LedgerError::Unexpected(anyhow::anyhow!("the writer answered another job")).into())
-            }
+            Done::Event(_) | Done::Opened(_) => Err(BillingError::Unexpected(anyhow::anyhow!(
+                "the writer answered another job"
+            ))),
         }
     }
 
@@ -109,9 +104,7 @@ impl Billing {
         purchases: &[Purchase],
     ) -> Result<Vec<PurchaseImport>, BillingError> {
         let sessions: Vec<&str> = purchases.iter().map(|p| p.session_id.as_str()).collect();
-        let stored = store::by_sessions(self.ledger.db(), &sessions)
-            .await
-            .map_err(LedgerError::from)?;
+        let stored = store::by_sessions(self.ledger.db(), &sessions).await?;
         Ok(purchases
             .iter()
             .map(|p| match stored.iter().find(|s| s.session_id == p.session_id) {

@@ -2,6 +2,7 @@
 //! purchases and ledger postings.
 //!
 //! - `checkout`: PurchaseCredits.
+//! - `error`: `BillingError`, into which Stripe's and the database's errors are sorted.
 //! - `fulfilment`: the ledger writer's extension that applies Stripe events exactly once.
 //! - `import`: purchases completed before the move, recorded without crediting.
 //! - `settlement`: refunds and disputes as a pure plan.
@@ -10,6 +11,7 @@
 //! - `types`: prices, redirect URLs, purchase statuses and Stripe's refund and dispute statuses.
 
 pub mod checkout;
+pub mod error;
 pub mod event;
 pub mod fulfilment;
 pub mod import;
@@ -20,6 +22,7 @@ pub mod types;
 use url::Url;
 
 pub use checkout::{PurchaseRequest, StartedCheckout};
+pub use error::BillingError;
 pub use event::{CheckoutFacts, EventAction, FulfilmentReport, RefundReport, StripeEvent};
 use fulfilment::{Done, Fulfilment, Job, LineItemPack};
 use store::Purchase;
@@ -29,31 +32,12 @@ use crate::{
     catalog::{self, Pack},
     config::RedirectPolicy,
     events::{self, Delivery, EventOutcome},
-    ledger::{self, AccountRef, Email, Ledger, LedgerError, Listing, PageRequest, encode_page_token},
-    stripe::{StripeError, StripeGateway},
+    ledger::{self, AccountRef, Email, Ledger, Listing, PageRequest, encode_page_token},
+    stripe::StripeGateway,
 };
 
 /// The ledger with billing's extension: what the service runs.
 pub type BillingLedger = Ledger<Fulfilment>;
-
-/// What can go wrong in billing: the ledger's errors, and Stripe's.
-#[derive(Debug, thiserror::Error)]
-pub enum BillingError {
-    #[error(transparent)]
-    Ledger(#[from] LedgerError),
-    #[error(transparent)]
-    Stripe(#[from] StripeError),
-}
-
-impl BillingError {
-    /// A passing fault (database or Stripe unreachable): worth a retry.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Ledger(err) => err.is_transient(),
-            Self::Stripe(err) => matches!(err, StripeError::Unavailable(_)),
-        }
-    }
-}
 
 /// A purchase with its pack's display name.
 #[derive(Debug, Clone)]
@@ -103,9 +87,7 @@ impl Billing {
 
     /// Packs a buyer can choose from, cheapest first.
     pub async fn list_packs(&self) -> Result<Vec<Pack>, BillingError> {
-        Ok(catalog::store::active_packs(self.ledger.db())
-            .await
-            .map_err(LedgerError::from)?)
+        Ok(catalog::store::active_packs(self.ledger.db()).await?)
     }
 
     /// An account's purchases, newest first.
@@ -116,12 +98,9 @@ impl Billing {
     ) -> Result<PurchasePage, BillingError> {
         let db = self.ledger.db();
         let account = ledger::store::reads::find_account(db, by)
-            .await
-            .map_err(LedgerError::from)?
-            .ok_or_else(|| LedgerError::NotFound(by.to_string()))?;
-        let mut rows = store::page(db, &account.id, page.after.as_deref(), page.size + 1)
-            .await
-            .map_err(LedgerError::from)?;
+            .await?
+            .ok_or_else(|| BillingError::AccountNotFound(by.clone()))?;
+        let mut rows = store::page(db, &account.id, page.after.as_deref(), page.size + 1).await?;
         let next_page_token = if rows.len() as u64 > page.size {
             rows.truncate(page.size as usize);
             rows.last()
@@ -129,7 +108,7 @@ impl Billing {
         } else {
             None
         };
-        let packs = catalog::store::all_packs(db).await.map_err(LedgerError::from)?;
+        let packs = catalog::store::all_packs(db).await?;
         let purchases = rows
             .into_iter()
             .map(|purchase| {
@@ -171,8 +150,12 @@ impl Billing {
             }
             Needs::LineItems(session) => Some(match self.pack_from_line_items(&session).await {
                 Ok(found) => Ok(found),
-                Err(err @ StripeError::Unavailable(_)) => return Err(err.into()),
-                Err(err) => Err(err.to_string()),
+                // Stripe's refusal becomes the event's `unmatched_pack` detail; anything else
+                // (Stripe or the database not answering) fails the delivery: Stripe redelivers.
+                Err(err @ (BillingError::StripeNotConfigured | BillingError::StripeRejected(_))) => {
+                    Err(err.to_string())
+                }
+                Err(err) => return Err(err),
             }),
         };
         match self
@@ -186,9 +169,9 @@ impl Billing {
             .await?
         {
             Done::Event(report) => Ok(report),
-            Done::Opened(_) | Done::Imported { .. } => {
-                Err(LedgerError::Unexpected(anyhow::anyhow!("the writer answered a purchase")).into())
-            }
+            Done::Opened(_) | Done::Imported { .. } => Err(BillingError::Unexpected(anyhow::anyhow!(
+                "the writer answered a purchase"
+            ))),
         }
     }
 
@@ -212,9 +195,7 @@ impl Billing {
         // `metadata.price_id` names the pack; the quantity it shows only when the total is the
         // pack's price × 1. Any other total (an adjustable quantity, a discount) asks Stripe.
         if let Some(price) = facts.metadata_price_id.as_deref() {
-            let packs = catalog::store::packs_by_prices(db, &[price])
-                .await
-                .map_err(LedgerError::from)?;
+            let packs = catalog::store::packs_by_prices(db, &[price]).await?;
             let single = packs
                 .iter()
                 .any(|p| facts.amount_total.is_none_or(|total| total == p.unit_amount));
@@ -222,11 +203,7 @@ impl Billing {
                 return Ok(Needs::Nothing);
             }
         }
-        if store::by_session(db, &facts.session_id)
-            .await
-            .map_err(LedgerError::from)?
-            .is_some()
-        {
+        if store::by_session(db, &facts.session_id).await?.is_some() {
             return Ok(Needs::Nothing);
         }
         // An account nobody has is reported as such by the writer, without asking Stripe.
@@ -238,16 +215,14 @@ impl Billing {
         let email = facts.email.as_deref().and_then(|e| Email::parse(e).ok());
         let emails: Vec<&str> = email.iter().map(Email::as_str).collect();
         if ledger::store::batch::find_accounts(db, &ids, &emails)
-            .await
-            .map_err(LedgerError::from)?
+            .await?
             .is_empty()
         {
             return Ok(Needs::Nothing);
         }
         if delivery != Delivery::Reconcile
             && let Some(stored) = events::store::outcomes(db, &[event.id.as_str()])
-                .await
-                .map_err(LedgerError::from)?
+                .await?
                 .get(&event.id)
             && !delivery.may_reclaim(stored.as_str())
         {
@@ -257,12 +232,10 @@ impl Billing {
     }
 
     /// Credits from the session's line items: the sum over items whose price is a pack.
-    async fn pack_from_line_items(&self, session_id: &str) -> Result<Option<LineItemPack>, StripeError> {
+    async fn pack_from_line_items(&self, session_id: &str) -> Result<Option<LineItemPack>, BillingError> {
         let items = self.stripe.session_line_items(session_id).await?;
         let prices: Vec<&str> = items.iter().map(|i| i.price_id.as_str()).collect();
-        let packs = catalog::store::packs_by_prices(self.ledger.db(), &prices)
-            .await
-            .map_err(|err| StripeError::Unavailable(format!("database: {err}")))?;
+        let packs = catalog::store::packs_by_prices(self.ledger.db(), &prices).await?;
         let mut found: Option<LineItemPack> = None;
         for item in &items {
             let Some(pack) = packs

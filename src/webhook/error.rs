@@ -26,34 +26,48 @@ pub enum WebhookError {
 impl WebhookError {
     /// A passing fault (database or Stripe unreachable): answered 503 so Stripe redelivers.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Billing(err) if err.is_transient())
+        matches!(self, Self::Billing(err) if deferred(err))
     }
 
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// The HTTP status, the body's `error` code and the outcome counted.
+    fn answer(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            Self::EmptyBody => (StatusCode::BAD_REQUEST, "empty_body"),
-            Self::Signature(err) => (StatusCode::BAD_REQUEST, err.code()),
-            Self::Parse(EventParseError::NotJson(_)) => (StatusCode::BAD_REQUEST, "invalid_json"),
-            Self::Parse(EventParseError::NotAnEvent(_)) => (StatusCode::BAD_REQUEST, "not_a_stripe_event"),
-            // Transient: Stripe retries on any non-2xx, so say so.
-            Self::Billing(err) if err.is_transient() => {
-                (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+            Self::EmptyBody => (StatusCode::BAD_REQUEST, "empty_body", "empty_body"),
+            Self::Signature(err) => (StatusCode::BAD_REQUEST, err.code(), "rejected"),
+            Self::Parse(EventParseError::NotJson(_)) => (StatusCode::BAD_REQUEST, "invalid_json", "invalid"),
+            Self::Parse(EventParseError::NotAnEvent(_)) => {
+                (StatusCode::BAD_REQUEST, "not_a_stripe_event", "invalid")
             }
-            Self::Billing(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            // Transient: Stripe retries on any non-2xx, so say so.
+            Self::Billing(err) if deferred(err) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "deferred",
+            ),
+            Self::Billing(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "failed"),
         }
+    }
+}
+
+/// Whether billing's failure is a passing one (503, `deferred`) or not (500, `failed`): the
+/// webhook's one mapping of `BillingError`.
+fn deferred(err: &BillingError) -> bool {
+    match err {
+        BillingError::StripeUnavailable(_) | BillingError::DatabaseUnavailable(_) => true,
+        BillingError::Ledger(err) => err.is_transient(),
+        BillingError::PackNotFound(_)
+        | BillingError::RedirectRefused { .. }
+        | BillingError::AccountNotFound(_)
+        | BillingError::StripeNotConfigured
+        | BillingError::StripeRejected(_)
+        | BillingError::InvalidInput(_)
+        | BillingError::Unexpected(_) => false,
     }
 }
 
 impl IntoResponse for WebhookError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        let outcome = match &self {
-            Self::EmptyBody => "empty_body",
-            Self::Signature(_) => "rejected",
-            Self::Parse(_) => "invalid",
-            Self::Billing(err) if err.is_transient() => "deferred",
-            Self::Billing(_) => "failed",
-        };
+        let (status, code, outcome) = self.answer();
         // Internal causes go to the log, not to the caller.
         let message = if status.is_server_error() {
             "the event could not be processed now; it will be accepted on redelivery".to_owned()
