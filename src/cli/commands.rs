@@ -9,7 +9,9 @@ use crate::{
     config::Settings,
     db,
     events::{self, Delivery, EventOutcome},
-    ops, shutdown,
+    ops,
+    report::error_chain,
+    shutdown,
     stripe::StripeGateway,
     webhook,
 };
@@ -135,7 +137,7 @@ pub async fn sync_packs(settings: Settings, dry_run: bool) -> Result<(), CliErro
     let stripe = StripeGateway::new(&settings.stripe).map_err(anyhow::Error::new)?;
     let report = catalog::sync::sync_packs(&db, &stripe, &packs, dry_run)
         .await
-        .map_err(|err| anyhow::anyhow!("packs sync: {err}; the database was not changed"))?;
+        .map_err(|err| anyhow::anyhow!("packs sync: {}; the database was not changed", error_chain(&err)))?;
     for plan in &report.plans {
         println!("{}{}", if dry_run { "plan " } else { "" }, plan.describe());
     }

@@ -8,7 +8,7 @@ use axum::{
 use serde_json::json;
 
 use super::{event::EventParseError, signature::SignatureError};
-use crate::{billing::BillingError, metrics::AnswerOutcome};
+use crate::{billing::BillingError, metrics::AnswerOutcome, report::error_chain};
 
 /// Why a delivery was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ impl IntoResponse for WebhookError {
         let message = if status.is_server_error() {
             "the event could not be processed now; it will be accepted on redelivery".to_owned()
         } else {
-            self.to_string()
+            error_chain(&self)
         };
         let mut response = (status, Json(json!({ "error": code, "message": message }))).into_response();
         response.extensions_mut().insert(AnswerOutcome(outcome));

@@ -14,7 +14,7 @@ use crate::billing::{
 /// Why a body is not a Stripe event we can read.
 #[derive(Debug, thiserror::Error)]
 pub enum EventParseError {
-    #[error("body is not JSON: {0}")]
+    #[error("body is not JSON")]
     NotJson(#[source] serde_json::Error),
     #[error("body is not a Stripe event: {0}")]
     NotAnEvent(String),

@@ -71,13 +71,10 @@ pub async fn stripe_webhook(
             // Signed by Stripe yet unreadable: keep it for operators to replay after a fix.
             if !state.secrets.is_empty() {
                 let unreadable = unparsable_event(&body);
-                tracing::error!(event_id = %unreadable.id, error = %err, "signed stripe event could not be parsed; stored as failed");
-                if let Err(record_err) = state
-                    .billing
-                    .record_failed_event(unreadable.clone(), err.to_string())
-                    .await
-                {
-                    tracing::error!(event_id = %unreadable.id, error = %record_err, "could not record the unparsable event");
+                let error = error_chain(&err);
+                tracing::error!(event_id = %unreadable.id, error, "signed stripe event could not be parsed; stored as failed");
+                if let Err(record_err) = state.billing.record_failed_event(unreadable.clone(), error).await {
+                    tracing::error!(event_id = %unreadable.id, error = %error_chain(&record_err), "could not record the unparsable event");
                 }
             }
             return Err(err.into());
@@ -179,7 +176,7 @@ async fn refused(
         // Parsed once already; the body is still here.
         let failed = parse_event(body).unwrap_or_else(|_| unparsable_event(body));
         if let Err(record_err) = state.billing.record_failed_event(failed, error_chain(&err)).await {
-            tracing::error!(event_id, error = %record_err, "could not record the failed event");
+            tracing::error!(event_id, error = %error_chain(&record_err), "could not record the failed event");
         }
     }
     err
