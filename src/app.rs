@@ -37,15 +37,15 @@ use crate::{
 pub enum StartupError {
     #[error(transparent)]
     Packs(#[from] catalog::PackFileError),
-    #[error("database: {0}")]
+    #[error("database")]
     Database(#[from] sea_orm::DbErr),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("Stripe client: {0}")]
+    #[error("Stripe client")]
     Stripe(#[from] crate::stripe::StripeError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),

@@ -19,6 +19,8 @@
 //! - `net/`: the connections under both servers: the gRPC accept loop (TLS), the HTTP/2 guard
 //!   and lingering close that keep a graceful shutdown graceful.
 //! - `health`, `db/`, `shutdown`, `telemetry`, `cli`: process plumbing.
+//! - `vocab` (text-stored enums, one macro) and `report` (an error and its causes on one
+//!   line): neutral helpers any module may use.
 //! - `metrics` (`GET /metrics`), `limits` (HTTP load shedding and read timeouts): operations.
 
 pub mod app;
@@ -36,7 +38,9 @@ pub mod limits;
 pub mod metrics;
 pub mod net;
 pub mod ops;
+pub mod report;
 pub mod shutdown;
 pub mod stripe;
 pub mod telemetry;
+pub mod vocab;
 pub mod webhook;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use credits::{
     cli::{self, CliError},
     config::Settings,
+    report::error_chain,
     telemetry,
 };
 
@@ -17,38 +18,26 @@ async fn main() -> ExitCode {
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(err) => {
-            eprintln!("credits: {err}");
+            eprintln!("credits: {}", error_chain(&err));
             return ExitCode::from(2);
         }
     };
     let _telemetry = match telemetry::init(settings.log_format, &settings.log_filter, &settings.telemetry) {
         Ok(guard) => guard,
         Err(err) => {
-            eprintln!("credits: {err}");
+            eprintln!("credits: {}", error_chain(&err));
             return ExitCode::from(2);
         }
     };
-    match cli::run(cli, settings).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(CliError::Usage(err)) => {
-            eprintln!("credits: {err}");
+    let Err(err) = cli::run(cli, settings).await else {
+        return ExitCode::SUCCESS;
+    };
+    // One line: the error, then each cause once.
+    eprintln!("credits: {}", error_chain(&err));
+    match err {
+        CliError::Usage(_) | CliError::Config(_) | CliError::Argument(_) | CliError::Input(_) => {
             ExitCode::from(2)
         }
-        Err(CliError::Config(err)) => {
-            eprintln!("credits: {err}");
-            ExitCode::from(2)
-        }
-        Err(CliError::Argument(err)) => {
-            eprintln!("credits: {err}");
-            ExitCode::from(2)
-        }
-        Err(CliError::Input(err)) => {
-            eprintln!("credits: {err}");
-            ExitCode::from(2)
-        }
-        Err(CliError::Failed(err)) => {
-            eprintln!("credits: {err:#}");
-            ExitCode::FAILURE
-        }
+        CliError::Failed(_) => ExitCode::FAILURE,
     }
 }

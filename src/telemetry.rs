@@ -51,7 +51,7 @@ impl Drop for TelemetryGuard {
 /// Why telemetry could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    #[error("OTEL_EXPORTER_OTLP_ENDPOINT: cannot build the OTLP exporter: {0}")]
+    #[error("OTEL_EXPORTER_OTLP_ENDPOINT: cannot build the OTLP exporter")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
 }
 

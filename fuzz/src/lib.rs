@@ -3,7 +3,7 @@
 //! scheme, the event parser's answers against the body, the packs parser's packs against its
 //! promises. A broken oracle panics in the target, which libFuzzer reports as a crash.
 
-use credits::{catalog::file::parse_packs, webhook::event, webhook::signature};
+use credits::{catalog::file::parse_packs, report::error_chain, webhook::event, webhook::signature};
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::SecretString;
 use sha2::Sha256;
@@ -115,7 +115,7 @@ pub fn event(input: &[u8]) -> Verdict {
             if stored.id.is_empty() || stored.id.len() > 255 || stored.payload.contains('\0') {
                 return Err(format!("unparsable event not storable: id {:?}", stored.id));
             }
-            Ok(format!("err {}", shape(&err.to_string())))
+            Ok(format!("err {}", shape(&error_chain(&err))))
         }
     }
 }

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     catalog,
-    ledger::{AccountId, Email, IdempotencyKey, InvalidInput, LedgerError, commands::EnsureAccount},
+    ledger::{AccountId, Email, IdempotencyKey, commands::EnsureAccount},
     stripe::CheckoutRequest,
 };
 
@@ -54,16 +54,13 @@ impl Billing {
             if let Some(url) = url
                 && let Some(reason) = self.redirects.refusal(url.origin())
             {
-                return Err(LedgerError::from(InvalidInput::new(field, reason)).into());
+                return Err(BillingError::RedirectRefused { field, reason });
             }
         }
         let pack = catalog::store::pack_by_price(&self.db, req.price_id.as_str())
-            .await
-            .map_err(LedgerError::from)?
+            .await?
             .filter(|pack| pack.active)
-            .ok_or_else(|| {
-                LedgerError::NotFound(format!("credit pack with price {}", req.price_id.as_str()))
-            })?;
+            .ok_or_else(|| BillingError::PackNotFound(req.price_id.clone()))?;
 
         let ensured = self
             .ledger
@@ -85,9 +82,7 @@ impl Billing {
         }
 
         if let Some(key) = &req.idempotency_key
-            && let Some(done) = store::by_idempotency_key(&self.db, &account.account_id, key.as_str())
-                .await
-                .map_err(LedgerError::from)?
+            && let Some(done) = store::by_idempotency_key(&self.db, &account.account_id, key.as_str()).await?
             && let Some(started) = started(&done)
         {
             return Ok(started);

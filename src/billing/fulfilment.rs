@@ -321,14 +321,7 @@ impl Extension for Fulfilment {
         if *delivery == Delivery::Reconcile {
             return Ok(());
         }
-        record_failed(
-            txn,
-            event,
-            *delivery,
-            &crate::ledger::error::error_chain(error),
-            now,
-        )
-        .await
+        record_failed(txn, event, *delivery, &crate::report::error_chain(error), now).await
     }
 }
 

@@ -7,7 +7,7 @@ use super::{
     fulfilment::{ImportedPurchase, Job},
     store::{self, Purchase},
 };
-use crate::{catalog::Pack, ledger::LedgerError};
+use crate::catalog::Pack;
 
 /// What importing one purchase did (or, in a dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,9 +108,7 @@ impl Billing {
         purchases: &[Purchase],
     ) -> Result<Vec<PurchaseImport>, BillingError> {
         let sessions: Vec<&str> = purchases.iter().map(|p| p.session_id.as_str()).collect();
-        let stored = store::by_sessions(&self.db, &sessions)
-            .await
-            .map_err(LedgerError::from)?;
+        let stored = store::by_sessions(&self.db, &sessions).await?;
         Ok(purchases
             .iter()
             .map(|p| match stored.iter().find(|s| s.session_id == p.session_id) {

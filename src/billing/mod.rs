@@ -2,14 +2,16 @@
 //! purchases and ledger postings.
 //!
 //! - `checkout`: PurchaseCredits.
+//! - `error`: `BillingError`, into which Stripe's and the database's errors are sorted.
 //! - `fulfilment`: the ledger writer's extension that applies Stripe events exactly once.
 //! - `import`: purchases completed before the move, recorded without crediting.
 //! - `settlement`: refunds and disputes as a pure plan.
 //! - `event`: Stripe events as billing reads them.
 //! - `store`: purchases, payments, refunds and disputes.
-//! - `types`: prices, redirect URLs and purchase statuses.
+//! - `types`: prices, redirect URLs, purchase statuses and Stripe's refund and dispute statuses.
 
 pub mod checkout;
+pub mod error;
 pub mod event;
 pub mod fulfilment;
 pub mod import;
@@ -20,42 +22,24 @@ pub mod types;
 use url::Url;
 
 pub use checkout::{PurchaseRequest, StartedCheckout};
+pub use error::BillingError;
 pub use event::{CheckoutFacts, EventAction, FulfilmentReport, RefundReport, StripeEvent};
 pub use fulfilment::Fulfilment;
 use fulfilment::{Answer, Job, LineItemPack};
 use sea_orm::DatabaseConnection;
 use store::Purchase;
-pub use types::{PriceId, PurchaseStatus, RedirectUrl};
+pub use types::{DisputeStatus, PriceId, PurchaseStatus, RedirectUrl, RefundStatus};
 
 use crate::{
     catalog::{self, Pack},
     config::RedirectPolicy,
     events::{self, Delivery, EventOutcome},
     ledger::{AccountRef, Email, Ledger, LedgerError, Listing, PageRequest, encode_page_token},
-    stripe::{StripeError, StripeGateway},
+    stripe::StripeGateway,
 };
 
 /// The ledger with billing's extension: what the service runs.
 pub type BillingLedger = Ledger<Fulfilment>;
-
-/// What can go wrong in billing: the ledger's errors, and Stripe's.
-#[derive(Debug, thiserror::Error)]
-pub enum BillingError {
-    #[error(transparent)]
-    Ledger(#[from] LedgerError),
-    #[error(transparent)]
-    Stripe(#[from] StripeError),
-}
-
-impl BillingError {
-    /// A passing fault (database or Stripe unreachable): worth a retry.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Ledger(err) => err.is_transient(),
-            Self::Stripe(err) => matches!(err, StripeError::Unavailable(_)),
-        }
-    }
-}
 
 /// A purchase with its pack's display name.
 #[derive(Debug, Clone)]
@@ -116,9 +100,7 @@ impl Billing {
 
     /// Packs a buyer can choose from, cheapest first.
     pub async fn list_packs(&self) -> Result<Vec<Pack>, BillingError> {
-        Ok(catalog::store::active_packs(&self.db)
-            .await
-            .map_err(LedgerError::from)?)
+        Ok(catalog::store::active_packs(&self.db).await?)
     }
 
     /// An account's purchases, newest first.
@@ -128,10 +110,11 @@ impl Billing {
         page: &PageRequest,
     ) -> Result<PurchasePage, BillingError> {
         let db = &self.db;
-        let account_id = self.ledger.account_id(by).await?;
-        let mut rows = store::page(db, &account_id, page.after.as_deref(), page.size + 1)
-            .await
-            .map_err(LedgerError::from)?;
+        let account_id = self.ledger.account_id(by).await.map_err(|err| match err {
+            LedgerError::NotFound(_) => BillingError::AccountNotFound(by.clone()),
+            other => other.into(),
+        })?;
+        let mut rows = store::page(db, &account_id, page.after.as_deref(), page.size + 1).await?;
         let next_page_token = if rows.len() as u64 > page.size {
             rows.truncate(page.size as usize);
             rows.last()
@@ -139,7 +122,7 @@ impl Billing {
         } else {
             None
         };
-        let packs = catalog::store::all_packs(db).await.map_err(LedgerError::from)?;
+        let packs = catalog::store::all_packs(db).await?;
         let purchases = rows
             .into_iter()
             .map(|purchase| {
@@ -162,9 +145,7 @@ impl Billing {
         account_id: &str,
         limit: u64,
     ) -> Result<Vec<Purchase>, BillingError> {
-        Ok(store::page(&self.db, account_id, None, limit)
-            .await
-            .map_err(LedgerError::from)?)
+        Ok(store::page(&self.db, account_id, None, limit).await?)
     }
 
     /// Applies one verified Stripe webhook event exactly once.
@@ -195,7 +176,7 @@ impl Billing {
             }
             Err(err) => {
                 if !err.is_transient() && delivery != Delivery::Reconcile {
-                    let error = crate::ledger::error::error_chain(&err);
+                    let error = crate::report::error_chain(&err);
                     if let Err(record_err) = self.record_failed_event(event, error).await {
                         tracing::error!(error = %record_err, "could not record the failed event");
                     }
@@ -228,8 +209,12 @@ impl Billing {
             Needs::LineItems(session) => {
                 LineItemsFor::Job(Some(match self.pack_from_line_items(&session).await {
                     Ok(found) => Ok(found),
-                    Err(err @ StripeError::Unavailable(_)) => return Err(err.into()),
-                    Err(err) => Err(err.to_string()),
+                    // Stripe's refusal becomes the event's `unmatched_pack` detail; anything else
+                    // (Stripe or the database not answering) fails the delivery: Stripe redelivers.
+                    Err(err @ (BillingError::StripeNotConfigured | BillingError::StripeRejected(_))) => {
+                        Err(err.to_string())
+                    }
+                    Err(err) => return Err(err),
                 }))
             }
         })
@@ -258,9 +243,7 @@ impl Billing {
         // `metadata.price_id` names the pack; the quantity it shows only when the total is the
         // pack's price × 1. Any other total (an adjustable quantity, a discount) asks Stripe.
         if let Some(price) = facts.metadata_price_id.as_deref() {
-            let packs = catalog::store::packs_by_prices(db, &[price])
-                .await
-                .map_err(LedgerError::from)?;
+            let packs = catalog::store::packs_by_prices(db, &[price]).await?;
             let single = packs
                 .iter()
                 .any(|p| facts.amount_total.is_none_or(|total| total == p.unit_amount));
@@ -268,11 +251,7 @@ impl Billing {
                 return Ok(Needs::Nothing);
             }
         }
-        if store::by_session(db, &facts.session_id)
-            .await
-            .map_err(LedgerError::from)?
-            .is_some()
-        {
+        if store::by_session(db, &facts.session_id).await?.is_some() {
             return Ok(Needs::Nothing);
         }
         // An account nobody has is reported as such by the writer, without asking Stripe.
@@ -288,8 +267,7 @@ impl Billing {
         }
         if delivery != Delivery::Reconcile
             && let Some(stored) = events::store::outcomes(db, &[event.id.as_str()])
-                .await
-                .map_err(LedgerError::from)?
+                .await?
                 .get(&event.id)
             && !delivery.may_reclaim(stored.as_str())
         {
@@ -299,12 +277,10 @@ impl Billing {
     }
 
     /// Credits from the session's line items: the sum over items whose price is a pack.
-    async fn pack_from_line_items(&self, session_id: &str) -> Result<Option<LineItemPack>, StripeError> {
+    async fn pack_from_line_items(&self, session_id: &str) -> Result<Option<LineItemPack>, BillingError> {
         let items = self.stripe.session_line_items(session_id).await?;
         let prices: Vec<&str> = items.iter().map(|i| i.price_id.as_str()).collect();
-        let packs = catalog::store::packs_by_prices(&self.db, &prices)
-            .await
-            .map_err(|err| StripeError::Unavailable(format!("database: {err}")))?;
+        let packs = catalog::store::packs_by_prices(&self.db, &prices).await?;
         let mut found: Option<LineItemPack> = None;
         for item in &items {
             let Some(pack) = packs

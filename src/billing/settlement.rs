@@ -9,14 +9,15 @@
 
 use std::collections::BTreeMap;
 
-use super::types::PurchaseStatus;
+use super::types::{DisputeStatus, PurchaseStatus, RefundStatus};
+use crate::vocab::text_enum;
 
 /// `refund.created` / `refund.updated`: one refund and its status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundFact {
     pub refund_id: String,
     pub amount: i64,
-    pub status: String,
+    pub status: RefundStatus,
 }
 
 /// `charge.dispute.*`: one dispute and its status.
@@ -24,7 +25,7 @@ pub struct RefundFact {
 pub struct DisputeFact {
     pub dispute_id: String,
     pub amount: i64,
-    pub status: String,
+    pub status: DisputeStatus,
 }
 
 /// What a dispute does to the purchase's credits.
@@ -40,13 +41,23 @@ pub enum DisputeHold {
     Lost(i64),
 }
 
+text_enum!(
+    /// A dispute hold's stored tag (`stripe_disputes.hold_state`); its credits are stored beside it.
+    DisputeHoldState {
+        None => "none",
+        Held => "held",
+        Released => "released",
+        Lost => "lost",
+    }
+);
+
 impl DisputeHold {
-    pub fn state(self) -> &'static str {
+    pub fn state(self) -> DisputeHoldState {
         match self {
-            Self::None => "none",
-            Self::Held(_) => "held",
-            Self::Released => "released",
-            Self::Lost(_) => "lost",
+            Self::None => DisputeHoldState::None,
+            Self::Held(_) => DisputeHoldState::Held,
+            Self::Released => DisputeHoldState::Released,
+            Self::Lost(_) => DisputeHoldState::Lost,
         }
     }
 
@@ -59,24 +70,42 @@ impl DisputeHold {
     }
 
     pub fn parse(state: &str, credits: i64) -> Option<Self> {
-        Some(match state {
-            "none" => Self::None,
-            "held" => Self::Held(credits),
-            "released" => Self::Released,
-            "lost" => Self::Lost(credits),
-            _ => return None,
+        Some(match DisputeHoldState::parse(state)? {
+            DisputeHoldState::None => Self::None,
+            DisputeHoldState::Held => Self::Held(credits),
+            DisputeHoldState::Released => Self::Released,
+            DisputeHoldState::Lost => Self::Lost(credits),
         })
     }
 }
 
-/// Refund statuses whose money has left (or is leaving) the account.
-const COUNTED_REFUND_STATUSES: [&str; 3] = ["succeeded", "pending", "requires_action"];
-/// Dispute statuses that end it.
-const DISPUTE_WON: [&str; 2] = ["won", "warning_closed"];
-const DISPUTE_LOST: [&str; 1] = ["lost"];
+/// Whether a refund's money has left (or is leaving) the account. An unknown status does not
+/// count, as `failed` does not.
+fn counts(status: &RefundStatus) -> bool {
+    match status {
+        RefundStatus::Succeeded | RefundStatus::Pending | RefundStatus::RequiresAction => true,
+        RefundStatus::Failed | RefundStatus::Canceled | RefundStatus::Other(_) => false,
+    }
+}
 
-fn is_closed(status: &str) -> bool {
-    DISPUTE_WON.contains(&status) || DISPUTE_LOST.contains(&status)
+/// How a dispute ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    Won,
+    Lost,
+}
+
+/// How the status ends the dispute, if it does. An unknown status keeps it open (held).
+fn closed(status: &DisputeStatus) -> Option<Closed> {
+    match status {
+        DisputeStatus::Won | DisputeStatus::WarningClosed => Some(Closed::Won),
+        DisputeStatus::Lost => Some(Closed::Lost),
+        DisputeStatus::WarningNeedsResponse
+        | DisputeStatus::WarningUnderReview
+        | DisputeStatus::NeedsResponse
+        | DisputeStatus::UnderReview
+        | DisputeStatus::Other(_) => None,
+    }
 }
 
 /// Everything recorded about one payment.
@@ -103,7 +132,7 @@ impl PaymentFacts {
     /// A dispute as last reported; a closed dispute stays closed whatever older updates say.
     pub fn record_dispute(&mut self, fact: DisputeFact) {
         match self.disputes.get_mut(&fact.dispute_id) {
-            Some((known, _)) if is_closed(&known.status) => {}
+            Some((known, _)) if closed(&known.status).is_some() => {}
             Some((known, _)) => *known = fact,
             None => {
                 self.disputes
@@ -151,7 +180,7 @@ pub fn plan(terms: Terms, facts: &PaymentFacts) -> Plan {
     let live_refunds: i64 = facts
         .refunds
         .values()
-        .filter(|r| COUNTED_REFUND_STATUSES.contains(&r.status.as_str()))
+        .filter(|r| counts(&r.status))
         .map(|r| r.amount.max(0))
         .fold(0_i64, i64::saturating_add);
     let refunded = facts
@@ -171,16 +200,14 @@ pub fn plan(terms: Terms, facts: &PaymentFacts) -> Plan {
     let mut lost = false;
     for (id, (fact, hold)) in &facts.disputes {
         held_before += hold.credits();
-        let status = fact.status.as_str();
-        let next = if DISPUTE_WON.contains(&status) {
-            DisputeHold::Released
-        } else if DISPUTE_LOST.contains(&status) {
-            lost = true;
-            DisputeHold::Lost(if holding { left } else { 0 })
-        } else if holding && left > 0 {
-            DisputeHold::Held(left)
-        } else {
-            DisputeHold::None
+        let next = match closed(&fact.status) {
+            Some(Closed::Won) => DisputeHold::Released,
+            Some(Closed::Lost) => {
+                lost = true;
+                DisputeHold::Lost(if holding { left } else { 0 })
+            }
+            None if holding && left > 0 => DisputeHold::Held(left),
+            None => DisputeHold::None,
         };
         if next.credits() > 0 {
             holding = false;

@@ -12,7 +12,7 @@ use sea_orm::{
 
 use super::{
     settlement::{DisputeFact, DisputeHold, RefundFact},
-    types::PurchaseStatus,
+    types::{DisputeStatus, PurchaseStatus, RefundStatus},
 };
 use crate::{
     db::sql::Sql,
@@ -306,7 +306,7 @@ pub async fn refunds<C: ConnectionTrait>(
                 RefundFact {
                     refund_id: r.id,
                     amount: r.amount,
-                    status: r.status,
+                    status: RefundStatus::parse(&r.status),
                 },
             )
         })
@@ -334,7 +334,7 @@ pub async fn disputes<C: ConnectionTrait>(
                 DisputeFact {
                     dispute_id: d.id,
                     amount: d.amount,
-                    status: d.status,
+                    status: DisputeStatus::parse(&d.status),
                 },
                 hold,
             ))
@@ -358,7 +358,7 @@ pub async fn upsert_refunds<C: ConnectionTrait>(
                 r.refund_id.clone().into(),
                 pi.clone().into(),
                 r.amount.into(),
-                r.status.clone().into(),
+                r.status.as_str().into(),
                 now.into(),
             ]
         })
@@ -389,8 +389,8 @@ pub async fn upsert_disputes<C: ConnectionTrait>(
             d.dispute_id.clone().into(),
             pi.clone().into(),
             d.amount.into(),
-            d.status.clone().into(),
-            hold.state().into(),
+            d.status.as_str().into(),
+            hold.state().as_str().into(),
             hold.credits().into(),
             now.into(),
         ]

@@ -1,9 +1,12 @@
 //! Billing's newtypes and statuses: the price a buyer picks, where Checkout may send them back,
-//! and where a purchase is in its life.
+//! where a purchase is in its life, and Stripe's refund and dispute statuses.
 
 use url::{Origin, Url};
 
-use crate::ledger::types::{InvalidInput, bounded_token};
+use crate::{
+    ledger::types::{InvalidInput, bounded_token},
+    vocab::text_enum,
+};
 
 /// A Stripe Price id naming a credit pack.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,39 +54,40 @@ impl RedirectUrl {
     }
 }
 
-/// Where a purchase is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PurchaseStatus {
-    Pending,
-    Completed,
-    Expired,
-    Failed,
-    Refunded,
-}
-
-impl PurchaseStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Completed => "completed",
-            Self::Expired => "expired",
-            Self::Failed => "failed",
-            Self::Refunded => "refunded",
-        }
+text_enum!(
+    /// Where a purchase is in its life (`credit_purchases.status`).
+    PurchaseStatus {
+        Pending => "pending",
+        Completed => "completed",
+        Expired => "expired",
+        Failed => "failed",
+        Refunded => "refunded",
     }
+);
 
-    /// Reads the stored text; unknown text is a bug, reported by the caller.
-    pub fn parse(raw: &str) -> Option<Self> {
-        Some(match raw {
-            "pending" => Self::Pending,
-            "completed" => Self::Completed,
-            "expired" => Self::Expired,
-            "failed" => Self::Failed,
-            "refunded" => Self::Refunded,
-            _ => return None,
-        })
+text_enum!(
+    /// A refund's status as Stripe reports it (`stripe_refunds.status`).
+    open RefundStatus {
+        Pending => "pending",
+        RequiresAction => "requires_action",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Canceled => "canceled",
     }
-}
+);
+
+text_enum!(
+    /// A dispute's status as Stripe reports it (`stripe_disputes.status`).
+    open DisputeStatus {
+        WarningNeedsResponse => "warning_needs_response",
+        WarningUnderReview => "warning_under_review",
+        WarningClosed => "warning_closed",
+        NeedsResponse => "needs_response",
+        UnderReview => "under_review",
+        Won => "won",
+        Lost => "lost",
+    }
+);
 
 #[cfg(test)]
 mod tests {
@@ -95,5 +99,30 @@ mod tests {
         assert!(RedirectUrl::parse("success_url", "javascript:alert(1)").is_err());
         assert!(RedirectUrl::parse("cancel_url", "not a url").is_err());
         assert!(RedirectUrl::parse("cancel_url", "https://x.te\tst/").is_err());
+    }
+
+    #[test]
+    fn every_status_round_trips_through_its_text() {
+        for status in PurchaseStatus::ALL {
+            assert_eq!(PurchaseStatus::parse(status.as_str()), Some(*status));
+        }
+        assert_eq!(PurchaseStatus::parse("processing"), None);
+        for status in RefundStatus::ALL {
+            assert_eq!(&RefundStatus::parse(status.as_str()), status);
+        }
+        for status in DisputeStatus::ALL {
+            assert_eq!(&DisputeStatus::parse(status.as_str()), status);
+        }
+    }
+
+    #[test]
+    fn an_unknown_stripe_status_round_trips_through_other() {
+        let refund = RefundStatus::parse("reversed_by_bank");
+        assert_eq!(refund, RefundStatus::Other("reversed_by_bank".into()));
+        assert_eq!(refund.as_str(), "reversed_by_bank");
+        let dispute = DisputeStatus::parse("prevented");
+        assert_eq!(dispute, DisputeStatus::Other("prevented".into()));
+        assert_eq!(DisputeStatus::parse(dispute.as_str()), dispute);
+        assert_eq!(dispute.to_string(), "prevented");
     }
 }

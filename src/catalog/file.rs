@@ -22,7 +22,7 @@ pub struct PackSpec {
 /// Why the packs file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PackFileError {
-    #[error("cannot read packs file {path}: {source}")]
+    #[error("cannot read packs file {path}")]
     Read {
         path: String,
         #[source]

@@ -17,7 +17,7 @@ use crate::{
 pub enum SyncError {
     #[error(transparent)]
     Stripe(#[from] StripeError),
-    #[error("database: {0}")]
+    #[error("database")]
     Database(#[from] DbErr),
 }
 

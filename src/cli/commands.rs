@@ -10,7 +10,9 @@ use crate::{
     config::Settings,
     db,
     events::{Delivery, EventLog, EventOutcome},
-    ops, shutdown,
+    ops,
+    report::error_chain,
+    shutdown,
     stripe::StripeGateway,
     webhook,
 };
@@ -139,7 +141,7 @@ pub async fn sync_packs(settings: Settings, dry_run: bool) -> Result<(), CliErro
     let report = Catalog::new(db)
         .sync(&stripe, &packs, dry_run)
         .await
-        .map_err(|err| anyhow::anyhow!("packs sync: {err}; the database was not changed"))?;
+        .map_err(|err| anyhow::anyhow!("packs sync: {}; the database was not changed", error_chain(&err)))?;
     for plan in &report.plans {
         println!("{}{}", if dry_run { "plan " } else { "" }, plan.describe());
     }

@@ -1,6 +1,8 @@
-//! Database connection and migrations, for SQLite (embedded default) and PostgreSQL, and the
-//! set-wise statement builder of the write path (`sql`).
+//! Database connection and migrations, for SQLite (embedded default) and PostgreSQL, the
+//! set-wise statement builder of the write path (`sql`) and which errors are worth a retry
+//! (`errors`).
 
+pub mod errors;
 pub mod sql;
 
 use std::time::Duration;

@@ -9,8 +9,9 @@ pub struct Model {
     pub id: String,
     pub payment_intent_id: String,
     pub amount: i64,
+    /// See `billing::types::DisputeStatus`.
     pub status: String,
-    /// `none`, `held`, `released` or `lost`.
+    /// See `billing::settlement::DisputeHoldState`.
     pub hold_state: String,
     pub held_credits: i64,
     pub updated_at: DateTimeUtc,

@@ -9,6 +9,7 @@ pub struct Model {
     pub id: String,
     pub payment_intent_id: String,
     pub amount: i64,
+    /// See `billing::types::RefundStatus`.
     pub status: String,
     pub updated_at: DateTimeUtc,
 }

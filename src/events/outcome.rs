@@ -1,76 +1,34 @@
 //! How a Stripe event ended (`stripe_events.outcome`) and which deliveries may take a stored
 //! event over again.
 
-/// How an event ended; stored in `stripe_events.outcome`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventOutcome {
-    /// Claimed by a transaction that has not finished it; never seen once it commits.
-    Processing,
-    Credited,
-    /// Another event already credited this session.
-    AlreadyCredited,
-    /// This very event was processed before.
-    Duplicate,
-    AwaitingPayment,
-    PaymentFailed,
-    Expired,
-    /// Nothing to change (e.g. expiry of a session that completed).
-    NoChange,
-    Ignored,
-    UnmatchedAccount,
-    UnmatchedPack,
-    /// A refund or dispute changed the purchase's credits.
-    Adjusted,
-    /// A refund or dispute for a payment not completed yet: kept, applied at completion.
-    AwaitingPurchase,
-    /// An unexpected error; the event is retried when Stripe redelivers it.
-    Failed,
-}
+use crate::vocab::text_enum;
 
-impl EventOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Processing => "processing",
-            Self::Credited => "credited",
-            Self::AlreadyCredited => "already_credited",
-            Self::Duplicate => "duplicate",
-            Self::AwaitingPayment => "awaiting_payment",
-            Self::PaymentFailed => "payment_failed",
-            Self::Expired => "expired",
-            Self::NoChange => "no_change",
-            Self::Ignored => "ignored",
-            Self::UnmatchedAccount => "unmatched_account",
-            Self::UnmatchedPack => "unmatched_pack",
-            Self::Adjusted => "adjusted",
-            Self::AwaitingPurchase => "awaiting_purchase",
-            Self::Failed => "failed",
-        }
+text_enum!(
+    /// How an event ended; stored in `stripe_events.outcome`.
+    EventOutcome {
+        /// Claimed by a transaction that has not finished it; never seen once it commits.
+        Processing => "processing",
+        Credited => "credited",
+        /// Another event already credited this session.
+        AlreadyCredited => "already_credited",
+        /// This very event was processed before.
+        Duplicate => "duplicate",
+        AwaitingPayment => "awaiting_payment",
+        PaymentFailed => "payment_failed",
+        Expired => "expired",
+        /// Nothing to change (e.g. expiry of a session that completed).
+        NoChange => "no_change",
+        Ignored => "ignored",
+        UnmatchedAccount => "unmatched_account",
+        UnmatchedPack => "unmatched_pack",
+        /// A refund or dispute changed the purchase's credits.
+        Adjusted => "adjusted",
+        /// A refund or dispute for a payment not completed yet: kept, applied at completion.
+        AwaitingPurchase => "awaiting_purchase",
+        /// An unexpected error; the event is retried when Stripe redelivers it.
+        Failed => "failed",
     }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|o| o.as_str() == raw)
-    }
-
-    /// Every outcome, for listing the accepted words.
-    pub const ALL: [EventOutcome; 14] = ALL_OUTCOMES;
-}
-
-const ALL_OUTCOMES: [EventOutcome; 14] = [
-    EventOutcome::Processing,
-    EventOutcome::Credited,
-    EventOutcome::AlreadyCredited,
-    EventOutcome::Duplicate,
-    EventOutcome::AwaitingPayment,
-    EventOutcome::PaymentFailed,
-    EventOutcome::Expired,
-    EventOutcome::NoChange,
-    EventOutcome::Ignored,
-    EventOutcome::UnmatchedAccount,
-    EventOutcome::UnmatchedPack,
-    EventOutcome::Adjusted,
-    EventOutcome::AwaitingPurchase,
-    EventOutcome::Failed,
-];
+);
 
 /// Which stored events a delivery may take over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,10 +56,33 @@ impl Delivery {
     }
 
     pub fn reclaimable(self) -> Vec<&'static str> {
-        ALL_OUTCOMES
+        EventOutcome::ALL
             .iter()
             .filter(|o| self.may_reclaim(o.as_str()))
             .map(|o| o.as_str())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_round_trips_through_its_text() {
+        for outcome in EventOutcome::ALL {
+            assert_eq!(EventOutcome::parse(outcome.as_str()), Some(*outcome));
+        }
+        assert_eq!(EventOutcome::parse("credit"), None);
+    }
+
+    #[test]
+    fn replay_takes_back_failed_and_unmatched_events_only() {
+        assert_eq!(Delivery::Webhook.reclaimable(), ["failed"]);
+        assert_eq!(
+            Delivery::Replay.reclaimable(),
+            ["unmatched_account", "unmatched_pack", "failed"]
+        );
+        assert!(Delivery::Reconcile.reclaimable().is_empty());
     }
 }

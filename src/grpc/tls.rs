@@ -18,7 +18,7 @@ use crate::config::TlsSettings;
 /// A PEM file that could not be read or used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {var} file {path}: {source}")]
+    #[error("cannot read {var} file {path}")]
     Read {
         var: &'static str,
         path: PathBuf,

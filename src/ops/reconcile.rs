@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     billing::{Billing, BillingError, CheckoutFacts, EventAction, StripeEvent},
     events::{Delivery, EventOutcome},
-    ledger::error::error_chain,
+    report::error_chain,
     stripe::CompletedSession,
 };
 

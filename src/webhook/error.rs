@@ -8,7 +8,7 @@ use axum::{
 use serde_json::json;
 
 use super::{event::EventParseError, signature::SignatureError};
-use crate::{billing::BillingError, metrics::AnswerOutcome};
+use crate::{billing::BillingError, metrics::AnswerOutcome, report::error_chain};
 
 /// Why a delivery was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -29,36 +29,34 @@ impl WebhookError {
         matches!(self, Self::Billing(err) if err.is_transient())
     }
 
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// The HTTP status, the body's `error` code and the outcome counted.
+    fn answer(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            Self::EmptyBody => (StatusCode::BAD_REQUEST, "empty_body"),
-            Self::Signature(err) => (StatusCode::BAD_REQUEST, err.code()),
-            Self::Parse(EventParseError::NotJson(_)) => (StatusCode::BAD_REQUEST, "invalid_json"),
-            Self::Parse(EventParseError::NotAnEvent(_)) => (StatusCode::BAD_REQUEST, "not_a_stripe_event"),
-            // Transient: Stripe retries on any non-2xx, so say so.
-            Self::Billing(err) if err.is_transient() => {
-                (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+            Self::EmptyBody => (StatusCode::BAD_REQUEST, "empty_body", "empty_body"),
+            Self::Signature(err) => (StatusCode::BAD_REQUEST, err.code(), "rejected"),
+            Self::Parse(EventParseError::NotJson(_)) => (StatusCode::BAD_REQUEST, "invalid_json", "invalid"),
+            Self::Parse(EventParseError::NotAnEvent(_)) => {
+                (StatusCode::BAD_REQUEST, "not_a_stripe_event", "invalid")
             }
-            Self::Billing(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            // Transient: Stripe retries on any non-2xx, so say so.
+            Self::Billing(err) if err.is_transient() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "deferred",
+            ),
+            Self::Billing(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "failed"),
         }
     }
 }
 
 impl IntoResponse for WebhookError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        let outcome = match &self {
-            Self::EmptyBody => "empty_body",
-            Self::Signature(_) => "rejected",
-            Self::Parse(_) => "invalid",
-            Self::Billing(err) if err.is_transient() => "deferred",
-            Self::Billing(_) => "failed",
-        };
+        let (status, code, outcome) = self.answer();
         // Internal causes go to the log, not to the caller.
         let message = if status.is_server_error() {
             "the event could not be processed now; it will be accepted on redelivery".to_owned()
         } else {
-            self.to_string()
+            error_chain(&self)
         };
         let mut response = (status, Json(json!({ "error": code, "message": message }))).into_response();
         response.extensions_mut().insert(AnswerOutcome(outcome));

@@ -7,14 +7,14 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::billing::{
-    CheckoutFacts, EventAction, RefundReport, StripeEvent,
+    CheckoutFacts, DisputeStatus, EventAction, RefundReport, RefundStatus, StripeEvent,
     settlement::{DisputeFact, RefundFact},
 };
 
 /// Why a body is not a Stripe event we can read.
 #[derive(Debug, thiserror::Error)]
 pub enum EventParseError {
-    #[error("body is not JSON: {0}")]
+    #[error("body is not JSON")]
     NotJson(#[source] serde_json::Error),
     #[error("body is not a Stripe event: {0}")]
     NotAnEvent(String),
@@ -249,7 +249,9 @@ pub fn parse_event(body: &[u8]) -> Result<StripeEvent, EventParseError> {
                     report: RefundReport::Refund(RefundFact {
                         refund_id: refund.id,
                         amount,
-                        status: refund.status.unwrap_or_else(|| "succeeded".into()),
+                        status: refund
+                            .status
+                            .map_or(RefundStatus::Succeeded, |s| RefundStatus::parse(&s)),
                     }),
                 },
                 _ => EventAction::Ignore,
@@ -263,7 +265,9 @@ pub fn parse_event(body: &[u8]) -> Result<StripeEvent, EventParseError> {
                     fact: DisputeFact {
                         dispute_id: dispute.id,
                         amount: dispute.amount.unwrap_or_default(),
-                        status: dispute.status.unwrap_or_else(|| "needs_response".into()),
+                        status: dispute
+                            .status
+                            .map_or(DisputeStatus::NeedsResponse, |s| DisputeStatus::parse(&s)),
                     },
                 },
                 None => EventAction::Ignore,

@@ -21,8 +21,8 @@ use super::{
 };
 use crate::{
     billing::{BillingError, FulfilmentReport},
-    ledger::error::error_chain,
     metrics::AnswerOutcome,
+    report::error_chain,
 };
 
 /// One span per delivery, named like the route; the caller's body never goes into it.
@@ -71,13 +71,10 @@ pub async fn stripe_webhook(
             // Signed by Stripe yet unreadable: keep it for operators to replay after a fix.
             if !state.secrets.is_empty() {
                 let unreadable = unparsable_event(&body);
-                tracing::error!(event_id = %unreadable.id, error = %err, "signed stripe event could not be parsed; stored as failed");
-                if let Err(record_err) = state
-                    .billing
-                    .record_failed_event(unreadable.clone(), err.to_string())
-                    .await
-                {
-                    tracing::error!(event_id = %unreadable.id, error = %record_err, "could not record the unparsable event");
+                let error = error_chain(&err);
+                tracing::error!(event_id = %unreadable.id, error, "signed stripe event could not be parsed; stored as failed");
+                if let Err(record_err) = state.billing.record_failed_event(unreadable.clone(), error).await {
+                    tracing::error!(event_id = %unreadable.id, error = %error_chain(&record_err), "could not record the unparsable event");
                 }
             }
             return Err(err.into());

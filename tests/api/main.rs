@@ -35,6 +35,7 @@ mod spend_lots;
 mod spend_metrics;
 mod spend_races;
 mod spend_validation;
+mod startup_errors;
 mod telemetry;
 mod webhook_adjustments;
 mod webhook_answers;

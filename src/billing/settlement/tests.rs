@@ -27,7 +27,7 @@ fn refund(id: &str, amount: i64, status: &str) -> RefundFact {
     RefundFact {
         refund_id: id.into(),
         amount,
-        status: status.into(),
+        status: RefundStatus::parse(status),
     }
 }
 
@@ -35,8 +35,27 @@ fn dispute(status: &str) -> DisputeFact {
     DisputeFact {
         dispute_id: "dp_1".into(),
         amount: 3000,
-        status: status.into(),
+        status: DisputeStatus::parse(status),
     }
+}
+
+#[test]
+fn every_hold_state_round_trips_through_its_stored_tag() {
+    for state in DisputeHoldState::ALL {
+        let hold = DisputeHold::parse(state.as_str(), 7).expect("a known tag");
+        assert_eq!(hold.state(), *state);
+    }
+    assert_eq!(DisputeHold::parse("pending", 7), None);
+}
+
+#[test]
+fn an_unknown_refund_status_does_not_count_and_an_unknown_dispute_status_holds() {
+    let mut facts = PaymentFacts::default();
+    facts.record_refund(refund("re_1", 1500, "reversed_by_bank"));
+    facts.record_dispute(dispute("prevented"));
+    let plan = plan(TERMS, &facts);
+    assert_eq!(plan.refund_delta, 0);
+    assert_eq!(plan.holds["dp_1"], DisputeHold::Held(2000));
 }
 
 #[test]

@@ -226,7 +226,7 @@ impl<X: Extension> Shared<X> {
                 }
                 Err(err) if err.is_transient() => {
                     // Disk full, database gone: nothing written, every caller told to retry.
-                    tracing::warn!(error = %crate::ledger::error::error_chain(&err), jobs = jobs.len(), "writer batch not written; its callers retry");
+                    tracing::warn!(error = %crate::report::error_chain(&err), jobs = jobs.len(), "writer batch not written; its callers retry");
                     for job in jobs {
                         job.fail(share(&err));
                     }
@@ -350,6 +350,8 @@ fn share(err: &LedgerError) -> LedgerError {
             LedgerError::DatabaseUnavailable(DbErr::Custom(cause.to_string()))
         }
         LedgerError::WriterStopped => LedgerError::WriterStopped,
-        LedgerError::Unexpected(cause) => LedgerError::Unexpected(anyhow::anyhow!("{cause:#}")),
+        LedgerError::Unexpected(cause) => {
+            LedgerError::Unexpected(anyhow::anyhow!(crate::report::error_chain(cause.as_ref())))
+        }
     }
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 pub enum ImportFileError {
     #[error("{path}: unknown file type: name it .jsonl, .ndjson or .csv")]
     UnknownFormat { path: String },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: String,
         #[source]
