@@ -3,7 +3,7 @@
 
 use std::{hint::black_box, time::Duration};
 
-use credits::webhook::{event::parse_event, signature};
+use credits::{billing::payload::parse_event, webhook::signature};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::SecretString;

@@ -20,7 +20,7 @@ use crate::{
     catalog::{self, Catalog},
     config::{AppEnv, HttpSettings, Settings},
     db,
-    events::EventLog,
+    event_store::EventLog,
     grpc::{CreditsApi, auth::BearerTokens, grace::GraceLayer, guard::Guarded, pb, tls},
     health::Health,
     ledger::{Ledger, TrialPolicy, WriterSettings, writer},

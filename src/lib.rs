@@ -30,7 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod entities;
-pub mod events;
+pub mod event_store;
 pub mod grpc;
 pub mod health;
 pub mod ledger;

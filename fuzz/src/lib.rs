@@ -3,7 +3,7 @@
 //! scheme, the event parser's answers against the body, the packs parser's packs against its
 //! promises. A broken oracle panics in the target, which libFuzzer reports as a crash.
 
-use credits::{catalog::file::parse_packs, report::error_chain, webhook::event, webhook::signature};
+use credits::{billing::payload as event, catalog::file::parse_packs, report::error_chain, webhook::signature};
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::SecretString;
 use sha2::Sha256;

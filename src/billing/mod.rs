@@ -4,36 +4,38 @@
 //! - `checkout`: PurchaseCredits.
 //! - `error`: `BillingError`, into which Stripe's and the database's errors are sorted.
 //! - `fulfilment`: the ledger writer's extension that applies Stripe events exactly once.
-//! - `import`: purchases completed before the move, recorded without crediting.
+//! - `past_purchases`: purchases completed before the move, recorded without crediting.
 //! - `settlement`: refunds and disputes as a pure plan.
-//! - `event`: Stripe events as billing reads them.
+//! - `stripe_event`: Stripe events as billing reads them; `payload`: how they are read from
+//!   Stripe's JSON (the webhook's bodies, stored events replayed).
 //! - `store`: purchases, payments, refunds and disputes.
 //! - `types`: prices, redirect URLs, purchase statuses and Stripe's refund and dispute statuses.
 
 pub mod checkout;
 pub mod error;
-pub mod event;
 pub mod fulfilment;
-pub mod import;
+pub mod past_purchases;
+pub mod payload;
 pub mod settlement;
 pub mod store;
+pub mod stripe_event;
 pub mod types;
 
 use url::Url;
 
 pub use checkout::{PurchaseRequest, StartedCheckout};
 pub use error::BillingError;
-pub use event::{CheckoutFacts, EventAction, FulfilmentReport, RefundReport, StripeEvent};
 pub use fulfilment::Fulfilment;
 use fulfilment::{Answer, Job, LineItemPack};
 use sea_orm::DatabaseConnection;
 use store::Purchase;
+pub use stripe_event::{CheckoutFacts, EventAction, FulfilmentReport, RefundReport, StripeEvent};
 pub use types::{DisputeStatus, PriceId, PurchaseStatus, RedirectUrl, RefundStatus};
 
 use crate::{
     catalog::{self, Pack},
     config::RedirectPolicy,
-    events::{self, Delivery, EventOutcome},
+    event_store::{self, Delivery, EventOutcome},
     ledger::{AccountRef, Email, Ledger, LedgerError, Listing, PageRequest, encode_page_token},
     stripe::StripeGateway,
 };
@@ -220,6 +222,24 @@ impl Billing {
         })
     }
 
+    /// Stores a signed body that could not be parsed as a `failed` event with the parse error,
+    /// so operators see it and can replay it once a build reads it; a failure to store it is
+    /// logged (Stripe redelivers the body anyway).
+    pub async fn record_unparsable(&self, body: &[u8], err: &payload::EventParseError) {
+        let unreadable = payload::unparsable_event(body);
+        let (id, error) = (unreadable.id.clone(), crate::report::error_chain(err));
+        tracing::error!(event_id = %id, error, "signed stripe event could not be parsed; stored as failed");
+        if let Err(record_err) = self.record_failed_event(unreadable, error).await {
+            tracing::error!(event_id = %id, error = %crate::report::error_chain(&record_err), "could not record the unparsable event");
+        }
+    }
+
+    /// Applies a stored event's payload again (`credits events replay`), as its webhook was.
+    pub async fn replay(&self, payload: &str) -> Result<FulfilmentReport, BillingError> {
+        let event = payload::parse_event(payload.as_bytes()).map_err(anyhow::Error::new)?;
+        self.apply_event(event, Delivery::Replay).await
+    }
+
     /// Stores an event whose processing failed for good (or that could not be parsed) as
     /// `failed` with the error; Stripe's redelivery claims it again.
     pub async fn record_failed_event(&self, event: StripeEvent, error: String) -> Result<(), BillingError> {
@@ -266,7 +286,7 @@ impl Billing {
             return Ok(Needs::Nothing);
         }
         if delivery != Delivery::Reconcile
-            && let Some(stored) = events::store::outcomes(db, &[event.id.as_str()])
+            && let Some(stored) = event_store::store::outcomes(db, &[event.id.as_str()])
                 .await?
                 .get(&event.id)
             && !delivery.may_reclaim(stored.as_str())

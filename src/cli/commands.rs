@@ -9,12 +9,11 @@ use crate::{
     catalog::Catalog,
     config::Settings,
     db,
-    events::{Delivery, EventLog, EventOutcome},
+    event_store::{EventLog, EventOutcome},
     ops,
     report::error_chain,
     shutdown,
     stripe::StripeGateway,
-    webhook,
 };
 
 /// How long a command lets the writer finish after its work is answered.
@@ -106,10 +105,9 @@ async fn replay(services: &Services, event_id: &str) -> Result<(), CliError> {
         .find(event_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("stripe event {event_id} not found"))?;
-    let event = webhook::event::parse_event(stored.payload.as_bytes()).map_err(anyhow::Error::new)?;
     let report = services
         .billing
-        .apply_event(event, Delivery::Replay)
+        .replay(&stored.payload)
         .await
         .map_err(anyhow::Error::new)?;
     let outcome = match report.outcome {

@@ -1,17 +1,17 @@
 //! The `credits` command line: what each subcommand takes (clap) and how it fails (exit codes);
-//! `commands` runs them, printing what the domain returns; `import` runs `credits import`.
+//! `commands` runs them, printing what the domain returns; `import_files` runs `credits import`.
 
 mod accounts;
 mod commands;
-mod import;
+mod import_files;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 use crate::{
-    app::StartupError, catalog, config::Settings, events::EventOutcome, grpc::tls::TlsError,
-    ops::import::ImportFileError,
+    app::StartupError, catalog, config::Settings, event_store::EventOutcome, grpc::tls::TlsError,
+    ops::import_files::ImportFileError,
 };
 
 #[derive(Debug, Parser)]
@@ -212,7 +212,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
         } => commands::sync_packs(settings, dry_run).await,
         Command::Events { command } => commands::events(settings, command).await,
         Command::Accounts { command } => commands::accounts(settings, command).await,
-        Command::Import { command } => import::run(settings, command).await,
+        Command::Import { command } => import_files::run(settings, command).await,
         Command::Reconcile { since } => commands::reconcile(settings, since).await,
     }
 }

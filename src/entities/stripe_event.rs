@@ -12,7 +12,7 @@ pub struct Model {
     /// The body exactly as Stripe sent it, for replay.
     #[sea_orm(column_type = "Text")]
     pub payload: String,
-    /// See `events::EventOutcome`.
+    /// See `event_store::EventOutcome`.
     pub outcome: String,
     #[sea_orm(column_type = "Text", nullable)]
     pub error: Option<String>,

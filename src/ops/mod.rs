@@ -1,8 +1,8 @@
 //! Operations that run beside the request paths: reconciliation with Stripe, job leases that
 //! keep periodic work to one replica at a time, the scheduler of those jobs, and the import of
-//! accounts and purchases from the Django app.
+//! account and purchase files from the Django app (`import_files`).
 
-pub mod import;
+pub mod import_files;
 pub mod jobs;
 pub mod reconcile;
 pub mod scheduler;

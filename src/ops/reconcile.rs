@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     billing::{Billing, BillingError, CheckoutFacts, EventAction, StripeEvent},
-    events::{Delivery, EventOutcome},
+    event_store::{Delivery, EventOutcome},
     report::error_chain,
     stripe::CompletedSession,
 };

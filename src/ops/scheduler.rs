@@ -11,7 +11,7 @@ use super::{jobs::Leases, reconcile};
 use crate::{
     billing::Billing,
     config::Settings,
-    events::EventLog,
+    event_store::EventLog,
     ledger::{Extension, Ledger},
     metrics::Metrics,
 };

@@ -7,8 +7,12 @@ use axum::{
 };
 use serde_json::json;
 
-use super::{event::EventParseError, signature::SignatureError};
-use crate::{billing::BillingError, metrics::AnswerOutcome, report::error_chain};
+use super::signature::SignatureError;
+use crate::{
+    billing::{BillingError, payload::EventParseError},
+    metrics::AnswerOutcome,
+    report::error_chain,
+};
 
 /// Why a delivery was not accepted.
 #[derive(Debug, thiserror::Error)]

@@ -13,14 +13,12 @@ use axum::{
 use serde_json::json;
 use tracing::{Span, field::Empty};
 
-use super::{
-    WebhookState,
-    error::WebhookError,
-    event::{event_type_label, parse_event, unparsable_event},
-    signature,
-};
+use super::{WebhookState, error::WebhookError, signature};
 use crate::{
-    billing::{BillingError, FulfilmentReport},
+    billing::{
+        BillingError, FulfilmentReport,
+        payload::{event_type_label, parse_event},
+    },
     metrics::AnswerOutcome,
     report::error_chain,
 };
@@ -68,14 +66,9 @@ pub async fn stripe_webhook(
         Ok(event) => event,
         Err(err) => {
             state.metrics.webhook("unknown", "invalid", 0, started);
-            // Signed by Stripe yet unreadable: keep it for operators to replay after a fix.
+            // Signed by Stripe yet unreadable: billing keeps it for operators to replay.
             if !state.secrets.is_empty() {
-                let unreadable = unparsable_event(&body);
-                let error = error_chain(&err);
-                tracing::error!(event_id = %unreadable.id, error, "signed stripe event could not be parsed; stored as failed");
-                if let Err(record_err) = state.billing.record_failed_event(unreadable.clone(), error).await {
-                    tracing::error!(event_id = %unreadable.id, error = %error_chain(&record_err), "could not record the unparsable event");
-                }
+                state.billing.record_unparsable(&body, &err).await;
             }
             return Err(err.into());
         }

@@ -1,7 +1,6 @@
 //! Stripe's webhook route on the HTTP side.
 
 pub mod error;
-pub mod event;
 pub mod handler;
 pub mod signature;
 

@@ -8,13 +8,13 @@ use chrono::{DateTime, Utc};
 use super::{Decided, Decisions, Delivery, Job, report};
 use crate::{
     billing::{
-        event::{CheckoutFacts, EventAction, FulfilmentReport, RefundReport, StripeEvent},
         settlement::{self, Terms},
         store::Purchase,
+        stripe_event::{CheckoutFacts, EventAction, FulfilmentReport, RefundReport, StripeEvent},
         types::PurchaseStatus,
     },
     catalog::Pack,
-    events::EventOutcome,
+    event_store::EventOutcome,
     ledger::{
         Posting,
         book::{Clawback, Credit, LotTerms, Metadata},

@@ -10,12 +10,12 @@ use sea_orm::DatabaseTransaction;
 use super::{Job, LineItems};
 use crate::{
     billing::{
-        event::{CheckoutFacts, EventAction},
         store::Purchase,
+        stripe_event::{CheckoutFacts, EventAction},
         types::PurchaseStatus,
     },
     catalog::Pack,
-    events::{Delivery, EventOutcome},
+    event_store::{Delivery, EventOutcome},
     ledger::{
         LedgerError,
         book::AccountState,

@@ -13,7 +13,7 @@ use super::{
     rows::{self, FieldError, Row},
 };
 use crate::{
-    billing::{Billing, PurchaseStatus, import::PurchaseImport, store::Purchase},
+    billing::{Billing, PurchaseStatus, past_purchases::PurchaseImport, store::Purchase},
     catalog::Pack,
     ledger::{AccountId, Credits, MAX_CREDITS, types::bounded_token},
 };

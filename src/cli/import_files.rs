@@ -7,12 +7,12 @@ use std::io::Write;
 use super::{CliError, ImportCommand, commands::STOP_GRACE};
 use crate::{
     app::Services,
-    billing::import::PurchaseImport,
+    billing::past_purchases::PurchaseImport,
     catalog::{self, Catalog},
     config::Settings,
     db,
     ledger::{book::Differences, commands::ImportOutcome},
-    ops::import::{self, ImportReport, RowReport, accounts},
+    ops::import_files::{self, ImportReport, RowReport, accounts},
 };
 
 pub async fn run(settings: Settings, command: ImportCommand) -> Result<(), CliError> {
@@ -57,7 +57,7 @@ pub async fn run(settings: Settings, command: ImportCommand) -> Result<(), CliEr
                 .map(|report| print(&report, "accounts", describe_account))
         }
         ImportCommand::Purchases { file, dry_run } => {
-            import::purchases::import(&billing, packs.as_deref().unwrap_or_default(), &file, dry_run)
+            import_files::purchases::import(&billing, packs.as_deref().unwrap_or_default(), &file, dry_run)
                 .await
                 .map(|report| print(&report, "purchases", describe_purchase))
         }

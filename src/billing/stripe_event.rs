@@ -3,7 +3,7 @@
 //! builds them from listed sessions.
 
 use super::settlement::{DisputeFact, RefundFact};
-use crate::events::EventOutcome;
+use crate::event_store::EventOutcome;
 
 /// The facts of a Checkout Session that fulfilment reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -25,13 +25,13 @@ mod resolve;
 use resolve::resolve_new;
 
 use super::{
-    event::{EventAction, FulfilmentReport, StripeEvent},
     settlement::PaymentFacts,
     store::{self, PaymentRow, Purchase},
+    stripe_event::{EventAction, FulfilmentReport, StripeEvent},
 };
 use crate::{
     catalog,
-    events::{self, Delivery, EventOutcome},
+    event_store::{self, Delivery, EventOutcome},
     ledger::{Extension, ExtensionJob, LedgerError, Posted, Posting},
 };
 
@@ -301,7 +301,7 @@ impl Extension for Fulfilment {
                 }
             }
         }
-        events::store::finish(txn, &finished, now).await?;
+        event_store::store::finish(txn, &finished, now).await?;
         Ok(())
     }
 
@@ -333,21 +333,24 @@ pub(super) async fn record_failed(
     error: &str,
     now: DateTime<Utc>,
 ) -> Result<(), LedgerError> {
-    let new = [events::store::NewEvent {
+    let new = [event_store::store::NewEvent {
         id: &event.id,
         event_type: &event.event_type,
         checkout_session_id: event.action.facts().map(|f| f.session_id.as_str()),
         payload: &event.payload,
     }];
-    if events::store::claim(txn, delivery, &new, now).await?.is_empty() {
+    if event_store::store::claim(txn, delivery, &new, now)
+        .await?
+        .is_empty()
+    {
         return Ok(());
     }
-    let failed = [events::store::Finished {
+    let failed = [event_store::store::Finished {
         id: event.id.clone(),
         outcome: EventOutcome::Failed,
         error: Some(error.to_owned()),
     }];
-    events::store::finish(txn, &failed, now).await?;
+    event_store::store::finish(txn, &failed, now).await?;
     Ok(())
 }
 
@@ -355,7 +358,7 @@ pub(super) async fn record_failed(
 fn finish_event(
     decided: Option<Decided>,
     posted: &[Posted],
-    finished: &mut Vec<events::store::Finished>,
+    finished: &mut Vec<event_store::store::Finished>,
 ) -> Result<FulfilmentReport, LedgerError> {
     let Decided { mut report, finish } =
         decided.ok_or_else(|| LedgerError::Unexpected(anyhow::anyhow!("an event job was never decided")))?;
@@ -373,7 +376,7 @@ fn finish_event(
         report.account_id = posted.first().map(|p| p.account_id.clone());
     }
     if let Some(id) = finish {
-        finished.push(events::store::Finished {
+        finished.push(event_store::store::Finished {
             id,
             outcome: report.outcome,
             error: report.detail.clone(),
@@ -390,7 +393,7 @@ async fn claim(
     now: DateTime<Utc>,
 ) -> Result<HashSet<usize>, LedgerError> {
     let mut first: HashMap<&str, usize> = HashMap::new();
-    let mut by_delivery: HashMap<Delivery, Vec<events::store::NewEvent<'_>>> = HashMap::new();
+    let mut by_delivery: HashMap<Delivery, Vec<event_store::store::NewEvent<'_>>> = HashMap::new();
     for (n, job) in jobs.iter().enumerate() {
         let (event, delivery) = match &**job {
             Job::Event { event, delivery, .. } => (event, *delivery),
@@ -404,7 +407,7 @@ async fn claim(
         by_delivery
             .entry(delivery)
             .or_default()
-            .push(events::store::NewEvent {
+            .push(event_store::store::NewEvent {
                 id: &event.id,
                 event_type: &event.event_type,
                 checkout_session_id: event.action.facts().map(|f| f.session_id.as_str()),
@@ -413,7 +416,7 @@ async fn claim(
     }
     let mut claimed = HashSet::new();
     for (delivery, new) in by_delivery {
-        for id in events::store::claim(txn, delivery, &new, now).await? {
+        for id in event_store::store::claim(txn, delivery, &new, now).await? {
             claimed.extend(first.get(id.as_str()).copied());
         }
     }
