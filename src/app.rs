@@ -16,14 +16,14 @@ use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use crate::{
-    billing::{Billing, Fulfilment},
+    billing::{Billing, Fulfilment, StripeEvent},
     catalog::{self, Catalog},
     config::{AppEnv, HttpSettings, Settings},
     db,
     event_store::EventLog,
     grpc::{CreditsApi, auth::BearerTokens, grace::GraceLayer, guard::Guarded, pb, tls},
     health::Health,
-    ledger::{Ledger, TrialPolicy, WriterSettings, writer},
+    ledger::{AccountId, Email, Ledger, TrialPolicy, WriterSettings, commands::EnsureAccount, writer},
     limits,
     metrics::{self, Metrics},
     net::{self, Connections, GuardedIo, Lingering},
@@ -52,18 +52,16 @@ pub enum StartupError {
 }
 
 /// The ledger with billing's part of its writer: what the service runs.
-pub type AppLedger = Ledger<Fulfilment>;
+pub(crate) type AppLedger = Ledger<Fulfilment>;
 
 /// The domain services, built once, as `serve` and the command line run them: each transport,
 /// job and command takes what it needs from here.
 pub struct Services {
-    pub ledger: AppLedger,
-    pub billing: Billing,
-    pub events: EventLog,
-    pub catalog: Catalog,
-    pub leases: Leases,
-    pub stripe: StripeGateway,
-    pub metrics: Metrics,
+    pub(crate) ledger: AppLedger,
+    pub(crate) billing: Billing,
+    pub(crate) events: EventLog,
+    pub(crate) leases: Leases,
+    pub(crate) metrics: Metrics,
     /// The read pool, whose use `/metrics` reports.
     reads: DatabaseConnection,
     writer: Vec<tokio::task::JoinHandle<()>>,
@@ -96,7 +94,7 @@ impl Services {
         let billing = Billing::new(
             ledger.clone(),
             reads.clone(),
-            stripe.clone(),
+            stripe,
             settings.frontend_url.clone(),
             settings.redirects.clone(),
         );
@@ -104,14 +102,31 @@ impl Services {
             ledger,
             billing,
             events: EventLog::new(reads.clone()),
-            catalog: Catalog::new(reads.clone()),
             leases: Leases::new(reads.clone()),
-            stripe,
             metrics,
             reads,
             writer: writer.into_iter().chain(checkpointer).collect(),
             stop_writer,
         })
+    }
+
+    /// Creates the account on first sight (with the trial credits), or finds it: EnsureAccount,
+    /// for the bench's in-process writer ceiling.
+    pub async fn ensure_account(&self, account_id: &str, email: &str) -> anyhow::Result<()> {
+        let command = EnsureAccount {
+            account_id: AccountId::parse(account_id)?,
+            email: Email::parse(email)?,
+            follow_email: false,
+        };
+        self.ledger.send(command).await?;
+        Ok(())
+    }
+
+    /// Applies one verified Stripe event exactly once, as the webhook does: for the bench's
+    /// in-process writer ceiling.
+    pub async fn process_event(&self, event: StripeEvent) -> anyhow::Result<()> {
+        self.billing.process_event(event).await?;
+        Ok(())
     }
 
     /// Lets the writer finish what is queued, then waits for it (at most `grace`).

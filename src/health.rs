@@ -18,10 +18,10 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::ledger::{Extension, Ledger};
 
 /// The service name health clients ask about, besides the whole server ("").
-pub const SERVICE_NAME: &str = "credits.v1.CreditsService";
+pub(crate) const SERVICE_NAME: &str = "credits.v1.CreditsService";
 
 /// Shared view of whether this replica should receive traffic.
-pub struct Health<X: Extension> {
+pub(crate) struct Health<X: Extension> {
     reporter: HealthReporter,
     ledger: Ledger<X>,
     probe_timeout: Duration,
@@ -42,7 +42,7 @@ impl<X: Extension> Clone for Health<X> {
 }
 
 impl<X: Extension> Health<X> {
-    pub fn new(reporter: HealthReporter, ledger: Ledger<X>, probe_timeout: Duration) -> Self {
+    pub(crate) fn new(reporter: HealthReporter, ledger: Ledger<X>, probe_timeout: Duration) -> Self {
         Self {
             reporter,
             ledger,
@@ -54,7 +54,7 @@ impl<X: Extension> Health<X> {
 
     /// True when the writer commits within the probe timeout: the probe rides in the writer's
     /// next batch, so it never competes with it for the database's write lock.
-    pub async fn database_ready(&self) -> bool {
+    pub(crate) async fn database_ready(&self) -> bool {
         matches!(
             tokio::time::timeout(self.probe_timeout, self.ledger.ping()).await,
             Ok(Ok(()))
@@ -79,7 +79,7 @@ impl<X: Extension> Health<X> {
     }
 
     /// Probes the database once and publishes the result (unless shutting down).
-    pub async fn refresh(&self) {
+    pub(crate) async fn refresh(&self) {
         let ready = self.database_ready().await;
         if !self.stopping.load(Ordering::SeqCst) {
             self.publish(ready).await;
@@ -87,7 +87,7 @@ impl<X: Extension> Health<X> {
     }
 
     /// Publishes a first status now, then re-probes every `interval` until `stop`.
-    pub async fn start_watcher(
+    pub(crate) async fn start_watcher(
         &self,
         interval: Duration,
         stop: CancellationToken,
@@ -105,13 +105,13 @@ impl<X: Extension> Health<X> {
     }
 
     /// First step of shutdown: stop taking traffic before draining.
-    pub async fn begin_shutdown(&self) {
+    pub(crate) async fn begin_shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.publish(false).await;
     }
 
     /// `/healthz` and `/readyz`.
-    pub fn router(&self) -> Router {
+    pub(crate) fn router(&self) -> Router {
         Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz::<X>))

@@ -34,7 +34,7 @@ struct Limits {
 }
 
 /// Applies the limits to every route of `router` (the webhook; probes and metrics stay outside).
-pub fn limit_http(router: Router, settings: HttpSettings) -> Router {
+pub(crate) fn limit_http(router: Router, settings: HttpSettings) -> Router {
     let limits = Limits {
         slots: Arc::new(Semaphore::new(settings.concurrency_limit)),
         settings,
@@ -45,13 +45,13 @@ pub fn limit_http(router: Router, settings: HttpSettings) -> Router {
 /// Gives every request of `router` `timeout` from its headers to the end of its body; a body
 /// still arriving then is answered 408 and the connection closed. Applied outside `limit_http`,
 /// so a trickling client releases its webhook slot at the deadline.
-pub fn limit_body_read(router: Router, timeout: Duration) -> Router {
+pub(crate) fn limit_body_read(router: Router, timeout: Duration) -> Router {
     router.layer(middleware::from_fn_with_state(timeout, body_deadline))
 }
 
 /// Answers 503 `shutting_down` to every request of `router` still running when `ended` fires
 /// (the shutdown grace ran out): Stripe redelivers, and the connection can close cleanly.
-pub fn end_at_grace(router: Router, ended: CancellationToken) -> Router {
+pub(crate) fn end_at_grace(router: Router, ended: CancellationToken) -> Router {
     router.layer(middleware::from_fn_with_state(ended, grace))
 }
 

@@ -25,7 +25,7 @@ use prometheus_client::{
 use sea_orm::{DatabaseConnection, DbBackend};
 
 /// The scrape path on `HTTP_ADDR`.
-pub const METRICS_PATH: &str = "/metrics";
+pub(crate) const METRICS_PATH: &str = "/metrics";
 
 /// `&'static str`: RPC labels come from fixed lists (method names, gRPC codes), never from a
 /// request, so a caller cannot add series.
@@ -56,7 +56,7 @@ struct AnswerLabels {
 /// What a webhook answer meant, set on the response by whoever answered (the handler, the load
 /// shedder, the body deadline), for `credits_webhook_responses_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AnswerOutcome(pub &'static str);
+pub(crate) struct AnswerOutcome(pub &'static str);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
@@ -98,7 +98,7 @@ struct Inner {
 
 /// Cheap to clone; every clone records into the same registry.
 #[derive(Clone)]
-pub struct Metrics(Arc<Inner>);
+pub(crate) struct Metrics(Arc<Inner>);
 
 fn latency_histogram() -> Histogram {
     // 1 ms … ~16 s.
@@ -113,7 +113,7 @@ impl Default for Metrics {
 
 impl Metrics {
     // Long on purpose: one registration per metric.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("credits");
         let webhook_responses = Family::<AnswerLabels, Counter>::default();
         registry.register(
@@ -241,7 +241,7 @@ impl Metrics {
     }
 
     /// One finished RPC: `method` is a known RPC name or `unknown` (`grpc::service::rpc_method`).
-    pub fn rpc(&self, method: &'static str, code: &'static str, elapsed: Duration) {
+    pub(crate) fn rpc(&self, method: &'static str, code: &'static str, elapsed: Duration) {
         self.0
             .rpc_requests
             .get_or_create(&RpcLabels { method, code })
@@ -253,7 +253,7 @@ impl Metrics {
     }
 
     /// One webhook delivery; `credits` are counted when the outcome granted them.
-    pub fn webhook(&self, event_type: &'static str, outcome: &str, credits: i64, started: Instant) {
+    pub(crate) fn webhook(&self, event_type: &'static str, outcome: &str, credits: i64, started: Instant) {
         self.0
             .webhook_events
             .get_or_create(&WebhookLabels {
@@ -270,7 +270,7 @@ impl Metrics {
     }
 
     /// One answer of the webhook route, whoever gave it.
-    pub fn webhook_response(&self, status: u16, outcome: &'static str) {
+    pub(crate) fn webhook_response(&self, status: u16, outcome: &'static str) {
         self.0
             .webhook_responses
             .get_or_create(&AnswerLabels { status, outcome })
@@ -278,7 +278,7 @@ impl Metrics {
     }
 
     /// A batch the ledger writer took, and the jobs still waiting then.
-    pub fn writer_batch(&self, size: usize, waiting: usize) {
+    pub(crate) fn writer_batch(&self, size: usize, waiting: usize) {
         self.0.writer_batch_size.observe(size as f64);
         self.0
             .writer_queue_depth
@@ -286,14 +286,14 @@ impl Metrics {
     }
 
     /// The size of the writer's queue, set once when the writer starts.
-    pub fn writer_queue_capacity(&self, capacity: usize) {
+    pub(crate) fn writer_queue_capacity(&self, capacity: usize) {
         self.0
             .writer_queue_capacity
             .set(i64::try_from(capacity).unwrap_or(i64::MAX));
     }
 
     /// Credits a committed batch moved, per entry kind.
-    pub fn ledger_credits(&self, kind: &'static str, credits: u64) {
+    pub(crate) fn ledger_credits(&self, kind: &'static str, credits: u64) {
         self.0
             .ledger_credits
             .get_or_create(&KindLabels { kind })
@@ -301,12 +301,12 @@ impl Metrics {
     }
 
     /// Holds a committed batch reserved or ended.
-    pub fn holds(&self, outcome: &'static str, count: u64) {
+    pub(crate) fn holds(&self, outcome: &'static str, count: u64) {
         self.0.holds.get_or_create(&HoldLabels { outcome }).inc_by(count);
     }
 
     /// One finished reconciliation run, the sessions it credited and those it could not apply.
-    pub fn reconcile(&self, fixed: usize, failed: usize, credits: i64) {
+    pub(crate) fn reconcile(&self, fixed: usize, failed: usize, credits: i64) {
         self.0.reconcile_runs.inc();
         self.0.reconcile_fixed.inc_by(fixed as u64);
         self.0.reconcile_failed_sessions.inc_by(failed as u64);
@@ -316,12 +316,16 @@ impl Metrics {
     }
 
     /// One reconciliation run that failed as a whole.
-    pub fn reconcile_failed(&self) {
+    pub(crate) fn reconcile_failed(&self) {
         self.0.reconcile_failed_runs.inc();
     }
 
     /// The registry in Prometheus/OpenMetrics text, with pool gauges read now.
-    pub fn render(&self, db: &DatabaseConnection, max_connections: u32) -> Result<String, std::fmt::Error> {
+    pub(crate) fn render(
+        &self,
+        db: &DatabaseConnection,
+        max_connections: u32,
+    ) -> Result<String, std::fmt::Error> {
         let (size, idle) = match db.get_database_backend() {
             DbBackend::Postgres => {
                 let pool = db.get_postgres_connection_pool();
@@ -358,7 +362,7 @@ struct MetricsState {
 }
 
 /// `GET /metrics`; merged into the HTTP router by `app`.
-pub fn router(metrics: Metrics, db: DatabaseConnection, max_connections: u32) -> Router {
+pub(crate) fn router(metrics: Metrics, db: DatabaseConnection, max_connections: u32) -> Router {
     Router::new()
         .route(METRICS_PATH, get(scrape))
         .with_state(MetricsState {

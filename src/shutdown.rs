@@ -3,7 +3,7 @@
 use tokio_util::sync::CancellationToken;
 
 /// Cancels the returned token on the first SIGTERM or ctrl-c.
-pub fn on_signal() -> CancellationToken {
+pub(crate) fn on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {

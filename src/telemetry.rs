@@ -112,7 +112,7 @@ pub fn init(
 /// The span of one `CreditsService` RPC; the caller's `traceparent` becomes its parent.
 /// `method` is a known RPC name or `unknown`, never the raw path. Handlers record
 /// `account_id`; the gRPC guard records the code and latency.
-pub fn rpc_span(service: &str, method: &str, headers: &HeaderMap) -> Span {
+pub(crate) fn rpc_span(service: &str, method: &str, headers: &HeaderMap) -> Span {
     let name = format!("{service}/{method}");
     let span = tracing::info_span!(
         "grpc.request",

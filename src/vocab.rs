@@ -1,7 +1,7 @@
 //! Vocabularies stored as text, declared as enums by one macro usable from any module.
 //!
-//! `text_enum!(Name { Variant => "text", … })` is closed: the service wrote every value, so
-//! unknown text read back is a bug and `parse` answers `None`. `text_enum!(open Name { … })` is
+//! `text_enum!(pub(crate) Name { Variant => "text", … })` is closed: the service wrote every value, so
+//! unknown text read back is a bug and `parse` answers `None`. `text_enum!(pub(crate) open Name { … })` is
 //! for vocabularies someone else grows (Stripe's statuses): it adds `Other(String)`, `parse`
 //! never fails, and unknown text round-trips through `Other` unchanged.
 
@@ -9,21 +9,22 @@
 macro_rules! text_enum {
     (
         $(#[$meta:meta])*
-        open $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }
+        $vis:vis open $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name {
+        $vis enum $name {
             $($(#[$vmeta])* $variant,)+
             /// Text this build does not know, kept as it came. `parse` never puts known text here.
             Other(String),
         }
 
+        #[allow(dead_code, reason = "every vocabulary gets the whole API; not each uses all of it")]
         impl $name {
             /// Every known value (`Other` aside).
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            $vis const ALL: &'static [$name] = &[$($name::$variant),+];
 
-            pub fn as_str(&self) -> &str {
+            $vis fn as_str(&self) -> &str {
                 match self {
                     $($name::$variant => $text,)+
                     $name::Other(raw) => raw,
@@ -31,7 +32,7 @@ macro_rules! text_enum {
             }
 
             /// Reads the text; unknown text is kept as `Other`.
-            pub fn parse(raw: &str) -> Self {
+            $vis fn parse(raw: &str) -> Self {
                 match raw {
                     $($text => $name::$variant,)+
                     other => $name::Other(other.to_owned()),
@@ -47,26 +48,27 @@ macro_rules! text_enum {
     };
     (
         $(#[$meta:meta])*
-        $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }
+        $vis:vis $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name {
+        $vis enum $name {
             $($(#[$vmeta])* $variant),+
         }
 
+        #[allow(dead_code, reason = "every vocabulary gets the whole API; not each uses all of it")]
         impl $name {
             /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            $vis const ALL: &'static [$name] = &[$($name::$variant),+];
 
-            pub fn as_str(self) -> &'static str {
+            $vis fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $text),+
                 }
             }
 
             /// Reads the stored text; unknown text is a bug, reported by the caller.
-            pub fn parse(raw: &str) -> Option<Self> {
+            $vis fn parse(raw: &str) -> Option<Self> {
                 match raw {
                     $($text => Some($name::$variant),)+
                     _ => None,
@@ -87,7 +89,7 @@ pub(crate) use text_enum;
 #[cfg(test)]
 mod tests {
     text_enum!(
-        Closed {
+        pub(crate) Closed {
             One => "one",
             /// Documented variants keep their docs.
             Two => "two",
@@ -95,7 +97,7 @@ mod tests {
     );
 
     text_enum!(
-        open Open {
+        pub(crate) open Open {
             One => "one",
             Two => "two",
         }

@@ -16,7 +16,6 @@ use credits::{
     config::Settings,
     db,
     grpc::pb::{self, credits_service_client::CreditsServiceClient, credits_service_server as server},
-    ledger::{AccountId, Email, commands::EnsureAccount},
 };
 use sea_orm::{ConnectionTrait, Database};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -29,13 +28,13 @@ const PRICE: &str = "price_bench_ceiling";
 
 /// A scratch database: a SQLite file under the temp dir, or a new PostgreSQL database next to
 /// `admin_url`'s, dropped afterwards.
-pub struct Scratch {
+pub(crate) struct Scratch {
     pub url: String,
     drop_with: Option<(String, String)>,
 }
 
 impl Scratch {
-    pub async fn new(postgres_admin: Option<&str>) -> anyhow::Result<Self> {
+    pub(crate) async fn new(postgres_admin: Option<&str>) -> anyhow::Result<Self> {
         let name = format!("credits_bench_{}", uuid::Uuid::new_v4().simple());
         match postgres_admin {
             None => {
@@ -59,7 +58,7 @@ impl Scratch {
         }
     }
 
-    pub async fn drop(self) {
+    pub(crate) async fn drop(self) {
         if let Some((admin, name)) = self.drop_with
             && let Ok(conn) = Database::connect(&admin).await
         {
@@ -113,7 +112,7 @@ impl Scratch {
 }
 
 /// The service's writer, in process: events per second it applies at `concurrency`.
-pub async fn writer(
+pub(crate) async fn writer(
     postgres_admin: Option<&str>,
     concurrency: usize,
     duration: Duration,
@@ -125,25 +124,18 @@ pub async fn writer(
     let services = Services::start(&settings, reads).await?;
     // EnsureAccount through the writer too, so the accounts are as the service has them.
     for id in &ids {
-        let (account, email) = (
-            AccountId::parse(id)?,
-            Email::parse(&format!("{id}@bench.example"))?,
-        );
         services
-            .ledger
-            .send(EnsureAccount {
-                account_id: account,
-                email,
-                follow_email: false,
-            })
+            .ensure_account(id, &format!("{id}@bench.example"))
             .await?;
     }
-    let billing = services.billing.clone();
+    let services = Arc::new(services);
     let ids = Arc::new(ids);
     let payload = Arc::new(PAYLOAD.to_owned());
     let run = uuid::Uuid::new_v4().simple().to_string();
+    let load_services = services.clone();
     let measured = load::run(concurrency, duration, None, move |_, n| {
-        let (billing, ids, payload, run) = (billing.clone(), ids.clone(), payload.clone(), run.clone());
+        let (services, ids, payload, run) =
+            (load_services.clone(), ids.clone(), payload.clone(), run.clone());
         async move {
             let account = ids[(n as usize) % ids.len()].clone();
             let event = StripeEvent {
@@ -161,18 +153,21 @@ pub async fn writer(
                     currency: Some("usd".into()),
                 }),
             };
-            billing.process_event(event).await.is_ok()
+            services.process_event(event).await.is_ok()
         }
     })
     .await;
-    services.stop(Duration::from_secs(10)).await;
+    // Every load task has ended: this is the last holder.
+    if let Ok(services) = Arc::try_unwrap(services) {
+        services.stop(Duration::from_secs(10)).await;
+    }
     scratch.drop().await;
     Ok(measured)
 }
 
 /// PostgreSQL alone: one event's statements per transaction, from `pgbench` at `concurrency`.
 /// Returns transactions per second.
-pub async fn pgbench(
+pub(crate) async fn pgbench(
     admin: &str,
     concurrency: usize,
     duration: Duration,
@@ -331,7 +326,7 @@ impl server::CreditsService for Echo {
 }
 
 /// Serves the echo on `listener` until the process ends (`credits-bench echo-server`).
-pub async fn serve_echo(listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+pub(crate) async fn serve_echo(listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     tonic::transport::Server::builder()
         .add_service(server::CreditsServiceServer::new(Echo))
         .serve_with_incoming(TcpListenerStream::new(listener))
@@ -342,7 +337,7 @@ pub async fn serve_echo(listener: tokio::net::TcpListener) -> anyhow::Result<()>
 /// GetBalance against the echo server at `concurrency` over one HTTP/2 connection, as the
 /// `grpc-balance` scenario does against the service. The echo runs in a process of its own, as
 /// the service does, so client and server share the machine the same way.
-pub async fn echo(concurrency: usize, duration: Duration) -> anyhow::Result<load::Measured> {
+pub(crate) async fn echo(concurrency: usize, duration: Duration) -> anyhow::Result<load::Measured> {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["echo-server", "--secret", "-"])

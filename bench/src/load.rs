@@ -12,7 +12,7 @@ use std::{
 
 /// What a run measured.
 #[derive(Debug, Clone)]
-pub struct Measured {
+pub(crate) struct Measured {
     pub ok: u64,
     pub failed: u64,
     pub elapsed: Duration,
@@ -21,12 +21,12 @@ pub struct Measured {
 }
 
 impl Measured {
-    pub fn per_second(&self) -> f64 {
+    pub(crate) fn per_second(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
     /// The `q` quantile of call latency, in milliseconds.
-    pub fn quantile_ms(&self, q: f64) -> f64 {
+    pub(crate) fn quantile_ms(&self, q: f64) -> f64 {
         if self.latencies.is_empty() {
             return 0.0;
         }
@@ -37,7 +37,12 @@ impl Measured {
 
 /// Runs `call(worker, n)` from `concurrency` workers until `duration` has passed (or `limit`
 /// calls were made in all). A call answers whether it succeeded.
-pub async fn run<F, Fut>(concurrency: usize, duration: Duration, limit: Option<u64>, call: F) -> Measured
+pub(crate) async fn run<F, Fut>(
+    concurrency: usize,
+    duration: Duration,
+    limit: Option<u64>,
+    call: F,
+) -> Measured
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send,

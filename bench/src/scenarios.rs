@@ -19,7 +19,7 @@ use crate::{load, webhook::Events};
 
 /// How to reach the service and how hard to push it.
 #[derive(Clone)]
-pub struct Target {
+pub(crate) struct Target {
     pub grpc: Channel,
     pub http: reqwest::Client,
     pub webhook_url: String,
@@ -38,7 +38,7 @@ pub struct Target {
 }
 
 /// One scenario's result line.
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub scenario: &'static str,
     pub measured: load::Measured,
     pub exact: bool,
@@ -47,7 +47,7 @@ pub struct Outcome {
 
 impl Target {
     /// The same target for one scenario: its own accounts and keys.
-    pub fn for_scenario(&self, tag: &str) -> Self {
+    pub(crate) fn for_scenario(&self, tag: &str) -> Self {
         Self {
             run: format!("{}{tag}", self.run),
             first_error: Arc::default(),
@@ -56,16 +56,16 @@ impl Target {
     }
 
     /// Keeps the first error's text.
-    pub fn failed(&self, err: impl std::fmt::Display) -> bool {
+    pub(crate) fn failed(&self, err: impl std::fmt::Display) -> bool {
         let _ = self.first_error.set(err.to_string());
         false
     }
 
-    pub fn client(&self) -> CreditsServiceClient<Channel> {
+    pub(crate) fn client(&self) -> CreditsServiceClient<Channel> {
         CreditsServiceClient::new(self.grpc.clone())
     }
 
-    pub fn request<T>(&self, message: T) -> Request<T> {
+    pub(crate) fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         if let Some(token) = &self.token
             && let Ok(value) = format!("Bearer {token}").parse()
@@ -80,7 +80,7 @@ impl Target {
     }
 
     /// Creates the run's accounts.
-    pub async fn ensure_accounts(&self) -> anyhow::Result<Vec<String>> {
+    pub(crate) async fn ensure_accounts(&self) -> anyhow::Result<Vec<String>> {
         if let Some(url) = &self.seed_database {
             let ids: Vec<String> = (0..self.accounts).map(|n| self.account(n)).collect();
             let conn = sea_orm::Database::connect(url).await?;
@@ -168,7 +168,7 @@ impl Target {
     }
 
     /// A pack with a Stripe price: what the events buy.
-    pub async fn sold_pack(&self) -> anyhow::Result<pb::CreditPack> {
+    pub(crate) async fn sold_pack(&self) -> anyhow::Result<pb::CreditPack> {
         self.client()
             .list_credit_packs(self.request(pb::ListCreditPacksRequest {}))
             .await?
@@ -194,7 +194,7 @@ async fn post(target: &Target, body: String, signature: String) -> u16 {
 }
 
 /// Distinct signed checkout events for the accounts, as fast as the workers can post them.
-pub async fn webhook(target: &Target) -> anyhow::Result<Outcome> {
+pub(crate) async fn webhook(target: &Target) -> anyhow::Result<Outcome> {
     let pack = target.sold_pack().await?;
     let accounts = Arc::new(target.ensure_accounts().await?);
     let events = Arc::new(Events::new(
@@ -241,7 +241,7 @@ pub async fn webhook(target: &Target) -> anyhow::Result<Outcome> {
 }
 
 /// One event delivered `copies` times at once: every copy answered 200, credited once.
-pub async fn duplicates(target: &Target, copies: usize) -> anyhow::Result<Outcome> {
+pub(crate) async fn duplicates(target: &Target, copies: usize) -> anyhow::Result<Outcome> {
     let pack = target.sold_pack().await?;
     let account = target.account(0);
     target.ensure_accounts().await?;
@@ -269,7 +269,7 @@ pub async fn duplicates(target: &Target, copies: usize) -> anyhow::Result<Outcom
 }
 
 /// GetBalance of the run's accounts at the target concurrency.
-pub async fn grpc_balance(target: &Target) -> anyhow::Result<Outcome> {
+pub(crate) async fn grpc_balance(target: &Target) -> anyhow::Result<Outcome> {
     let accounts = Arc::new(target.ensure_accounts().await?);
     let target_ = target.clone();
     let measured = load::run(target.concurrency, target.duration, None, move |_, n| {
@@ -315,7 +315,7 @@ async fn funded_accounts(target: &Target, credits: i64) -> anyhow::Result<Vec<St
 const FUNDS: i64 = 1_000_000_000;
 
 /// ConsumeCredits of 1 credit with distinct keys.
-pub async fn consume(target: &Target) -> anyhow::Result<Outcome> {
+pub(crate) async fn consume(target: &Target) -> anyhow::Result<Outcome> {
     let accounts = Arc::new(funded_accounts(target, FUNDS).await?);
     let debited: Arc<Vec<AtomicU64>> = Arc::new((0..accounts.len()).map(|_| AtomicU64::new(0)).collect());
     let measured = {
@@ -360,7 +360,7 @@ pub async fn consume(target: &Target) -> anyhow::Result<Outcome> {
 }
 
 /// ReserveCredits of 2 then CaptureHold of 1: one call of the load is the pair.
-pub async fn reserve_capture(target: &Target) -> anyhow::Result<Outcome> {
+pub(crate) async fn reserve_capture(target: &Target) -> anyhow::Result<Outcome> {
     let accounts = Arc::new(funded_accounts(target, FUNDS).await?);
     let captured: Arc<Vec<AtomicU64>> = Arc::new((0..accounts.len()).map(|_| AtomicU64::new(0)).collect());
     let measured = {

@@ -11,14 +11,14 @@ const FIXTURE: &str = include_str!("../../tests/fixtures/checkout_session_comple
 /// Builds event bodies from the fixture with string substitution (cheap enough not to weigh on
 /// the machine the service shares).
 #[derive(Clone)]
-pub struct Events {
+pub(crate) struct Events {
     template: String,
     secret: String,
 }
 
 impl Events {
     /// `run` keeps ids of separate runs apart; `price` and `amount` name the pack sold.
-    pub fn new(secret: &str, price: &str, amount: i64) -> anyhow::Result<Self> {
+    pub(crate) fn new(secret: &str, price: &str, amount: i64) -> anyhow::Result<Self> {
         let mut event: Value = serde_json::from_str(FIXTURE)?;
         event["id"] = Value::from("@EVENT@");
         let object = &mut event["data"]["object"];
@@ -36,7 +36,7 @@ impl Events {
     }
 
     /// The body of event `n` of run `run` for `account`, and its `Stripe-Signature`.
-    pub fn signed(&self, run: &str, n: u64, account: &str) -> (String, String) {
+    pub(crate) fn signed(&self, run: &str, n: u64, account: &str) -> (String, String) {
         let body = self
             .template
             .replace("@EVENT@", &format!("evt_bench_{run}_{n}"))
@@ -49,7 +49,7 @@ impl Events {
 }
 
 /// Stripe's scheme: `t=<unix>,v1=<hex HMAC-SHA256 of "{t}.{body}">`.
-pub fn sign(body: &str, secret: &str, timestamp: i64) -> String {
+pub(crate) fn sign(body: &str, secret: &str, timestamp: i64) -> String {
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
         return String::new();
     };

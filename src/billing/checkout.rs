@@ -18,7 +18,7 @@ use crate::{
 
 /// A purchase request whose fields have been parsed.
 #[derive(Debug, Clone)]
-pub struct PurchaseRequest {
+pub(crate) struct PurchaseRequest {
     pub account_id: AccountId,
     pub email: Email,
     pub price_id: PriceId,
@@ -29,7 +29,7 @@ pub struct PurchaseRequest {
 
 /// What a caller needs to send the buyer to Stripe.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartedCheckout {
+pub(crate) struct StartedCheckout {
     pub checkout_url: String,
     pub checkout_session_id: String,
     pub purchase_id: String,
@@ -48,7 +48,10 @@ impl Billing {
     /// idempotency key, a repeat returns the first session and records nothing new.
     // Long on purpose: the order of checks before Stripe is called is the contract; each step is short.
     #[tracing::instrument(skip_all, fields(account_id = %req.account_id, price_id = req.price_id.as_str()), err)]
-    pub async fn purchase_credits(&self, req: PurchaseRequest) -> Result<StartedCheckout, BillingError> {
+    pub(crate) async fn purchase_credits(
+        &self,
+        req: PurchaseRequest,
+    ) -> Result<StartedCheckout, BillingError> {
         // Before anything is written or sent: Checkout would send the buyer there after paying.
         for (field, url) in [("success_url", &req.success_url), ("cancel_url", &req.cancel_url)] {
             if let Some(url) = url

@@ -13,7 +13,7 @@ use crate::{
 /// Billing's error: a variant per thing a caller can act on, the ledger's errors passing
 /// through, and `Unexpected`.
 #[derive(Debug, thiserror::Error)]
-pub enum BillingError {
+pub(crate) enum BillingError {
     /// No active pack sells this Stripe price.
     #[error("credit pack with price {} not found", .0.as_str())]
     PackNotFound(PriceId),
@@ -47,7 +47,7 @@ pub enum BillingError {
 impl BillingError {
     /// A passing fault (Stripe or the database not answering): the same request may succeed
     /// later, so an event that met it is not recorded as failed.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             Self::StripeUnavailable(_) | Self::DatabaseUnavailable(_) => true,
             Self::Ledger(err) => err.is_transient(),

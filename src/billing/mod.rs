@@ -11,26 +11,27 @@
 //! - `store`: purchases, payments, refunds and disputes.
 //! - `types`: prices, redirect URLs, purchase statuses and Stripe's refund and dispute statuses.
 
-pub mod checkout;
-pub mod error;
-pub mod fulfilment;
-pub mod past_purchases;
+pub(crate) mod checkout;
+pub(crate) mod error;
+pub(crate) mod fulfilment;
+pub(crate) mod past_purchases;
 pub mod payload;
-pub mod settlement;
-pub mod store;
-pub mod stripe_event;
-pub mod types;
+pub(crate) mod settlement;
+pub(crate) mod store;
+pub(crate) mod stripe_event;
+pub(crate) mod types;
 
 use url::Url;
 
-pub use checkout::{PurchaseRequest, StartedCheckout};
-pub use error::BillingError;
-pub use fulfilment::Fulfilment;
+pub(crate) use checkout::PurchaseRequest;
+pub(crate) use error::BillingError;
+pub(crate) use fulfilment::Fulfilment;
 use fulfilment::{Answer, Job, LineItemPack};
 use sea_orm::DatabaseConnection;
 use store::Purchase;
-pub use stripe_event::{CheckoutFacts, EventAction, FulfilmentReport, RefundReport, StripeEvent};
-pub use types::{DisputeStatus, PriceId, PurchaseStatus, RedirectUrl, RefundStatus};
+pub use stripe_event::{CheckoutFacts, EventAction, StripeEvent};
+pub(crate) use stripe_event::{FulfilmentReport, RefundReport};
+pub(crate) use types::{DisputeStatus, PriceId, PurchaseStatus, RedirectUrl, RefundStatus};
 
 use crate::{
     catalog::{self, Pack},
@@ -41,25 +42,25 @@ use crate::{
 };
 
 /// The ledger with billing's extension: what the service runs.
-pub type BillingLedger = Ledger<Fulfilment>;
+pub(crate) type BillingLedger = Ledger<Fulfilment>;
 
 /// A purchase with its pack's display name.
 #[derive(Debug, Clone)]
-pub struct PurchaseView {
+pub(crate) struct PurchaseView {
     pub purchase: Purchase,
     pub pack_name: String,
 }
 
 /// One page of purchases and the token for the next (None on the last page).
 #[derive(Debug, Clone)]
-pub struct PurchasePage {
+pub(crate) struct PurchasePage {
     pub purchases: Vec<PurchaseView>,
     pub next_page_token: Option<String>,
 }
 
 /// Billing as the transports use it: cheap to clone.
 #[derive(Clone)]
-pub struct Billing {
+pub(crate) struct Billing {
     ledger: BillingLedger,
     /// The read pool, for billing's own tables (purchases, packs, events).
     db: DatabaseConnection,
@@ -69,7 +70,7 @@ pub struct Billing {
 }
 
 impl Billing {
-    pub fn new(
+    pub(crate) fn new(
         ledger: BillingLedger,
         db: DatabaseConnection,
         stripe: StripeGateway,
@@ -93,7 +94,7 @@ impl Billing {
     }
 
     /// Checkout Sessions completed since `since`, as Stripe lists them (for reconciliation).
-    pub async fn completed_sessions(
+    pub(crate) async fn completed_sessions(
         &self,
         since: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<crate::stripe::CompletedSession>, BillingError> {
@@ -101,12 +102,12 @@ impl Billing {
     }
 
     /// Packs a buyer can choose from, cheapest first.
-    pub async fn list_packs(&self) -> Result<Vec<Pack>, BillingError> {
+    pub(crate) async fn list_packs(&self) -> Result<Vec<Pack>, BillingError> {
         Ok(catalog::store::active_packs(&self.db).await?)
     }
 
     /// An account's purchases, newest first.
-    pub async fn list_purchases(
+    pub(crate) async fn list_purchases(
         &self,
         by: &AccountRef,
         page: &PageRequest,
@@ -142,7 +143,7 @@ impl Billing {
     }
 
     /// An account's latest purchases, newest first (`credits accounts show`).
-    pub async fn latest_purchases(
+    pub(crate) async fn latest_purchases(
         &self,
         account_id: &str,
         limit: u64,
@@ -151,7 +152,7 @@ impl Billing {
     }
 
     /// Applies one verified Stripe webhook event exactly once.
-    pub async fn process_event(&self, event: StripeEvent) -> Result<FulfilmentReport, BillingError> {
+    pub(crate) async fn process_event(&self, event: StripeEvent) -> Result<FulfilmentReport, BillingError> {
         self.apply_event(event, Delivery::Webhook).await
     }
 
@@ -160,7 +161,7 @@ impl Billing {
     /// reconciliation's, which has no stored event): by the writer when the failure is the
     /// job's own, else here.
     #[tracing::instrument(skip_all, fields(event_id = %event.id, event_type = %event.event_type, ?delivery), err)]
-    pub async fn apply_event(
+    pub(crate) async fn apply_event(
         &self,
         event: StripeEvent,
         delivery: Delivery,
@@ -225,7 +226,7 @@ impl Billing {
     /// Stores a signed body that could not be parsed as a `failed` event with the parse error,
     /// so operators see it and can replay it once a build reads it; a failure to store it is
     /// logged (Stripe redelivers the body anyway).
-    pub async fn record_unparsable(&self, body: &[u8], err: &payload::EventParseError) {
+    pub(crate) async fn record_unparsable(&self, body: &[u8], err: &payload::EventParseError) {
         let unreadable = payload::unparsable_event(body);
         let (id, error) = (unreadable.id.clone(), crate::report::error_chain(err));
         tracing::error!(event_id = %id, error, "signed stripe event could not be parsed; stored as failed");
@@ -235,14 +236,18 @@ impl Billing {
     }
 
     /// Applies a stored event's payload again (`credits events replay`), as its webhook was.
-    pub async fn replay(&self, payload: &str) -> Result<FulfilmentReport, BillingError> {
+    pub(crate) async fn replay(&self, payload: &str) -> Result<FulfilmentReport, BillingError> {
         let event = payload::parse_event(payload.as_bytes()).map_err(anyhow::Error::new)?;
         self.apply_event(event, Delivery::Replay).await
     }
 
     /// Stores an event whose processing failed for good (or that could not be parsed) as
     /// `failed` with the error; Stripe's redelivery claims it again.
-    pub async fn record_failed_event(&self, event: StripeEvent, error: String) -> Result<(), BillingError> {
+    pub(crate) async fn record_failed_event(
+        &self,
+        event: StripeEvent,
+        error: String,
+    ) -> Result<(), BillingError> {
         self.run(|answer| Job::Failed {
             event,
             error,

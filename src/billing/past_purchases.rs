@@ -11,7 +11,7 @@ use crate::catalog::Pack;
 
 /// What importing one purchase did (or, in a dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PurchaseImport {
+pub(crate) enum PurchaseImport {
     Recorded,
     /// The session's purchase is recorded as imported already.
     Unchanged,
@@ -52,7 +52,7 @@ fn differences(stored: &Purchase, imported: &Purchase) -> Option<String> {
 impl Billing {
     /// Why each purchase cannot be recorded (its account, or its pack among `packs`, is
     /// unknown), by position.
-    pub async fn unknown_references(
+    pub(crate) async fn unknown_references(
         &self,
         purchases: &[Purchase],
         packs: &[Pack],
@@ -84,7 +84,7 @@ impl Billing {
 
     /// Records one historical purchase, once per session.
     #[tracing::instrument(skip_all, fields(session_id = purchase.session_id.as_str()), err)]
-    pub async fn import_purchase(&self, purchase: Purchase) -> Result<PurchaseImport, BillingError> {
+    pub(crate) async fn import_purchase(&self, purchase: Purchase) -> Result<PurchaseImport, BillingError> {
         let imported = purchase.clone();
         let ImportedPurchase { recorded, inserted } = self
             .run(|answer| Job::Import {
@@ -103,7 +103,7 @@ impl Billing {
     }
 
     /// What importing these purchases would do, read as committed now; nothing is written.
-    pub async fn dry_run_purchases(
+    pub(crate) async fn dry_run_purchases(
         &self,
         purchases: &[Purchase],
     ) -> Result<Vec<PurchaseImport>, BillingError> {

@@ -174,7 +174,7 @@ fn data_object<T: serde::de::DeserializeOwned + Tagged>(
 }
 
 /// The event types this service acts on; every other type is stored and ignored.
-pub const HANDLED_EVENT_TYPES: [&str; 11] = [
+pub(crate) const HANDLED_EVENT_TYPES: [&str; 11] = [
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",

@@ -21,7 +21,7 @@ use crate::{
 
 /// A purchase: one per Checkout Session.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Purchase {
+pub(crate) struct Purchase {
     pub id: String,
     pub account_id: String,
     pub credit_pack_id: String,
@@ -43,7 +43,7 @@ pub struct Purchase {
 
 /// A payment intent's lock row and cumulative charge refund total.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PaymentRow {
+pub(crate) struct PaymentRow {
     pub payment_intent_id: String,
     /// The largest cumulative `charge.amount_refunded` seen.
     pub charge_refunded: i64,
@@ -78,7 +78,10 @@ fn purchases(models: Vec<credit_purchase::Model>) -> Result<Vec<Purchase>, DbErr
 }
 
 /// Purchases of these sessions, as committed now (no lock).
-pub async fn by_sessions<C: ConnectionTrait>(db: &C, sessions: &[&str]) -> Result<Vec<Purchase>, DbErr> {
+pub(crate) async fn by_sessions<C: ConnectionTrait>(
+    db: &C,
+    sessions: &[&str],
+) -> Result<Vec<Purchase>, DbErr> {
     if sessions.is_empty() {
         return Ok(Vec::new());
     }
@@ -91,7 +94,7 @@ pub async fn by_sessions<C: ConnectionTrait>(db: &C, sessions: &[&str]) -> Resul
 }
 
 /// Inserts purchases whose session has none yet; returns the sessions inserted here.
-pub async fn insert<C: ConnectionTrait>(
+pub(crate) async fn insert<C: ConnectionTrait>(
     db: &C,
     new: &[Purchase],
     now: DateTime<Utc>,
@@ -139,7 +142,7 @@ pub async fn insert<C: ConnectionTrait>(
 
 /// Locks and reads the purchases of these sessions or paid by these payment intents, in
 /// session order.
-pub async fn lock<C: ConnectionTrait>(
+pub(crate) async fn lock<C: ConnectionTrait>(
     db: &C,
     sessions: &[&str],
     intents: &[&str],
@@ -165,7 +168,7 @@ pub async fn lock<C: ConnectionTrait>(
 }
 
 /// Writes what changed of these purchases (status, amounts, payment intent, times).
-pub async fn update<C: ConnectionTrait>(
+pub(crate) async fn update<C: ConnectionTrait>(
     db: &C,
     changed: &[Purchase],
     now: DateTime<Utc>,
@@ -199,7 +202,7 @@ pub async fn update<C: ConnectionTrait>(
 
 /// Takes the lock row of each payment intent (created empty on first sight), in sorted order:
 /// everything that settles one payment runs one at a time.
-pub async fn lock_payments<C: ConnectionTrait>(
+pub(crate) async fn lock_payments<C: ConnectionTrait>(
     db: &C,
     intents: &[&str],
     now: DateTime<Utc>,
@@ -259,7 +262,7 @@ pub async fn lock_payments<C: ConnectionTrait>(
 }
 
 /// Writes each payment's charge refund total and fact count (creating rows SQLite only read).
-pub async fn update_payments<C: ConnectionTrait>(
+pub(crate) async fn update_payments<C: ConnectionTrait>(
     db: &C,
     rows: &[PaymentRow],
     now: DateTime<Utc>,
@@ -288,7 +291,7 @@ pub async fn update_payments<C: ConnectionTrait>(
 }
 
 /// The refunds recorded for these payments.
-pub async fn refunds<C: ConnectionTrait>(
+pub(crate) async fn refunds<C: ConnectionTrait>(
     db: &C,
     intents: &[&str],
 ) -> Result<Vec<(String, RefundFact)>, DbErr> {
@@ -314,7 +317,7 @@ pub async fn refunds<C: ConnectionTrait>(
 }
 
 /// The disputes recorded for these payments, with what each holds.
-pub async fn disputes<C: ConnectionTrait>(
+pub(crate) async fn disputes<C: ConnectionTrait>(
     db: &C,
     intents: &[&str],
 ) -> Result<Vec<(String, DisputeFact, DisputeHold)>, DbErr> {
@@ -343,7 +346,7 @@ pub async fn disputes<C: ConnectionTrait>(
 }
 
 /// Writes refunds as last reported (one row per refund id).
-pub async fn upsert_refunds<C: ConnectionTrait>(
+pub(crate) async fn upsert_refunds<C: ConnectionTrait>(
     db: &C,
     refunds: &[(String, RefundFact)],
     now: DateTime<Utc>,
@@ -371,7 +374,7 @@ pub async fn upsert_refunds<C: ConnectionTrait>(
 }
 
 /// Writes disputes as last reported, with what each holds now.
-pub async fn upsert_disputes<C: ConnectionTrait>(
+pub(crate) async fn upsert_disputes<C: ConnectionTrait>(
     db: &C,
     disputes: &[(String, DisputeFact, DisputeHold)],
     now: DateTime<Utc>,
@@ -404,12 +407,12 @@ pub async fn upsert_disputes<C: ConnectionTrait>(
 }
 
 /// A purchase by its session (over the pool).
-pub async fn by_session<C: ConnectionTrait>(db: &C, session: &str) -> Result<Option<Purchase>, DbErr> {
+pub(crate) async fn by_session<C: ConnectionTrait>(db: &C, session: &str) -> Result<Option<Purchase>, DbErr> {
     Ok(by_sessions(db, &[session]).await?.into_iter().next())
 }
 
 /// The purchase an account opened with an idempotency key.
-pub async fn by_idempotency_key<C: ConnectionTrait>(
+pub(crate) async fn by_idempotency_key<C: ConnectionTrait>(
     db: &C,
     account_id: &str,
     key: &str,
@@ -424,7 +427,7 @@ pub async fn by_idempotency_key<C: ConnectionTrait>(
 }
 
 /// One page of an account's purchases, newest first, strictly older than the cursor id.
-pub async fn page<C: ConnectionTrait>(
+pub(crate) async fn page<C: ConnectionTrait>(
     db: &C,
     account_id: &str,
     after: Option<&str>,

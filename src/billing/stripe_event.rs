@@ -75,7 +75,7 @@ pub struct StripeEvent {
 
 /// What happened to one event, for the caller's log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FulfilmentReport {
+pub(crate) struct FulfilmentReport {
     pub outcome: EventOutcome,
     pub session_id: Option<String>,
     pub account_id: Option<String>,

@@ -10,26 +10,26 @@ use crate::{
 
 /// A Stripe Price id naming a credit pack.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PriceId(String);
+pub(crate) struct PriceId(String);
 
 impl PriceId {
-    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, InvalidInput> {
         bounded_token("price_id", raw, 255).map(Self)
     }
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 /// An absolute http(s) URL that Checkout redirects to, and the origin it leads to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedirectUrl {
+pub(crate) struct RedirectUrl {
     raw: String,
     origin: Origin,
 }
 
 impl RedirectUrl {
-    pub fn parse(field: &'static str, raw: &str) -> Result<Self, InvalidInput> {
+    pub(crate) fn parse(field: &'static str, raw: &str) -> Result<Self, InvalidInput> {
         let raw = raw.trim();
         // The URL parser drops tabs and newlines that Stripe or a browser may read differently,
         // so the origin checked would not be the one the buyer lands on.
@@ -46,17 +46,17 @@ impl RedirectUrl {
             origin: url.origin(),
         })
     }
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.raw
     }
-    pub fn origin(&self) -> &Origin {
+    pub(crate) fn origin(&self) -> &Origin {
         &self.origin
     }
 }
 
 text_enum!(
     /// Where a purchase is in its life (`credit_purchases.status`).
-    PurchaseStatus {
+    pub(crate) PurchaseStatus {
         Pending => "pending",
         Completed => "completed",
         Expired => "expired",
@@ -67,7 +67,7 @@ text_enum!(
 
 text_enum!(
     /// A refund's status as Stripe reports it (`stripe_refunds.status`).
-    open RefundStatus {
+    pub open RefundStatus {
         Pending => "pending",
         RequiresAction => "requires_action",
         Succeeded => "succeeded",
@@ -78,7 +78,7 @@ text_enum!(
 
 text_enum!(
     /// A dispute's status as Stripe reports it (`stripe_disputes.status`).
-    open DisputeStatus {
+    pub open DisputeStatus {
         WarningNeedsResponse => "warning_needs_response",
         WarningUnderReview => "warning_under_review",
         WarningClosed => "warning_closed",

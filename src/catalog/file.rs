@@ -62,7 +62,7 @@ struct RawPack {
 const MAX_EXPIRES_AFTER_DAYS: i64 = 36_500;
 
 /// Reads and validates a packs file.
-pub fn load_pack_file(path: &Path) -> Result<Vec<PackSpec>, PackFileError> {
+pub(crate) fn load_pack_file(path: &Path) -> Result<Vec<PackSpec>, PackFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| PackFileError::Read {
         path: path.display().to_string(),
         source,

@@ -3,13 +3,14 @@
 
 pub mod file;
 pub mod store;
-pub mod sync;
+pub(crate) mod sync;
 
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, DbErr};
 
-pub use file::{PackFileError, PackSpec, load_pack_file};
-pub use sync::{SyncError, SyncReport};
+pub use file::PackSpec;
+pub(crate) use file::{PackFileError, load_pack_file};
+pub(crate) use sync::{SyncError, SyncReport};
 
 use crate::stripe::StripeGateway;
 

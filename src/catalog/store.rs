@@ -27,7 +27,7 @@ fn pack(model: credit_pack::Model) -> Pack {
 /// set by `packs sync` survives a file that has none; a price the file pins moves to the pack
 /// that pins it, so packs may trade pinned prices. Run it inside one transaction.
 // Long on purpose: one transaction whose steps must stay in this order.
-pub async fn upsert_packs<C: ConnectionTrait>(
+pub(crate) async fn upsert_packs<C: ConnectionTrait>(
     db: &C,
     specs: &[PackSpec],
     now: DateTime<Utc>,
@@ -104,7 +104,7 @@ pub async fn store_pack_file(
 }
 
 /// Points packs at the Stripe prices `packs sync` found or created.
-pub async fn set_price_ids<C: ConnectionTrait>(
+pub(crate) async fn set_price_ids<C: ConnectionTrait>(
     db: &C,
     prices: &[(String, String)],
     now: DateTime<Utc>,
@@ -121,7 +121,7 @@ pub async fn set_price_ids<C: ConnectionTrait>(
 }
 
 /// Packs that can be bought, cheapest first.
-pub async fn active_packs<C: ConnectionTrait>(db: &C) -> Result<Vec<Pack>, DbErr> {
+pub(crate) async fn active_packs<C: ConnectionTrait>(db: &C) -> Result<Vec<Pack>, DbErr> {
     Ok(credit_pack::Entity::find()
         .filter(credit_pack::Column::Active.eq(true))
         .order_by_asc(credit_pack::Column::UnitAmount)
@@ -134,7 +134,7 @@ pub async fn active_packs<C: ConnectionTrait>(db: &C) -> Result<Vec<Pack>, DbErr
 }
 
 /// Every pack, active or not.
-pub async fn all_packs<C: ConnectionTrait>(db: &C) -> Result<Vec<Pack>, DbErr> {
+pub(crate) async fn all_packs<C: ConnectionTrait>(db: &C) -> Result<Vec<Pack>, DbErr> {
     Ok(credit_pack::Entity::find()
         .order_by_asc(credit_pack::Column::Id)
         .all(db)
@@ -146,7 +146,10 @@ pub async fn all_packs<C: ConnectionTrait>(db: &C) -> Result<Vec<Pack>, DbErr> {
 
 /// The packs sold under these Stripe prices, active or not (old sessions may name retired
 /// packs).
-pub async fn packs_by_prices<C: ConnectionTrait>(db: &C, price_ids: &[&str]) -> Result<Vec<Pack>, DbErr> {
+pub(crate) async fn packs_by_prices<C: ConnectionTrait>(
+    db: &C,
+    price_ids: &[&str],
+) -> Result<Vec<Pack>, DbErr> {
     if price_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -160,20 +163,6 @@ pub async fn packs_by_prices<C: ConnectionTrait>(db: &C, price_ids: &[&str]) -> 
 }
 
 /// The pack sold under one Stripe price.
-pub async fn pack_by_price<C: ConnectionTrait>(db: &C, price_id: &str) -> Result<Option<Pack>, DbErr> {
+pub(crate) async fn pack_by_price<C: ConnectionTrait>(db: &C, price_id: &str) -> Result<Option<Pack>, DbErr> {
     Ok(packs_by_prices(db, &[price_id]).await?.into_iter().next())
-}
-
-/// Packs by id, active or not.
-pub async fn packs_by_ids<C: ConnectionTrait>(db: &C, ids: &[&str]) -> Result<Vec<Pack>, DbErr> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(credit_pack::Entity::find()
-        .filter(credit_pack::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(pack)
-        .collect())
 }

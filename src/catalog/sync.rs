@@ -70,7 +70,7 @@ pub struct SyncReport {
 }
 
 /// `credits_<pack>_<currency>_<amount>`: a new amount or currency is a new Price.
-pub fn lookup_key(pack: &PackSpec) -> String {
+pub(crate) fn lookup_key(pack: &PackSpec) -> String {
     format!("credits_{}_{}_{}", pack.id, pack.currency, pack.unit_amount)
 }
 
@@ -85,7 +85,7 @@ fn metadata(pack: &PackSpec) -> HashMap<String, String> {
 /// then writes the file's packs and their price ids in one transaction: a Stripe failure leaves
 /// the database as it was, and a re-run finds what the failed run created.
 // Long on purpose: find-or-create per pack, in the order Stripe needs (product, price, store).
-pub async fn sync_packs(
+pub(crate) async fn sync_packs(
     db: &DatabaseConnection,
     stripe: &StripeGateway,
     packs: &[PackSpec],

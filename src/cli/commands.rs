@@ -29,7 +29,7 @@ pub(super) async fn services(settings: &Settings) -> Result<Services, CliError> 
     Ok(Services::start(settings, db).await?)
 }
 
-pub async fn serve(settings: Settings) -> Result<(), CliError> {
+pub(super) async fn serve(settings: Settings) -> Result<(), CliError> {
     settings.check_stripe_for_serving()?;
     settings.grpc.check_serving(settings.app_env)?;
     tracing::info!(config = %settings, "starting credits {}", env!("CARGO_PKG_VERSION"));
@@ -38,7 +38,7 @@ pub async fn serve(settings: Settings) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn migrate(settings: Settings, status_only: bool) -> Result<(), CliError> {
+pub(super) async fn migrate(settings: Settings, status_only: bool) -> Result<(), CliError> {
     let db = db::connect(&settings).await?;
     if !status_only {
         db::migrate(&db).await?;
@@ -49,7 +49,7 @@ pub async fn migrate(settings: Settings, status_only: bool) -> Result<(), CliErr
     Ok(())
 }
 
-pub async fn events(settings: Settings, command: EventsCommand) -> Result<(), CliError> {
+pub(super) async fn events(settings: Settings, command: EventsCommand) -> Result<(), CliError> {
     match command {
         EventsCommand::List {
             outcome,
@@ -92,7 +92,7 @@ pub async fn events(settings: Settings, command: EventsCommand) -> Result<(), Cl
     Ok(())
 }
 
-pub async fn accounts(settings: Settings, command: AccountsCommand) -> Result<(), CliError> {
+pub(super) async fn accounts(settings: Settings, command: AccountsCommand) -> Result<(), CliError> {
     let services = services(&settings).await?;
     let result = super::accounts::run(&services, command).await;
     services.stop(STOP_GRACE).await;
@@ -128,7 +128,7 @@ async fn replay(services: &Services, event_id: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn sync_packs(settings: Settings, dry_run: bool) -> Result<(), CliError> {
+pub(super) async fn sync_packs(settings: Settings, dry_run: bool) -> Result<(), CliError> {
     settings.check_stripe_key()?;
     let packs = catalog::load_pack_file(&settings.credit_packs_file)?;
     let db = db::connect(&settings).await?;
@@ -162,7 +162,7 @@ pub async fn sync_packs(settings: Settings, dry_run: bool) -> Result<(), CliErro
     Ok(())
 }
 
-pub async fn reconcile(settings: Settings, since: Duration) -> Result<(), CliError> {
+pub(super) async fn reconcile(settings: Settings, since: Duration) -> Result<(), CliError> {
     settings.check_stripe_key()?;
     let services = services(&settings).await?;
     let result = ops::reconcile(&services.billing, ago(since)).await;
@@ -197,7 +197,7 @@ pub async fn reconcile(settings: Settings, since: Duration) -> Result<(), CliErr
 }
 
 /// The packs as the service sells them after its next start.
-pub async fn list_packs(settings: Settings) -> Result<(), CliError> {
+pub(super) async fn list_packs(settings: Settings) -> Result<(), CliError> {
     let file_packs = catalog::load_pack_file(&settings.credit_packs_file)?;
     let db = db::connect(&settings).await?;
     let migrated = db::migration_status(&db)

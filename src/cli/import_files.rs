@@ -15,7 +15,7 @@ use crate::{
     ops::import_files::{self, ImportReport, RowReport, accounts},
 };
 
-pub async fn run(settings: Settings, command: ImportCommand) -> Result<(), CliError> {
+pub(super) async fn run(settings: Settings, command: ImportCommand) -> Result<(), CliError> {
     let dry_run = match &command {
         ImportCommand::Accounts { dry_run, .. } | ImportCommand::Purchases { dry_run, .. } => *dry_run,
     };

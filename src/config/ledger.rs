@@ -6,7 +6,7 @@ use super::{ConfigError, parse, parse_duration};
 
 /// How the ledger runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LedgerSettings {
+pub(crate) struct LedgerSettings {
     /// `TRIAL_CREDITS`: credits a new account starts with (a `trial` entry), default 0.
     pub trial_credits: i64,
     /// `TRIAL_CREDITS_EXPIRE_DAYS`: when trial credits expire; unset: never.

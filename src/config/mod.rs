@@ -10,10 +10,11 @@ mod ledger;
 mod ops;
 mod redact;
 mod redirects;
-pub use ledger::LedgerSettings;
-pub use ops::{GrpcSettings, HttpSettings, TelemetrySettings, TlsSettings};
+pub(crate) use ledger::LedgerSettings;
+pub use ops::TelemetrySettings;
+pub(crate) use ops::{GrpcSettings, HttpSettings, TlsSettings};
 use redact::{UserName, redact_endpoint, redact_url, refuse_unread_secrets};
-pub use redirects::{RedirectOriginError, RedirectPolicy, is_plain_http_off_loopback, parse_origin};
+pub(crate) use redirects::{RedirectOriginError, RedirectPolicy, is_plain_http_off_loopback, parse_origin};
 
 /// The log filter when `RUST_LOG` is unset: our lines at info, chatty dependencies at warn.
 pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn,h2=warn,hyper=warn";
@@ -35,37 +36,37 @@ pub enum LogFormat {
 /// Everything the service needs to run, parsed and checked at start.
 #[derive(Clone)]
 pub struct Settings {
-    pub app_env: AppEnv,
-    pub database_url: SecretString,
-    pub database_max_connections: u32,
-    pub grpc_addr: SocketAddr,
-    pub http_addr: SocketAddr,
-    pub migrate_on_start: bool,
-    pub credit_packs_file: PathBuf,
-    pub stripe: StripeSettings,
-    pub frontend_url: Url,
+    pub(crate) app_env: AppEnv,
+    pub(crate) database_url: SecretString,
+    pub(crate) database_max_connections: u32,
+    pub(crate) grpc_addr: SocketAddr,
+    pub(crate) http_addr: SocketAddr,
+    pub(crate) migrate_on_start: bool,
+    pub(crate) credit_packs_file: PathBuf,
+    pub(crate) stripe: StripeSettings,
+    pub(crate) frontend_url: Url,
     /// `ALLOWED_REDIRECT_ORIGINS` (default: FRONTEND_URL's origin): where a caller's Checkout
     /// success/cancel URLs may lead.
-    pub redirects: RedirectPolicy,
+    pub(crate) redirects: RedirectPolicy,
     pub log_format: LogFormat,
     /// `RUST_LOG`, checked at start (a bad directive stops start-up rather than falling back).
     pub log_filter: String,
     /// How often the database is probed for the health service.
-    pub health_check_interval: Duration,
+    pub(crate) health_check_interval: Duration,
     /// How long in-flight requests get to finish after SIGTERM.
-    pub shutdown_grace: Duration,
+    pub(crate) shutdown_grace: Duration,
     /// How long the listeners keep accepting after health turns NOT_SERVING on SIGTERM.
-    pub shutdown_delay: Duration,
+    pub(crate) shutdown_delay: Duration,
     pub telemetry: TelemetrySettings,
-    pub grpc: GrpcSettings,
-    pub http: HttpSettings,
+    pub(crate) grpc: GrpcSettings,
+    pub(crate) http: HttpSettings,
     /// When set, `serve` reconciles with Stripe this often (one replica at a time).
-    pub reconcile_interval: Option<Duration>,
+    pub(crate) reconcile_interval: Option<Duration>,
     /// How far back a periodic reconciliation looks.
-    pub reconcile_lookback: Duration,
+    pub(crate) reconcile_lookback: Duration,
     /// Processed events older than this are pruned; unmatched and failed ones are kept.
-    pub event_retention_days: u32,
-    pub ledger: LedgerSettings,
+    pub(crate) event_retention_days: u32,
+    pub(crate) ledger: LedgerSettings,
 }
 
 /// Stripe keys and endpoints.
@@ -256,7 +257,7 @@ where
 }
 
 /// A duration written as a number and a unit: `90s`, `15m`, `72h`, `7d` (bare numbers are seconds).
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);

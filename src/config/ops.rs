@@ -20,7 +20,7 @@ pub struct TelemetrySettings {
 
 /// Who may call `credits.v1.CreditsService`, and how the gRPC listener is secured.
 #[derive(Clone)]
-pub struct GrpcSettings {
+pub(crate) struct GrpcSettings {
     /// `GRPC_AUTH_TOKENS`: accepted bearer tokens; empty = no token check.
     pub auth_tokens: Vec<SecretString>,
     /// `GRPC_TLS_CERT` / `GRPC_TLS_KEY` / `GRPC_TLS_CLIENT_CA`.
@@ -35,7 +35,7 @@ pub struct GrpcSettings {
 
 /// PEM files for the gRPC listener.
 #[derive(Clone, Debug)]
-pub struct TlsSettings {
+pub(crate) struct TlsSettings {
     pub cert: PathBuf,
     pub key: PathBuf,
     /// Clients must present a certificate signed by this CA (mTLS).
@@ -44,7 +44,7 @@ pub struct TlsSettings {
 
 /// Limits of the HTTP listener and its webhook route.
 #[derive(Clone, Copy, Debug)]
-pub struct HttpSettings {
+pub(crate) struct HttpSettings {
     /// `HTTP_REQUEST_TIMEOUT_MS`: a webhook running longer answers 503 (Stripe retries).
     pub request_timeout: Duration,
     /// `HTTP_CONCURRENCY_LIMIT`: webhooks in flight at once; more answer 503.
@@ -58,7 +58,7 @@ pub struct HttpSettings {
 }
 
 /// How long shutdown keeps serving after flipping health, before draining.
-pub fn shutdown_delay(var: &impl Fn(&str) -> Option<String>) -> Result<Duration, ConfigError> {
+pub(super) fn shutdown_delay(var: &impl Fn(&str) -> Option<String>) -> Result<Duration, ConfigError> {
     parse_seconds(var, "SHUTDOWN_DELAY", 0)
 }
 
@@ -136,7 +136,7 @@ impl GrpcSettings {
 impl GrpcSettings {
     /// Serving gRPC in production needs tokens, mTLS or an explicit `GRPC_AUTH=none`. Checked
     /// by `serve` only, so `migrate` and `packs` run without the serving secrets.
-    pub fn check_serving(&self, app_env: AppEnv) -> Result<(), ConfigError> {
+    pub(crate) fn check_serving(&self, app_env: AppEnv) -> Result<(), ConfigError> {
         let mtls = self.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
         if app_env == AppEnv::Production && self.auth_tokens.is_empty() && !mtls && !self.auth_none {
             return Err(ConfigError::new(

@@ -7,7 +7,7 @@ use url::{Host, Origin, Url};
 
 /// Why a redirect origin cannot be configured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RedirectOriginError {
+pub(crate) enum RedirectOriginError {
     /// The entry is left to the caller to quote: it may hold user-info.
     #[error("not an origin like https://app.example.com (scheme, host and optional port only)")]
     NotAnOrigin,
@@ -19,7 +19,7 @@ pub enum RedirectOriginError {
 
 /// Parses one configured origin: `http(s)://host[:port]`, nothing else, so that what an operator
 /// writes is exactly what is compared (a path would look like a restriction and not be one).
-pub fn parse_origin(raw: &str) -> Result<Origin, RedirectOriginError> {
+pub(crate) fn parse_origin(raw: &str) -> Result<Origin, RedirectOriginError> {
     let url = Url::parse(raw).map_err(|_| RedirectOriginError::NotAnOrigin)?;
     let only_origin = url.username().is_empty()
         && url.password().is_none()
@@ -33,7 +33,7 @@ pub fn parse_origin(raw: &str) -> Result<Origin, RedirectOriginError> {
 }
 
 /// Plain http to anywhere but this machine, which production refuses.
-pub fn is_plain_http_off_loopback(origin: &Origin) -> bool {
+pub(crate) fn is_plain_http_off_loopback(origin: &Origin) -> bool {
     match origin {
         Origin::Tuple(scheme, host, _) => {
             scheme == "http"
@@ -51,13 +51,13 @@ pub fn is_plain_http_off_loopback(origin: &Origin) -> bool {
 /// compared as (scheme, host, port) with default ports filled in and hosts lower-cased by the
 /// URL parser, never as text. In production plain http is refused, except on loopback.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedirectPolicy {
+pub(crate) struct RedirectPolicy {
     origins: Vec<Origin>,
     https_only: bool,
 }
 
 impl RedirectPolicy {
-    pub fn new(origins: Vec<Origin>, https_only: bool) -> Result<Self, RedirectOriginError> {
+    pub(crate) fn new(origins: Vec<Origin>, https_only: bool) -> Result<Self, RedirectOriginError> {
         if origins.is_empty() {
             return Err(RedirectOriginError::Empty);
         }
@@ -68,7 +68,7 @@ impl RedirectPolicy {
     }
 
     /// Why a URL leading to `origin` may not be a redirect, if it may not.
-    pub fn refusal(&self, origin: &Origin) -> Option<String> {
+    pub(crate) fn refusal(&self, origin: &Origin) -> Option<String> {
         if self.https_only && is_plain_http_off_loopback(origin) {
             return Some("must use https when APP_ENV=production (plain http only on localhost)".to_owned());
         }

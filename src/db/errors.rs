@@ -5,7 +5,7 @@ use sea_orm::{DbErr, RuntimeErr, sqlx};
 /// Connection loss, pool exhaustion, lock waits and server shutdown: a retry may succeed.
 /// Database error codes are read by backend, since SQLite's numeric codes and PostgreSQL's
 /// SQLSTATEs overlap as text.
-pub fn is_transient(err: &DbErr) -> bool {
+pub(crate) fn is_transient(err: &DbErr) -> bool {
     match err {
         DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {

@@ -2,8 +2,8 @@
 //! set-wise statement builder of the write path (`sql`) and which errors are worth a retry
 //! (`errors`).
 
-pub mod errors;
-pub mod sql;
+pub(crate) mod errors;
+pub(crate) mod sql;
 
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
 /// Opens the writer's own connections: one on SQLite (one writer, no busy-timeout queueing),
 /// `DATABASE_WRITER_CONNECTIONS` on PostgreSQL. Commits are durable before anyone is answered:
 /// SQLite `synchronous=FULL` in WAL mode, PostgreSQL `synchronous_commit=on`.
-pub async fn connect_writer(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
+pub(crate) async fn connect_writer(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
     let sqlite = settings.database_url.expose_secret().starts_with("sqlite:");
     let connections = if sqlite {
         1
@@ -128,7 +128,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 /// On SQLite, checkpoints the WAL from a read connection every `CHECKPOINT_EVERY` (PASSIVE: it
 /// never waits for, nor blocks, the writer), so the writer's own checkpoints stay short.
-pub fn checkpoint_sqlite(
+pub(crate) fn checkpoint_sqlite(
     reads: DatabaseConnection,
     stop: tokio_util::sync::CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
@@ -165,7 +165,7 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 }
 
 /// `(name, applied)` for every migration, oldest first.
-pub async fn migration_status(db: &DatabaseConnection) -> Result<Vec<(String, bool)>, DbErr> {
+pub(crate) async fn migration_status(db: &DatabaseConnection) -> Result<Vec<(String, bool)>, DbErr> {
     let applied: Vec<String> = Migrator::get_applied_migrations(db)
         .await?
         .iter()
@@ -182,7 +182,7 @@ pub async fn migration_status(db: &DatabaseConnection) -> Result<Vec<(String, bo
 /// a transaction that SQLite has not ended: every later "commit" only released a savepoint
 /// inside it, answered OK and written nowhere. Closing the connection rolls that back. A no-op
 /// on PostgreSQL, whose failed transactions end cleanly.
-pub async fn discard_sqlite_writer_connection(writer: &DatabaseConnection) {
+pub(crate) async fn discard_sqlite_writer_connection(writer: &DatabaseConnection) {
     if writer.get_database_backend() != DbBackend::Sqlite {
         return;
     }

@@ -5,14 +5,14 @@
 use sea_orm::{DbBackend, Statement, Value};
 
 /// A statement under construction: SQL text and its parameters, in order.
-pub struct Sql {
+pub(crate) struct Sql {
     backend: DbBackend,
     text: String,
     values: Vec<Value>,
 }
 
 impl Sql {
-    pub fn new(backend: DbBackend) -> Self {
+    pub(crate) fn new(backend: DbBackend) -> Self {
         Self {
             backend,
             text: String::with_capacity(256),
@@ -20,18 +20,14 @@ impl Sql {
         }
     }
 
-    pub fn backend(&self) -> DbBackend {
-        self.backend
-    }
-
     /// Appends SQL text as it is.
-    pub fn push(&mut self, text: &str) -> &mut Self {
+    pub(crate) fn push(&mut self, text: &str) -> &mut Self {
         self.text.push_str(text);
         self
     }
 
     /// Appends one parameter placeholder and its value.
-    pub fn param(&mut self, value: impl Into<Value>) -> &mut Self {
+    pub(crate) fn param(&mut self, value: impl Into<Value>) -> &mut Self {
         self.values.push(value.into());
         match self.backend {
             DbBackend::Postgres => {
@@ -44,7 +40,7 @@ impl Sql {
     }
 
     /// Appends `p1, p2, …` for a list of values (the inside of an `IN (…)`).
-    pub fn list<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> &mut Self {
+    pub(crate) fn list<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> &mut Self {
         for (n, value) in values.into_iter().enumerate() {
             if n > 0 {
                 self.text.push_str(", ");
@@ -55,7 +51,7 @@ impl Sql {
     }
 
     /// Appends `(a, b), (c, d), …`: one parenthesised tuple per row.
-    pub fn rows<R>(&mut self, rows: &[R], row: impl Fn(&R) -> Vec<Value>) -> &mut Self {
+    pub(crate) fn rows<R>(&mut self, rows: &[R], row: impl Fn(&R) -> Vec<Value>) -> &mut Self {
         for (n, item) in rows.iter().enumerate() {
             self.text.push_str(if n == 0 { "(" } else { ", (" });
             self.list(row(item));
@@ -64,16 +60,7 @@ impl Sql {
         self
     }
 
-    /// `FOR UPDATE` where the backend has row locks; SQLite's write transaction already
-    /// excludes every other writer.
-    pub fn for_update(&mut self) -> &mut Self {
-        if self.backend == DbBackend::Postgres {
-            self.text.push_str(" FOR UPDATE");
-        }
-        self
-    }
-
-    pub fn build(self) -> Statement {
+    pub(crate) fn build(self) -> Statement {
         Statement::from_sql_and_values(self.backend, self.text, self.values)
     }
 }
@@ -87,7 +74,7 @@ mod tests {
         for (backend, expected) in [
             (
                 DbBackend::Postgres,
-                "WITH v(id, n) AS (VALUES ($1, $2), ($3, $4)) SELECT * FROM t WHERE id IN ($5, $6) FOR UPDATE",
+                "WITH v(id, n) AS (VALUES ($1, $2), ($3, $4)) SELECT * FROM t WHERE id IN ($5, $6)",
             ),
             (
                 DbBackend::Sqlite,
@@ -101,8 +88,7 @@ mod tests {
                 })
                 .push(") SELECT * FROM t WHERE id IN (")
                 .list(["a", "b"])
-                .push(")")
-                .for_update();
+                .push(")");
             let statement = sql.build();
             assert_eq!(statement.sql, expected);
             assert_eq!(statement.values.map(|v| v.0.len()), Some(6));

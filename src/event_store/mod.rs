@@ -2,27 +2,27 @@
 //! finishes run inside the ledger writer's transaction (exactly once per event id); listing,
 //! replay lookups and pruning serve operators.
 
-pub mod outcome;
-pub mod store;
+pub(crate) mod outcome;
+pub(crate) mod store;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DbErr};
 
-pub use outcome::{Delivery, EventOutcome};
+pub(crate) use outcome::{Delivery, EventOutcome};
 
 /// The event store as operators read it: listings, one event for replay, retention.
 #[derive(Clone)]
-pub struct EventLog {
+pub(crate) struct EventLog {
     db: DatabaseConnection,
 }
 
 impl EventLog {
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub(crate) fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
 
     /// Stored events, newest first, optionally of one outcome and received since a time.
-    pub async fn list(
+    pub(crate) async fn list(
         &self,
         outcome: Option<EventOutcome>,
         since: Option<DateTime<Utc>>,
@@ -31,19 +31,19 @@ impl EventLog {
         store::list(&self.db, outcome, since, limit).await
     }
 
-    pub async fn find(&self, id: &str) -> Result<Option<StoredEvent>, DbErr> {
+    pub(crate) async fn find(&self, id: &str) -> Result<Option<StoredEvent>, DbErr> {
         store::find(&self.db, id).await
     }
 
     /// Deletes processed events older than `days`, keeping the ones an operator may replay.
-    pub async fn prune(&self, days: u32) -> Result<u64, DbErr> {
+    pub(crate) async fn prune(&self, days: u32) -> Result<u64, DbErr> {
         store::prune(&self.db, days).await
     }
 }
 
 /// An event as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEvent {
+pub(crate) struct StoredEvent {
     pub id: String,
     pub event_type: String,
     pub checkout_session_id: Option<String>,

@@ -5,7 +5,7 @@ use crate::vocab::text_enum;
 
 text_enum!(
     /// How an event ended; stored in `stripe_events.outcome`.
-    EventOutcome {
+    pub EventOutcome {
         /// Claimed by a transaction that has not finished it; never seen once it commits.
         Processing => "processing",
         Credited => "credited",
@@ -32,7 +32,7 @@ text_enum!(
 
 /// Which stored events a delivery may take over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     /// From Stripe: new events, or ones whose last attempt failed.
     Webhook,
     /// An operator replaying a stored event after fixing what it was missing.
@@ -42,7 +42,7 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    pub fn may_reclaim(self, stored_outcome: &str) -> bool {
+    pub(crate) fn may_reclaim(self, stored_outcome: &str) -> bool {
         let retryable: &[EventOutcome] = match self {
             Self::Webhook => &[EventOutcome::Failed],
             Self::Replay => &[
@@ -55,7 +55,7 @@ impl Delivery {
         retryable.iter().any(|o| o.as_str() == stored_outcome)
     }
 
-    pub fn reclaimable(self) -> Vec<&'static str> {
+    pub(crate) fn reclaimable(self) -> Vec<&'static str> {
         EventOutcome::ALL
             .iter()
             .filter(|o| self.may_reclaim(o.as_str()))

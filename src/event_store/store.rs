@@ -13,7 +13,7 @@ use crate::{db::sql::Sql, entities::stripe_event};
 
 /// A verified event as it is first stored.
 #[derive(Debug, Clone, Copy)]
-pub struct NewEvent<'a> {
+pub(crate) struct NewEvent<'a> {
     pub id: &'a str,
     pub event_type: &'a str,
     pub checkout_session_id: Option<&'a str>,
@@ -23,7 +23,7 @@ pub struct NewEvent<'a> {
 
 /// How one claimed event ended.
 #[derive(Debug, Clone)]
-pub struct Finished {
+pub(crate) struct Finished {
     pub id: String,
     pub outcome: EventOutcome,
     pub error: Option<String>,
@@ -48,7 +48,7 @@ fn stored(model: stripe_event::Model) -> Result<StoredEvent, DbErr> {
 /// over only when `delivery` may retry their outcome. Returns the ids claimed here; the others
 /// belong to another delivery (a duplicate). Ids are claimed in sorted order, so two writers
 /// claiming overlapping batches wait for each other instead of deadlocking.
-pub async fn claim<C: ConnectionTrait>(
+pub(crate) async fn claim<C: ConnectionTrait>(
     db: &C,
     delivery: Delivery,
     events: &[NewEvent<'_>],
@@ -93,7 +93,7 @@ pub async fn claim<C: ConnectionTrait>(
 }
 
 /// Writes how each claimed event ended, in one statement.
-pub async fn finish<C: ConnectionTrait>(
+pub(crate) async fn finish<C: ConnectionTrait>(
     db: &C,
     finished: &[Finished],
     now: DateTime<Utc>,
@@ -118,7 +118,7 @@ pub async fn finish<C: ConnectionTrait>(
 }
 
 /// The stored outcome of each of these events that exists.
-pub async fn outcomes<C: ConnectionTrait>(
+pub(crate) async fn outcomes<C: ConnectionTrait>(
     db: &C,
     ids: &[&str],
 ) -> Result<HashMap<String, EventOutcome>, DbErr> {
@@ -140,7 +140,7 @@ pub async fn outcomes<C: ConnectionTrait>(
 }
 
 /// Stored events, newest first, optionally of one outcome and received since a time.
-pub async fn list<C: ConnectionTrait>(
+pub(crate) async fn list<C: ConnectionTrait>(
     db: &C,
     outcome: Option<EventOutcome>,
     since: Option<DateTime<Utc>>,
@@ -163,7 +163,7 @@ pub async fn list<C: ConnectionTrait>(
         .collect()
 }
 
-pub async fn find<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<StoredEvent>, DbErr> {
+pub(crate) async fn find<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<StoredEvent>, DbErr> {
     stripe_event::Entity::find_by_id(id)
         .one(db)
         .await?
@@ -172,7 +172,7 @@ pub async fn find<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<StoredE
 }
 
 /// Deletes processed events older than `days`, keeping the ones an operator may replay.
-pub async fn prune<C: ConnectionTrait>(db: &C, days: u32) -> Result<u64, DbErr> {
+pub(crate) async fn prune<C: ConnectionTrait>(db: &C, days: u32) -> Result<u64, DbErr> {
     let cutoff = Utc::now() - chrono::Duration::days(i64::from(days));
     let keep = [
         EventOutcome::UnmatchedAccount.as_str(),

@@ -6,12 +6,12 @@ use subtle::ConstantTimeEq;
 
 /// The accepted tokens, kept only as SHA-256 digests so every comparison has the same length.
 #[derive(Clone, Default)]
-pub struct BearerTokens {
+pub(crate) struct BearerTokens {
     digests: Vec<[u8; 32]>,
 }
 
 impl BearerTokens {
-    pub fn new(tokens: &[SecretString]) -> Self {
+    pub(crate) fn new(tokens: &[SecretString]) -> Self {
         Self {
             digests: tokens
                 .iter()
@@ -21,12 +21,12 @@ impl BearerTokens {
     }
 
     /// No tokens configured: every caller is let in (development, or mTLS only).
-    pub fn is_disabled(&self) -> bool {
+    pub(crate) fn is_disabled(&self) -> bool {
         self.digests.is_empty()
     }
 
     /// True when `authorization` carries one of the tokens (or when none are configured).
-    pub fn accepts(&self, authorization: Option<&[u8]>) -> bool {
+    pub(crate) fn accepts(&self, authorization: Option<&[u8]>) -> bool {
         if self.is_disabled() {
             return true;
         }

@@ -44,7 +44,7 @@ fn account_ref(by_id: Option<String>, by_email: Option<String>) -> Result<Accoun
 /// The `oneof account { account_id; email }` of a request, as the domain names accounts.
 macro_rules! account_of {
     ($module:ident) => {
-        pub fn $module(account: Option<pb::$module::Account>) -> Result<AccountRef, Status> {
+        pub(crate) fn $module(account: Option<pb::$module::Account>) -> Result<AccountRef, Status> {
             match account {
                 Some(pb::$module::Account::AccountId(id)) => account_ref(Some(id), None),
                 Some(pb::$module::Account::Email(email)) => account_ref(None, Some(email)),
@@ -55,7 +55,7 @@ macro_rules! account_of {
 }
 
 /// Each request's account, parsed.
-pub mod account {
+pub(crate) mod account {
     use super::*;
 
     account_of!(get_balance_request);
@@ -67,7 +67,7 @@ pub mod account {
     account_of!(list_credit_lots_request);
 }
 
-pub fn purchase_request(req: pb::PurchaseCreditsRequest) -> Result<PurchaseRequest, Status> {
+pub(crate) fn purchase_request(req: pb::PurchaseCreditsRequest) -> Result<PurchaseRequest, Status> {
     Ok(PurchaseRequest {
         account_id: AccountId::parse(&req.account_id).map_err(invalid)?,
         email: Email::parse(&req.email).map_err(invalid)?,
@@ -78,7 +78,11 @@ pub fn purchase_request(req: pb::PurchaseCreditsRequest) -> Result<PurchaseReque
     })
 }
 
-pub fn page_request(listing: Listing, page_size: i32, page_token: &str) -> Result<PageRequest, Status> {
+pub(crate) fn page_request(
+    listing: Listing,
+    page_size: i32,
+    page_token: &str,
+) -> Result<PageRequest, Status> {
     PageRequest::parse(listing, page_size, page_token).map_err(invalid)
 }
 
@@ -107,7 +111,7 @@ fn time(field: &'static str, at: &Timestamp) -> Result<DateTime<Utc>, Status> {
         .ok_or_else(|| invalid(InvalidInput::new(field, "not a valid time")))
 }
 
-pub fn grant(req: pb::GrantCreditsRequest) -> Result<command::Grant, Status> {
+pub(crate) fn grant(req: pb::GrantCreditsRequest) -> Result<command::Grant, Status> {
     let expires_at = req
         .expires_at
         .as_ref()
@@ -125,7 +129,7 @@ pub fn grant(req: pb::GrantCreditsRequest) -> Result<command::Grant, Status> {
     })
 }
 
-pub fn consume(req: pb::ConsumeCreditsRequest) -> Result<command::Consume, Status> {
+pub(crate) fn consume(req: pb::ConsumeCreditsRequest) -> Result<command::Consume, Status> {
     Ok(command::Consume {
         credits: credits(req.credits)?,
         key: IdempotencyKey::parse_consumption(&req.idempotency_key).map_err(invalid)?,
@@ -135,7 +139,7 @@ pub fn consume(req: pb::ConsumeCreditsRequest) -> Result<command::Consume, Statu
     })
 }
 
-pub fn reserve(req: pb::ReserveCreditsRequest) -> Result<command::Reserve, Status> {
+pub(crate) fn reserve(req: pb::ReserveCreditsRequest) -> Result<command::Reserve, Status> {
     Ok(command::Reserve {
         credits: credits(req.credits)?,
         key: key(&req.idempotency_key)?,
@@ -146,7 +150,7 @@ pub fn reserve(req: pb::ReserveCreditsRequest) -> Result<command::Reserve, Statu
     })
 }
 
-pub fn capture(req: pb::CaptureHoldRequest) -> Result<command::Capture, Status> {
+pub(crate) fn capture(req: pb::CaptureHoldRequest) -> Result<command::Capture, Status> {
     Ok(command::Capture {
         hold_id: hold_id(&req.hold_id)?,
         credits: credits(req.credits)?,
@@ -154,11 +158,11 @@ pub fn capture(req: pb::CaptureHoldRequest) -> Result<command::Capture, Status> 
     })
 }
 
-pub fn hold_id(raw: &str) -> Result<HoldId, Status> {
+pub(crate) fn hold_id(raw: &str) -> Result<HoldId, Status> {
     HoldId::parse(raw).map_err(invalid)
 }
 
-pub fn pack(pack: Pack) -> pb::CreditPack {
+pub(crate) fn pack(pack: Pack) -> pb::CreditPack {
     pb::CreditPack {
         id: pack.id,
         name: pack.name,
@@ -169,7 +173,7 @@ pub fn pack(pack: Pack) -> pb::CreditPack {
     }
 }
 
-pub fn timestamp(at: DateTime<Utc>) -> Timestamp {
+pub(crate) fn timestamp(at: DateTime<Utc>) -> Timestamp {
     Timestamp {
         seconds: at.timestamp(),
         nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
@@ -186,7 +190,7 @@ fn status(status: PurchaseStatus) -> pb::PurchaseStatus {
     }
 }
 
-pub fn purchase(view: PurchaseView) -> pb::CreditPurchase {
+pub(crate) fn purchase(view: PurchaseView) -> pb::CreditPurchase {
     let p = view.purchase;
     pb::CreditPurchase {
         id: p.id,
@@ -204,7 +208,7 @@ pub fn purchase(view: PurchaseView) -> pb::CreditPurchase {
     }
 }
 
-pub fn balance(balance: Balance) -> pb::GetBalanceResponse {
+pub(crate) fn balance(balance: Balance) -> pb::GetBalanceResponse {
     pb::GetBalanceResponse {
         account_id: balance.account.id,
         email: balance.account.email,
@@ -217,7 +221,7 @@ pub fn balance(balance: Balance) -> pb::GetBalanceResponse {
     }
 }
 
-pub fn account_view(account: AccountView) -> pb::Account {
+pub(crate) fn account_view(account: AccountView) -> pb::Account {
     pb::Account {
         account_id: account.account_id,
         email: account.email,
@@ -229,7 +233,7 @@ pub fn account_view(account: AccountView) -> pb::Account {
     }
 }
 
-pub fn entry(entry: EntryView) -> pb::LedgerEntry {
+pub(crate) fn entry(entry: EntryView) -> pb::LedgerEntry {
     pb::LedgerEntry {
         id: entry.id.to_string(),
         account_id: entry.account_id,
@@ -243,7 +247,7 @@ pub fn entry(entry: EntryView) -> pb::LedgerEntry {
     }
 }
 
-pub fn lot(lot: Lot) -> pb::CreditLot {
+pub(crate) fn lot(lot: Lot) -> pb::CreditLot {
     pb::CreditLot {
         id: lot.id,
         source: lot.source.as_str().to_owned(),

@@ -18,12 +18,12 @@ const MESSAGE: &str = "server shutting down; retry";
 
 /// Ends calls and streams when `ended` fires.
 #[derive(Clone)]
-pub struct GraceLayer {
+pub(crate) struct GraceLayer {
     ended: CancellationToken,
 }
 
 impl GraceLayer {
-    pub fn new(ended: CancellationToken) -> Self {
+    pub(crate) fn new(ended: CancellationToken) -> Self {
         Self { ended }
     }
 }
@@ -40,7 +40,7 @@ impl<S> Layer<S> for GraceLayer {
 }
 
 #[derive(Clone)]
-pub struct Grace<S> {
+pub(crate) struct Grace<S> {
     inner: S,
     ended: CancellationToken,
 }

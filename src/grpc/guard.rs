@@ -28,13 +28,13 @@ struct Shared {
 
 /// Wraps a tonic service; keeps its `NamedService` name so the router still finds it.
 #[derive(Clone)]
-pub struct Guarded<S> {
+pub(crate) struct Guarded<S> {
     inner: S,
     shared: Arc<Shared>,
 }
 
 impl<S> Guarded<S> {
-    pub fn new(
+    pub(crate) fn new(
         inner: S,
         tokens: BearerTokens,
         concurrency_limit: usize,
@@ -132,7 +132,7 @@ fn response_code(response: &Response<Body>) -> Code {
 }
 
 /// The canonical upper-case name used in metrics and logs.
-pub fn code_name(code: Code) -> &'static str {
+pub(crate) fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "OK",
         Code::Cancelled => "CANCELLED",

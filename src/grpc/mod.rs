@@ -1,12 +1,12 @@
 //! The gRPC side: `credits.v1.CreditsService`, the standard health service and reflection.
 
-pub mod auth;
-pub mod convert;
-pub mod grace;
-pub mod guard;
-pub mod service;
-pub mod status;
-pub mod tls;
+pub(crate) mod auth;
+pub(crate) mod convert;
+pub(crate) mod grace;
+pub(crate) mod guard;
+pub(crate) mod service;
+pub(crate) mod status;
+pub(crate) mod tls;
 
 /// Generated protobuf and tonic code for `credits.v1`.
 pub mod pb {
@@ -17,4 +17,4 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("credits_descriptor");
 }
 
-pub use service::CreditsApi;
+pub(crate) use service::CreditsApi;

@@ -18,7 +18,7 @@ use crate::{
 /// The RPCs of `credits.v1.CreditsService`, the only method names metrics, logs and spans
 /// carry: tonic exposes no such list, and a name taken from the request path would let any
 /// caller mint label values. A unit test keeps it equal to the proto.
-pub const RPC_METHODS: [&str; 12] = [
+pub(crate) const RPC_METHODS: [&str; 12] = [
     "ListCreditPacks",
     "PurchaseCredits",
     "GetBalance",
@@ -34,10 +34,10 @@ pub const RPC_METHODS: [&str; 12] = [
 ];
 
 /// What any other path under the service (or a path of another service) is called.
-pub const UNKNOWN_METHOD: &str = "unknown";
+pub(crate) const UNKNOWN_METHOD: &str = "unknown";
 
 /// The method a request path names when it is one of `RPC_METHODS`; `unknown` otherwise.
-pub fn rpc_method(path: &str) -> &'static str {
+pub(crate) fn rpc_method(path: &str) -> &'static str {
     path.strip_prefix('/')
         .and_then(|p| p.strip_prefix(pb::credits_service_server::SERVICE_NAME))
         .and_then(|p| p.strip_prefix('/'))
@@ -46,14 +46,14 @@ pub fn rpc_method(path: &str) -> &'static str {
 }
 
 /// `credits.v1.CreditsService` over the ledger and billing.
-pub struct CreditsApi<X: Extension> {
+pub(crate) struct CreditsApi<X: Extension> {
     ledger: Ledger<X>,
     billing: Billing,
     publishable_key: String,
 }
 
 impl<X: Extension> CreditsApi<X> {
-    pub fn new(ledger: Ledger<X>, billing: Billing, publishable_key: String) -> Self {
+    pub(crate) fn new(ledger: Ledger<X>, billing: Billing, publishable_key: String) -> Self {
         Self {
             ledger,
             billing,

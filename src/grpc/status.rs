@@ -5,7 +5,7 @@ use tonic::Status;
 
 use crate::{billing::BillingError, ledger::LedgerError};
 
-pub fn ledger_status(err: LedgerError) -> Status {
+pub(crate) fn ledger_status(err: LedgerError) -> Status {
     match err {
         LedgerError::InvalidInput(invalid) => Status::invalid_argument(invalid.to_string()),
         LedgerError::NotFound(what) => Status::not_found(format!("{what} not found")),
@@ -17,10 +17,6 @@ pub fn ledger_status(err: LedgerError) -> Status {
         )),
         LedgerError::HoldClosed { hold_id, status } => {
             Status::failed_precondition(format!("hold {hold_id} is {status}"))
-        }
-        LedgerError::Contended(what) => {
-            tracing::warn!(what, "concurrent update; the caller should retry");
-            Status::aborted("concurrent update; retry")
         }
         LedgerError::DatabaseUnavailable(cause) => {
             tracing::warn!(%cause, "database unavailable");
@@ -36,7 +32,7 @@ pub fn ledger_status(err: LedgerError) -> Status {
     }
 }
 
-pub fn billing_status(err: BillingError) -> Status {
+pub(crate) fn billing_status(err: BillingError) -> Status {
     match err {
         BillingError::PackNotFound(price) => {
             Status::not_found(format!("credit pack with price {} not found", price.as_str()))

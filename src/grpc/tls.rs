@@ -70,7 +70,7 @@ impl<'a> PemFile<'a> {
 
 /// The server identity, plus the client CA when callers must present certificates (mTLS);
 /// ALPN offers HTTP/2 only, as gRPC needs.
-pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
+pub(crate) fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
     let cert = PemFile::read("GRPC_TLS_CERT", &settings.cert)?;
     let key = PemFile::read("GRPC_TLS_KEY", &settings.key)?;
     let chain = cert.certificates()?;

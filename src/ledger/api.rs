@@ -16,7 +16,7 @@ use super::{
 const SWEEP_BATCH: u64 = 500;
 
 /// The ledger as callers use it: cheap to clone.
-pub struct Ledger<X: Extension> {
+pub(crate) struct Ledger<X: Extension> {
     writer: WriterHandle<X>,
     pub(super) reads: DatabaseConnection,
 }
@@ -31,29 +31,29 @@ impl<X: Extension> Clone for Ledger<X> {
 }
 
 impl<X: Extension> Ledger<X> {
-    pub fn new(writer: WriterHandle<X>, reads: DatabaseConnection) -> Self {
+    pub(crate) fn new(writer: WriterHandle<X>, reads: DatabaseConnection) -> Self {
         Self { writer, reads }
     }
 
     /// Applies a command; answers once its batch is committed.
     #[tracing::instrument(skip_all, fields(command = C::NAME), err)]
-    pub async fn send<C: Command>(&self, command: C) -> Result<C::Reply, LedgerError> {
+    pub(crate) async fn send<C: Command>(&self, command: C) -> Result<C::Reply, LedgerError> {
         self.writer.command(command).await
     }
 
     /// Queues one of billing's jobs (it carries where its answer goes).
-    pub async fn submit(&self, job: X::Job) -> Result<(), LedgerError> {
+    pub(crate) async fn submit(&self, job: X::Job) -> Result<(), LedgerError> {
         self.writer.extension(job).await
     }
 
     /// Proves the write path works: a write transaction opened and committed (with whatever
     /// else was queued).
-    pub async fn ping(&self) -> Result<(), LedgerError> {
+    pub(crate) async fn ping(&self) -> Result<(), LedgerError> {
         self.writer.command(commands::Ping).await.map(|_| ())
     }
 
     /// What these imports would do, read over the pool; nothing is locked or written.
-    pub async fn dry_run_imports(
+    pub(crate) async fn dry_run_imports(
         &self,
         imports: &[ImportAccount],
     ) -> Result<Vec<Result<ImportOutcome, LedgerError>>, LedgerError> {
@@ -62,7 +62,7 @@ impl<X: Extension> Ledger<X> {
 
     /// One pass of the expiry sweep: every account with a lot past its expiry or a hold past its
     /// time gets an `Expire` command. Returns the expiry entries written.
-    pub async fn sweep(&self) -> Result<usize, LedgerError> {
+    pub(crate) async fn sweep(&self) -> Result<usize, LedgerError> {
         let now = Utc::now();
         let mut due = store::writes::accounts_with_due_lots(&self.reads, now, SWEEP_BATCH).await?;
         due.extend(store::writes::accounts_with_stale_holds(&self.reads, now, SWEEP_BATCH).await?);

@@ -6,7 +6,7 @@ use super::{kinds::HoldStatus, types::InvalidInput};
 
 /// The ledger's error: a variant per thing a caller can act on, plus `Unexpected`.
 #[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
+pub(crate) enum LedgerError {
     #[error(transparent)]
     InvalidInput(#[from] InvalidInput),
     #[error("{0} not found")]
@@ -19,9 +19,6 @@ pub enum LedgerError {
     /// The hold was already captured, released or expired.
     #[error("hold {hold_id} is {status}")]
     HoldClosed { hold_id: String, status: HoldStatus },
-    /// Another writer changed what this one read (a compare-and-set lost): worth retrying.
-    #[error("concurrent update: {0}")]
-    Contended(&'static str),
     /// The database did not answer: worth retrying.
     #[error("database unavailable")]
     DatabaseUnavailable(#[source] DbErr),
@@ -34,9 +31,9 @@ pub enum LedgerError {
 
 impl LedgerError {
     /// A passing fault: the same request may succeed later (503 / UNAVAILABLE).
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
-            Self::Contended(_) | Self::DatabaseUnavailable(_) | Self::WriterStopped => true,
+            Self::DatabaseUnavailable(_) | Self::WriterStopped => true,
             Self::InvalidInput(_)
             | Self::NotFound(_)
             | Self::EmailTaken(_)

@@ -5,7 +5,7 @@ use crate::vocab::text_enum;
 
 text_enum!(
     /// Why a ledger entry changed a balance (`credit_ledger.kind`).
-    EntryKind {
+    pub(crate) EntryKind {
         Purchase => "purchase",
         Grant => "grant",
         Trial => "trial",
@@ -19,7 +19,7 @@ text_enum!(
 
 text_enum!(
     /// Where a lot of credits came from (`credit_lots.source`).
-    LotSource {
+    pub(crate) LotSource {
         Purchase => "purchase",
         Grant => "grant",
         Trial => "trial",
@@ -29,7 +29,7 @@ text_enum!(
 
 text_enum!(
     /// Where a hold is in its life (`credit_holds.status`).
-    HoldStatus {
+    pub(crate) HoldStatus {
         Active => "active",
         Captured => "captured",
         Released => "released",

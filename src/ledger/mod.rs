@@ -10,18 +10,18 @@
 //! - `types`, `kinds`, `error`: validated inputs, stored vocabularies, the error callers see.
 
 mod api;
-pub mod book;
-pub mod commands;
-pub mod error;
-pub mod kinds;
+pub(crate) mod book;
+pub(crate) mod commands;
+pub(crate) mod error;
+pub(crate) mod kinds;
 mod reads;
-pub mod store;
-pub mod types;
-pub mod writer;
+pub(crate) mod store;
+pub(crate) mod types;
+pub(crate) mod writer;
 
-pub use api::Ledger;
-pub use error::LedgerError;
-pub use reads::{EntryPage, accounts_named};
-pub use store::reads::{Balance, EntryView};
-pub use types::*;
-pub use writer::{Extension, ExtensionJob, Posted, Posting, TrialPolicy, WriterHandle, WriterSettings};
+pub(crate) use api::Ledger;
+pub(crate) use error::LedgerError;
+pub(crate) use reads::accounts_named;
+pub(crate) use store::reads::{Balance, EntryView};
+pub(crate) use types::*;
+pub(crate) use writer::{Extension, ExtensionJob, Posted, Posting, TrialPolicy, WriterSettings};

@@ -19,21 +19,21 @@ use super::{
 
 /// One page of ledger entries and the token for the next (None on the last page).
 #[derive(Debug, Clone)]
-pub struct EntryPage {
+pub(crate) struct EntryPage {
     pub entries: Vec<EntryView>,
     pub next_page_token: Option<String>,
 }
 
 impl<X: Extension> Ledger<X> {
     /// The balance as of now: no credit past its lot's expiry is counted.
-    pub async fn balance(&self, by: &AccountRef) -> Result<Balance, LedgerError> {
+    pub(crate) async fn balance(&self, by: &AccountRef) -> Result<Balance, LedgerError> {
         store::reads::balance(&self.reads, by, Utc::now())
             .await?
             .ok_or_else(|| LedgerError::NotFound(by.to_string()))
     }
 
     /// The account as EnsureAccount describes it.
-    pub async fn account(&self, by: &AccountRef) -> Result<AccountView, LedgerError> {
+    pub(crate) async fn account(&self, by: &AccountRef) -> Result<AccountView, LedgerError> {
         let balance = self.balance(by).await?;
         Ok(AccountView {
             account_id: balance.account.id,
@@ -47,7 +47,7 @@ impl<X: Extension> Ledger<X> {
     }
 
     /// The id of the account `by` names.
-    pub async fn account_id(&self, by: &AccountRef) -> Result<String, LedgerError> {
+    pub(crate) async fn account_id(&self, by: &AccountRef) -> Result<String, LedgerError> {
         store::reads::find_account(&self.reads, by)
             .await?
             .map(|account| account.id)
@@ -55,14 +55,14 @@ impl<X: Extension> Ledger<X> {
     }
 
     /// Whether any account has one of these ids or emails.
-    pub async fn any_account(&self, ids: &[&str], emails: &[&str]) -> Result<bool, LedgerError> {
+    pub(crate) async fn any_account(&self, ids: &[&str], emails: &[&str]) -> Result<bool, LedgerError> {
         Ok(!store::writes::find_accounts(&self.reads, ids, emails)
             .await?
             .is_empty())
     }
 
     /// The ids of the accounts that exist among `ids`.
-    pub async fn existing_accounts(&self, ids: &[&str]) -> Result<Vec<String>, LedgerError> {
+    pub(crate) async fn existing_accounts(&self, ids: &[&str]) -> Result<Vec<String>, LedgerError> {
         Ok(store::writes::find_accounts(&self.reads, ids, &[])
             .await?
             .into_iter()
@@ -71,7 +71,11 @@ impl<X: Extension> Ledger<X> {
     }
 
     /// An account's entries, newest first.
-    pub async fn entries(&self, by: &AccountRef, page: &PageRequest) -> Result<EntryPage, LedgerError> {
+    pub(crate) async fn entries(
+        &self,
+        by: &AccountRef,
+        page: &PageRequest,
+    ) -> Result<EntryPage, LedgerError> {
         let account_id = self.account_id(by).await?;
         let before = page.after.as_deref().and_then(|c| c.parse::<i64>().ok());
         let mut entries = store::reads::entries_page(&self.reads, &account_id, before, page.size + 1).await?;
@@ -91,7 +95,7 @@ impl<X: Extension> Ledger<X> {
 
     /// An account's lots in burn order, as of now: a lot past its expiry keeps only what a live
     /// hold reserves (what the sweep will leave), so no listing counts an expired credit.
-    pub async fn lots(&self, by: &AccountRef, include_spent: bool) -> Result<Vec<Lot>, LedgerError> {
+    pub(crate) async fn lots(&self, by: &AccountRef, include_spent: bool) -> Result<Vec<Lot>, LedgerError> {
         let account = store::reads::find_account(&self.reads, by)
             .await?
             .ok_or_else(|| LedgerError::NotFound(by.to_string()))?;
@@ -122,7 +126,7 @@ impl<X: Extension> Ledger<X> {
 
 /// The accounts with these ids or emails, read in `db`: billing's part of a writer batch reads
 /// them in the batch's transaction.
-pub async fn accounts_named<C: ConnectionTrait>(
+pub(crate) async fn accounts_named<C: ConnectionTrait>(
     db: &C,
     ids: &[&str],
     emails: &[&str],

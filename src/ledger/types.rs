@@ -35,13 +35,13 @@ pub(crate) fn bounded_token(field: &'static str, raw: &str, max: usize) -> Resul
 
 /// The caller's stable user id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AccountId(String);
+pub(crate) struct AccountId(String);
 
 impl AccountId {
-    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, InvalidInput> {
         bounded_token("account_id", raw, 255).map(Self)
     }
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -54,10 +54,10 @@ impl fmt::Display for AccountId {
 
 /// An email address, lower-cased so that matching is case-insensitive.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Email(String);
+pub(crate) struct Email(String);
 
 impl Email {
-    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, InvalidInput> {
         let value = bounded_token("email", raw, 254)?.to_lowercase();
         let valid = match value.split_once('@') {
             Some((local, domain)) => {
@@ -76,7 +76,7 @@ impl Email {
         }
         Ok(Self(value))
     }
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -89,7 +89,7 @@ impl fmt::Display for Email {
 
 /// How a caller names an account: by id or by email.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AccountRef {
+pub(crate) enum AccountRef {
     Id(AccountId),
     Email(Email),
 }
@@ -105,15 +105,15 @@ impl fmt::Display for AccountRef {
 
 /// The caller's key making a purchase request safe to repeat (Stripe allows 255 bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey(String);
+pub(crate) struct IdempotencyKey(String);
 
 impl IdempotencyKey {
-    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, InvalidInput> {
         bounded_token("idempotency_key", raw, 255).map(Self)
     }
     /// A ConsumeCredits key: a consumption's entry is referenced by its key, and one beginning
     /// like a capture's reference (`hold:<id>`) would take that hold's entry.
-    pub fn parse_consumption(raw: &str) -> Result<Self, InvalidInput> {
+    pub(crate) fn parse_consumption(raw: &str) -> Result<Self, InvalidInput> {
         let key = Self::parse(raw)?;
         let prefix = super::book::CAPTURE_PREFIX;
         if key.0.starts_with(prefix) {
@@ -124,20 +124,20 @@ impl IdempotencyKey {
         }
         Ok(key)
     }
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 /// Credits a caller moves in one call: 1 to 10^12.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Credits(i64);
+pub(crate) struct Credits(i64);
 
 /// The most credits one call may move.
-pub const MAX_CREDITS: i64 = 1_000_000_000_000;
+pub(crate) const MAX_CREDITS: i64 = 1_000_000_000_000;
 
 impl Credits {
-    pub fn parse(raw: i64) -> Result<Self, InvalidInput> {
+    pub(crate) fn parse(raw: i64) -> Result<Self, InvalidInput> {
         if (1..=MAX_CREDITS).contains(&raw) {
             Ok(Self(raw))
         } else {
@@ -147,7 +147,7 @@ impl Credits {
             ))
         }
     }
-    pub fn get(self) -> i64 {
+    pub(crate) fn get(self) -> i64 {
         self.0
     }
 }
@@ -156,10 +156,10 @@ impl Credits {
 /// negative balance is refused: the seed never let one go below zero, so one in an export is a
 /// data error to fix at the source, not debt to carry over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ImportedBalance(i64);
+pub(crate) struct ImportedBalance(i64);
 
 impl ImportedBalance {
-    pub fn parse(raw: i64) -> Result<Self, InvalidInput> {
+    pub(crate) fn parse(raw: i64) -> Result<Self, InvalidInput> {
         if (0..=MAX_CREDITS).contains(&raw) {
             Ok(Self(raw))
         } else {
@@ -169,17 +169,17 @@ impl ImportedBalance {
             ))
         }
     }
-    pub fn get(self) -> i64 {
+    pub(crate) fn get(self) -> i64 {
         self.0
     }
 }
 
 /// The caller's word for why credits move (`usage`, `support`, …): 1 to 64 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Reason(String);
+pub(crate) struct Reason(String);
 
 impl Reason {
-    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, InvalidInput> {
         let value = raw.trim();
         if value.is_empty() {
             return Err(InvalidInput::new("reason", "must not be empty"));
@@ -192,13 +192,13 @@ impl Reason {
         }
         Ok(Self(value.to_owned()))
     }
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 /// At most 20 keys of at most 40 characters, values of at most 500.
-pub fn parse_metadata<'a>(
+pub(crate) fn parse_metadata<'a>(
     pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
 ) -> Result<super::book::Metadata, InvalidInput> {
     let mut metadata = super::book::Metadata::new();
@@ -226,19 +226,19 @@ pub fn parse_metadata<'a>(
 
 /// A hold's id as callers send it back.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct HoldId(String);
+pub(crate) struct HoldId(String);
 
 impl HoldId {
-    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, InvalidInput> {
         bounded_token("hold_id", raw, 64).map(Self)
     }
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 /// How long a hold lives unless captured or released: 1 s to a day, 300 s by default.
-pub fn hold_ttl(seconds: i32) -> Result<chrono::Duration, InvalidInput> {
+pub(crate) fn hold_ttl(seconds: i32) -> Result<chrono::Duration, InvalidInput> {
     match seconds {
         0 => Ok(chrono::Duration::seconds(300)),
         1..=86_400 => Ok(chrono::Duration::seconds(i64::from(seconds))),
@@ -250,12 +250,12 @@ pub fn hold_ttl(seconds: i32) -> Result<chrono::Duration, InvalidInput> {
 }
 
 /// Page size bounds for listings.
-pub const DEFAULT_PAGE_SIZE: u64 = 50;
-pub const MAX_PAGE_SIZE: u64 = 500;
+pub(crate) const DEFAULT_PAGE_SIZE: u64 = 50;
+pub(crate) const MAX_PAGE_SIZE: u64 = 500;
 
 /// A validated page request: size within bounds, cursor decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageRequest {
+pub(crate) struct PageRequest {
     pub size: u64,
     /// Rows strictly older than this cursor.
     pub after: Option<String>,
@@ -263,7 +263,7 @@ pub struct PageRequest {
 
 /// Which listing a page token belongs to; a token from one is refused by the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listing {
+pub(crate) enum Listing {
     Purchases,
     LedgerEntries,
 }
@@ -292,7 +292,7 @@ impl Listing {
 }
 
 impl PageRequest {
-    pub fn parse(listing: Listing, size: i32, token: &str) -> Result<Self, InvalidInput> {
+    pub(crate) fn parse(listing: Listing, size: i32, token: &str) -> Result<Self, InvalidInput> {
         let size = match size {
             0 => DEFAULT_PAGE_SIZE,
             n if n < 0 => return Err(InvalidInput::new("page_size", "must not be negative")),
@@ -309,7 +309,7 @@ impl PageRequest {
 }
 
 /// An opaque token for the page after the row `last`.
-pub fn encode_page_token(listing: Listing, last: &str) -> String {
+pub(crate) fn encode_page_token(listing: Listing, last: &str) -> String {
     hex::encode(format!("{}{last}", listing.prefix()))
 }
 

@@ -53,7 +53,7 @@ enum Payload {
 
 /// Follows one connection's inbound bytes; see the module docs.
 #[derive(Debug)]
-pub struct InboundGuard {
+pub(crate) struct InboundGuard {
     position: Position,
     header: [u8; HEADER_LEN],
     header_len: usize,
@@ -77,13 +77,13 @@ impl Default for InboundGuard {
 
 impl InboundGuard {
     /// True once the connection is known not to be HTTP/2: callers may skip the guard.
-    pub fn passes_everything(&self) -> bool {
+    pub(crate) fn passes_everything(&self) -> bool {
         self.position == Position::Passthrough
     }
 
     /// Appends to `out` what of `input` reaches the server. A frame header split across calls
     /// is held until it is whole.
-    pub fn filter(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn filter(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
         while !input.is_empty() {
             match self.position {
                 Position::Passthrough => {

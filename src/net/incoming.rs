@@ -26,7 +26,7 @@ use super::io::{GuardedIo, Lingering};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One accepted connection, plain or TLS.
-pub enum Connection {
+pub(crate) enum Connection {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
 }
@@ -55,7 +55,7 @@ impl Connected for GuardedIo<Connection> {
 }
 
 /// The accepted, guarded connections of one listener.
-pub struct Connections {
+pub(crate) struct Connections {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     handshakes: JoinSet<Option<Connection>>,
@@ -65,7 +65,11 @@ pub struct Connections {
 }
 
 impl Connections {
-    pub fn new(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, lingering: Lingering) -> Self {
+    pub(crate) fn new(
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        lingering: Lingering,
+    ) -> Self {
         Self {
             listener,
             tls: tls.map(TlsAcceptor::from),

@@ -23,22 +23,22 @@ use super::h2_guard::InboundGuard;
 /// How much is read from the socket at a time while the guard follows frames.
 const READ_CHUNK: usize = 16 * 1024;
 /// How long a closed connection keeps reading what the caller still sends.
-pub const LINGER: Duration = Duration::from_secs(1);
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
 /// The lingering closes of one server, so shutdown can wait for them.
 #[derive(Clone, Default)]
-pub struct Lingering(TaskTracker);
+pub(crate) struct Lingering(TaskTracker);
 
 impl Lingering {
     /// Waits for every lingering close started so far, and any started meanwhile.
-    pub async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         self.0.close();
         self.0.wait().await;
     }
 }
 
 /// Wraps a stream (plain TCP or TLS) under the HTTP server.
-pub struct GuardedIo<T: AsyncRead + Unpin + Send + 'static> {
+pub(crate) struct GuardedIo<T: AsyncRead + Unpin + Send + 'static> {
     /// `None` only once dropped (handed to the lingering close).
     inner: Option<T>,
     guard: InboundGuard,
@@ -53,7 +53,7 @@ pub struct GuardedIo<T: AsyncRead + Unpin + Send + 'static> {
 }
 
 impl<T: AsyncRead + Unpin + Send + 'static> GuardedIo<T> {
-    pub fn new(inner: T, lingering: Lingering) -> Self {
+    pub(crate) fn new(inner: T, lingering: Lingering) -> Self {
         Self {
             inner: Some(inner),
             guard: InboundGuard::default(),
@@ -65,7 +65,7 @@ impl<T: AsyncRead + Unpin + Send + 'static> GuardedIo<T> {
         }
     }
 
-    pub fn get_ref(&self) -> Option<&T> {
+    pub(crate) fn get_ref(&self) -> Option<&T> {
         self.inner.as_ref()
     }
 

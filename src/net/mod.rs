@@ -2,8 +2,8 @@
 //! guard on every inbound HTTP/2 byte stream that keeps a graceful shutdown graceful.
 
 pub mod h2_guard;
-pub mod incoming;
-pub mod io;
+pub(crate) mod incoming;
+pub(crate) mod io;
 
-pub use incoming::Connections;
-pub use io::{GuardedIo, LINGER, Lingering};
+pub(crate) use incoming::Connections;
+pub(crate) use io::{GuardedIo, LINGER, Lingering};

@@ -14,22 +14,22 @@ use crate::entities::job_lock;
 
 /// The leases of periodic jobs, over the read pool.
 #[derive(Clone)]
-pub struct Leases {
+pub(crate) struct Leases {
     db: DatabaseConnection,
 }
 
 impl Leases {
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub(crate) fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
 
     /// Takes the lease on `job` for `ttl` unless another holder's lease is still running.
-    pub async fn take(&self, job: &str, holder: &str, ttl: Duration) -> Result<bool, DbErr> {
+    pub(crate) async fn take(&self, job: &str, holder: &str, ttl: Duration) -> Result<bool, DbErr> {
         try_lock(&self.db, job, holder, ttl).await
     }
 
     /// Ends `holder`'s lease on `job` early.
-    pub async fn release(&self, job: &str, holder: &str) -> Result<(), DbErr> {
+    pub(crate) async fn release(&self, job: &str, holder: &str) -> Result<(), DbErr> {
         unlock(&self.db, job, holder).await
     }
 }

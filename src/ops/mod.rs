@@ -2,9 +2,9 @@
 //! keep periodic work to one replica at a time, the scheduler of those jobs, and the import of
 //! account and purchase files from the Django app (`import_files`).
 
-pub mod import_files;
+pub(crate) mod import_files;
 pub mod jobs;
-pub mod reconcile;
-pub mod scheduler;
+pub(crate) mod reconcile;
+pub(crate) mod scheduler;
 
-pub use reconcile::{ReconcileReport, reconcile};
+pub(crate) use reconcile::reconcile;

@@ -12,7 +12,7 @@ use crate::{
 
 /// What one reconciliation run found and fixed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReconcileReport {
+pub(crate) struct ReconcileReport {
     /// Completed sessions Stripe listed.
     pub examined: usize,
     /// Sessions credited by this run (their webhook never arrived or failed).
@@ -54,7 +54,10 @@ fn facts_of(session: CompletedSession) -> CheckoutFacts {
 
 /// Credits every paid session completed since `since` that is not credited yet.
 #[tracing::instrument(skip(billing), err)]
-pub async fn reconcile(billing: &Billing, since: DateTime<Utc>) -> Result<ReconcileReport, BillingError> {
+pub(crate) async fn reconcile(
+    billing: &Billing,
+    since: DateTime<Utc>,
+) -> Result<ReconcileReport, BillingError> {
     let sessions = billing.completed_sessions(since).await?;
     let mut report = ReconcileReport {
         examined: sessions.len(),

@@ -19,7 +19,7 @@ use crate::{
 const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
 
 /// What the periodic jobs use.
-pub struct Jobs<X: Extension> {
+pub(crate) struct Jobs<X: Extension> {
     pub ledger: Ledger<X>,
     pub billing: Billing,
     pub events: EventLog,
@@ -29,7 +29,7 @@ pub struct Jobs<X: Extension> {
 
 /// Starts the jobs; they stop when `stop` fires.
 // Long on purpose: one block per periodic job.
-pub fn spawn<X: Extension>(
+pub(crate) fn spawn<X: Extension>(
     jobs: Jobs<X>,
     settings: &Settings,
     stop: CancellationToken,

@@ -1,7 +1,7 @@
 //! The Stripe API as this service uses it, over async-stripe: base URL and timeout come from
 //! config, errors are sorted into what a caller can act on.
 
-pub mod catalog;
+pub(crate) mod catalog;
 
 use std::collections::HashMap;
 
@@ -95,7 +95,7 @@ pub struct CompletedSession {
 /// The `Idempotency-Key` sent to Stripe for a caller's key: scoped to the account (Stripe's
 /// keys are global to our Stripe account), so two accounts using `order-1` never collide.
 /// Hex SHA-256 of `"{account_id}\n{key}"`; account ids hold no control characters.
-pub fn stripe_idempotency_key(account_id: &str, key: &str) -> String {
+pub(crate) fn stripe_idempotency_key(account_id: &str, key: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(format!("{account_id}\n{key}")))
 }

@@ -16,7 +16,7 @@ use crate::{
 
 /// Why a delivery was not accepted.
 #[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
+pub(crate) enum WebhookError {
     #[error("empty body")]
     EmptyBody,
     #[error(transparent)]
@@ -29,7 +29,7 @@ pub enum WebhookError {
 
 impl WebhookError {
     /// A passing fault (database or Stripe unreachable): answered 503 so Stripe redelivers.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         matches!(self, Self::Billing(err) if err.is_transient())
     }
 

@@ -39,7 +39,7 @@ use crate::{
         latency_ms = Empty,
     )
 )]
-pub async fn stripe_webhook(
+pub(crate) async fn stripe_webhook(
     State(state): State<WebhookState>,
     headers: HeaderMap,
     body: Bytes,

@@ -1,7 +1,7 @@
 //! Stripe's webhook route on the HTTP side.
 
-pub mod error;
-pub mod handler;
+pub(crate) mod error;
+pub(crate) mod handler;
 pub mod signature;
 
 use std::time::Duration;
@@ -22,14 +22,14 @@ use crate::{
 };
 
 /// The path Stripe is configured to call, kept from the system this replaces.
-pub const WEBHOOK_PATH: &str = "/account/stripe-webhook/";
+pub(crate) const WEBHOOK_PATH: &str = "/account/stripe-webhook/";
 
 /// Larger bodies are answered 413 before they are read whole.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// What the handler needs.
 #[derive(Clone)]
-pub struct WebhookState {
+pub(crate) struct WebhookState {
     pub billing: Billing,
     /// Empty only in development, where unsigned events are accepted with a warning.
     pub secrets: Vec<SecretString>,
@@ -38,7 +38,7 @@ pub struct WebhookState {
 }
 
 /// The webhook route; merged into the HTTP router by `app`.
-pub fn router(state: WebhookState) -> Router {
+pub(crate) fn router(state: WebhookState) -> Router {
     Router::new()
         .route(WEBHOOK_PATH, post(handler::stripe_webhook))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -47,7 +47,7 @@ pub fn router(state: WebhookState) -> Router {
 
 /// Counts every answer of the webhook route by status and outcome. Applied outermost, so the
 /// load shedder's 503s, the body deadline's 408s and the body limit's 413s count too.
-pub fn count_answers(router: Router, metrics: Metrics) -> Router {
+pub(crate) fn count_answers(router: Router, metrics: Metrics) -> Router {
     router.layer(middleware::from_fn_with_state(metrics, count_answer))
 }
 

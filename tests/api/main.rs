@@ -1,5 +1,7 @@
 //! Integration tests: the real service over real gRPC and HTTP, on SQLite by default and on
 //! PostgreSQL when `TEST_DATABASE_URL` is set.
+// A test binary exports nothing: its helpers' `pub` is for the other test modules.
+#![allow(unreachable_pub)]
 
 mod helpers;
 

@@ -11,7 +11,7 @@ use super::traffic::{Answer, CAPTURE_CREDITS, CONSUME_CREDITS, Op, Record, Traff
 
 /// What a run acknowledged and what went wrong.
 #[derive(Debug, Default)]
-pub struct Tally {
+pub(super) struct Tally {
     pub events_acked: u64,
     pub debits_acked: u64,
     pub lost: u64,
@@ -20,7 +20,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn violation(&mut self, what: String) {
+    pub(super) fn violation(&mut self, what: String) {
         if self.violations.len() < 50 {
             self.violations.push(what);
         } else if self.violations.len() == 50 {
@@ -28,7 +28,7 @@ impl Tally {
         }
     }
 
-    pub fn add(&mut self, other: Tally) {
+    pub(super) fn add(&mut self, other: Tally) {
         self.events_acked += other.events_acked;
         self.debits_acked += other.debits_acked;
         self.lost += other.lost;
@@ -40,7 +40,7 @@ impl Tally {
 }
 
 /// An account as the service shows it.
-pub struct Snapshot {
+pub(super) struct Snapshot {
     pub balance: i64,
     pub held: i64,
     pub ledger_sum: i64,
@@ -49,7 +49,7 @@ pub struct Snapshot {
 }
 
 /// The account's balance and every ledger entry, every page.
-pub async fn snapshot(traffic: &Traffic, replica: usize, account: &str) -> anyhow::Result<Snapshot> {
+pub(super) async fn snapshot(traffic: &Traffic, replica: usize, account: &str) -> anyhow::Result<Snapshot> {
     let target = &traffic.targets[replica];
     let mut client = target.client();
     let balance = client
@@ -88,7 +88,7 @@ pub async fn snapshot(traffic: &Traffic, replica: usize, account: &str) -> anyho
 }
 
 /// Every account's snapshot.
-pub async fn snapshots(traffic: &Traffic, replica: usize) -> anyhow::Result<Vec<Snapshot>> {
+pub(super) async fn snapshots(traffic: &Traffic, replica: usize) -> anyhow::Result<Vec<Snapshot>> {
     let mut all = Vec::with_capacity(traffic.accounts.len());
     for account in traffic.accounts.iter() {
         all.push(snapshot(traffic, replica, account).await?);
@@ -108,7 +108,7 @@ fn reference(traffic: &Traffic, op: &Op) -> Option<String> {
 
 /// After the fault, before any redelivery: balances equal ledger sums, and every acknowledged
 /// call is booked once.
-pub fn acknowledged_are_there(
+pub(super) fn acknowledged_are_there(
     traffic: &Traffic,
     records: &[Record],
     accounts: &[Snapshot],
@@ -161,7 +161,12 @@ pub fn acknowledged_are_there(
 
 /// Redelivers every event and replays every key through `replica`, `concurrency` at a time;
 /// an acknowledged call must replay as a replay.
-pub async fn redeliver(traffic: &Traffic, records: &[Record], replica: usize, concurrency: usize) -> Tally {
+pub(super) async fn redeliver(
+    traffic: &Traffic,
+    records: &[Record],
+    replica: usize,
+    concurrency: usize,
+) -> Tally {
     let mut tally = Tally::default();
     for chunk in records.chunks(concurrency.max(1)) {
         let mut calls = tokio::task::JoinSet::new();
@@ -224,7 +229,7 @@ async fn replay_one(traffic: &Traffic, replica: usize, record: &Record) -> Optio
 
 /// After redelivery: each account holds its start plus every event's credits minus every
 /// debit, its ledger sums to that, nothing stays held, and every reference is there once.
-pub async fn exact(
+pub(super) async fn exact(
     traffic: &Traffic,
     records: &[Record],
     start: &[i64],

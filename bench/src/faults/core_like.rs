@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 #[path = "../../../tests/api/helpers/h2_raw.rs"]
 mod h2_raw;
 
-pub use h2_raw::{RawCall, StreamEnd};
+pub(super) use h2_raw::{RawCall, StreamEnd};
 
 /// One busy grpc-core-like connection per replica until `stop`, opened again after each
 /// restart: PurchaseCredits (waiting on the slow Stripe) and GetBalance, four at a time.
-pub async fn run(replicas: Vec<SocketAddr>, account: String, stop: CancellationToken) -> Vec<RawCall> {
+pub(super) async fn run(replicas: Vec<SocketAddr>, account: String, stop: CancellationToken) -> Vec<RawCall> {
     let purchase = pb::PurchaseCreditsRequest {
         email: format!("{account}@faults.example"),
         account_id: account.clone(),

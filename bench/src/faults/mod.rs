@@ -26,7 +26,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Scenario {
+pub(crate) enum Scenario {
     Kill,
     PgOutage,
     DiskFull,
@@ -35,7 +35,7 @@ pub enum Scenario {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Database {
+pub(crate) enum Database {
     Sqlite,
     Postgres,
 }
@@ -45,7 +45,7 @@ pub enum Database {
     name = "credits-bench faults",
     about = "Run the release binary under a fault; check nothing was lost or doubled"
 )]
-pub struct FaultArgs {
+pub(crate) struct FaultArgs {
     #[arg(value_enum)]
     pub scenario: Scenario,
     #[arg(long, value_enum, default_value = "sqlite")]
@@ -83,7 +83,7 @@ impl FaultArgs {
 }
 
 /// Runs the scenario; the process's exit code.
-pub async fn main(args: FaultArgs) -> anyhow::Result<std::process::ExitCode> {
+pub(crate) async fn main(args: FaultArgs) -> anyhow::Result<std::process::ExitCode> {
     let started = std::time::Instant::now();
     let (runs, tally) = scenarios::run(&args).await?;
     let name = args

@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, Database};
 
 /// The cluster the scenarios may stop and start.
 #[derive(Debug, Clone)]
-pub struct Cluster {
+pub(super) struct Cluster {
     pub version: String,
     pub name: String,
     pub port: u16,
@@ -33,7 +33,7 @@ fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
 impl Cluster {
     /// The newest installed PostgreSQL version's cluster `name` on `port`: created with trust
     /// authentication on loopback if it does not exist, started if it is down.
-    pub async fn ensure(name: &str, port: u16) -> anyhow::Result<Self> {
+    pub(super) async fn ensure(name: &str, port: u16) -> anyhow::Result<Self> {
         let mut versions: Vec<String> = std::fs::read_dir("/etc/postgresql")
             .context("PostgreSQL is not installed (/etc/postgresql)")?
             .flatten()
@@ -80,14 +80,14 @@ impl Cluster {
         Ok(cluster)
     }
 
-    pub fn admin_url(&self) -> String {
+    pub(super) fn admin_url(&self) -> String {
         format!(
             "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
             self.port
         )
     }
 
-    pub fn ready(&self) -> bool {
+    pub(super) fn ready(&self) -> bool {
         Command::new("pg_isready")
             .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
             .status()
@@ -103,12 +103,12 @@ impl Cluster {
     }
 
     /// Stops the server (fast: sessions are ended, nothing waits for clients).
-    pub fn stop(&self) -> anyhow::Result<()> {
+    pub(super) fn stop(&self) -> anyhow::Result<()> {
         self.ctl("stop")
     }
 
     /// Starts the server and waits until it accepts connections.
-    pub async fn start(&self) -> anyhow::Result<()> {
+    pub(super) async fn start(&self) -> anyhow::Result<()> {
         self.ctl("start")?;
         for _ in 0..100 {
             if self.ready() {
@@ -120,7 +120,7 @@ impl Cluster {
     }
 
     /// A new, empty database for one run; its URL.
-    pub async fn database(&self, name: &str) -> anyhow::Result<String> {
+    pub(super) async fn database(&self, name: &str) -> anyhow::Result<String> {
         let admin = Database::connect(self.admin_url()).await?;
         admin
             .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -136,7 +136,7 @@ impl Cluster {
     }
 
     /// Drops a run's database.
-    pub async fn drop_database(&self, name: &str) {
+    pub(super) async fn drop_database(&self, name: &str) {
         if let Ok(admin) = Database::connect(self.admin_url()).await {
             let _ = admin
                 .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

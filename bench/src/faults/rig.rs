@@ -25,10 +25,10 @@ const SECRET: &str = "whsec_faults";
 const FUNDS: i64 = 10_000_000;
 
 /// A tmpfs mounted for one run, unmounted when dropped.
-pub struct Mount(PathBuf);
+pub(super) struct Mount(PathBuf);
 
 impl Mount {
-    pub fn new(at: &Path, size: &str) -> anyhow::Result<Self> {
+    pub(super) fn new(at: &Path, size: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(at)?;
         let status = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -41,7 +41,7 @@ impl Mount {
         Ok(Self(at.to_owned()))
     }
 
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -53,12 +53,12 @@ impl Drop for Mount {
 }
 
 /// Where the run's database lives.
-pub enum Store {
+pub(super) enum Store {
     Sqlite { tmpfs: Option<String> },
     Postgres,
 }
 
-pub struct Rig {
+pub(super) struct Rig {
     pub dir: PathBuf,
     pub launches: Vec<Launch>,
     pub traffic: Traffic,
@@ -72,7 +72,7 @@ pub struct Rig {
 
 impl Rig {
     /// Sets up `replicas` replicas, starts them, and creates and funds the accounts.
-    pub async fn new(
+    pub(super) async fn new(
         args: &FaultArgs,
         replicas: usize,
         store: Store,
@@ -188,7 +188,7 @@ impl Rig {
 
     /// After the fault, through `replica`: acknowledged calls are there, then everything is
     /// redelivered and replayed, then every account is exact.
-    pub async fn judge(
+    pub(super) async fn judge(
         &self,
         records: &[super::traffic::Record],
         replica: usize,
@@ -203,7 +203,7 @@ impl Rig {
     }
 
     /// Lines of the replicas' logs that contain `needle`.
-    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+    pub(super) fn log_lines(&self, needle: &str) -> Vec<String> {
         self.launches
             .iter()
             .filter_map(|l| std::fs::read_to_string(&l.log).ok())
@@ -217,7 +217,7 @@ impl Rig {
     }
 
     /// Removes what the run made; keeps the logs when it failed.
-    pub async fn finish(self, failed: bool) {
+    pub(super) async fn finish(self, failed: bool) {
         if let (Some(cluster), Some(name)) = (&self.cluster, &self.pg_database) {
             cluster.drop_database(name).await;
         }
@@ -239,7 +239,7 @@ impl Rig {
 }
 
 /// The store a scenario runs on, from `--database`.
-pub fn store(database: Database) -> Store {
+pub(super) fn store(database: Database) -> Store {
     match database {
         Database::Sqlite => Store::Sqlite { tmpfs: None },
         Database::Postgres => Store::Postgres,

@@ -32,7 +32,7 @@ impl Moments {
 }
 
 /// Runs the chosen scenario: how many faults it injected, and the tally.
-pub async fn run(args: &FaultArgs) -> anyhow::Result<(u32, Tally)> {
+pub(super) async fn run(args: &FaultArgs) -> anyhow::Result<(u32, Tally)> {
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
 /// A free loopback port now (bound, then released for the service to take).
-pub fn free_addr() -> anyhow::Result<SocketAddr> {
+pub(super) fn free_addr() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
 }
@@ -22,7 +22,7 @@ pub fn free_addr() -> anyhow::Result<SocketAddr> {
 /// How to start one replica; the addresses stay the same across restarts, so clients keep
 /// their channels.
 #[derive(Clone)]
-pub struct Launch {
+pub(super) struct Launch {
     pub binary: PathBuf,
     pub dir: PathBuf,
     pub database_url: String,
@@ -34,7 +34,7 @@ pub struct Launch {
 }
 
 impl Launch {
-    pub fn new(
+    pub(super) fn new(
         binary: &Path,
         dir: &Path,
         database_url: &str,
@@ -53,16 +53,16 @@ impl Launch {
         })
     }
 
-    pub fn grpc_url(&self) -> String {
+    pub(super) fn grpc_url(&self) -> String {
         format!("http://{}", self.grpc)
     }
 
-    pub fn http_url(&self) -> String {
+    pub(super) fn http_url(&self) -> String {
         format!("http://{}", self.http)
     }
 
     /// Starts the service and waits until `/readyz` answers 200 (at most a minute).
-    pub async fn start(&self, http: &reqwest::Client) -> anyhow::Result<Service> {
+    pub(super) async fn start(&self, http: &reqwest::Client) -> anyhow::Result<Service> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -121,20 +121,20 @@ impl Launch {
 }
 
 /// A running replica.
-pub struct Service {
+pub(super) struct Service {
     child: Child,
 }
 
 impl Service {
     /// `kill -9`: no shutdown code runs.
-    pub async fn kill(mut self) -> anyhow::Result<()> {
+    pub(super) async fn kill(mut self) -> anyhow::Result<()> {
         self.child.start_kill()?;
         self.child.wait().await?;
         Ok(())
     }
 
     /// Sends SIGTERM, as Kubernetes does.
-    pub fn terminate(&self) -> anyhow::Result<()> {
+    pub(super) fn terminate(&self) -> anyhow::Result<()> {
         let pid = self.child.id().context("the service has exited")?;
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -146,7 +146,7 @@ impl Service {
     }
 
     /// Waits for the exit (at most `limit`); the exit code, None for a signal.
-    pub async fn wait(mut self, limit: Duration) -> anyhow::Result<Option<i32>> {
+    pub(super) async fn wait(mut self, limit: Duration) -> anyhow::Result<Option<i32>> {
         match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(status) => Ok(status?.code()),
             Err(_) => {
@@ -158,10 +158,10 @@ impl Service {
 }
 
 /// The Stripe price of the one pack the services sell.
-pub const PRICE: &str = "price_faults_standard";
+pub(super) const PRICE: &str = "price_faults_standard";
 
 /// Writes the packs file the services sell: one pack with a Stripe price, as the events name.
-pub fn write_packs(dir: &Path) -> anyhow::Result<()> {
+pub(super) fn write_packs(dir: &Path) -> anyhow::Result<()> {
     std::fs::write(
         dir.join("packs.toml"),
         format!(

@@ -10,10 +10,10 @@ use serde_json::Value;
 const SESSION: &str = include_str!("../../../tests/fixtures/api_checkout_session_retrieved_expanded.json");
 
 /// How long each answer waits.
-pub const DELAY: Duration = Duration::from_millis(500);
+pub(super) const DELAY: Duration = Duration::from_millis(500);
 
 /// Serves until the runtime ends; its address, for `STRIPE_API_BASE`.
-pub async fn start() -> anyhow::Result<SocketAddr> {
+pub(super) async fn start() -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let app = Router::new().route("/v1/checkout/sessions", post(open_session));

@@ -15,7 +15,7 @@ use crate::{scenarios::Target, webhook::Events};
 
 /// How a call was answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
+pub(super) enum Answer {
     /// The service answered with this HTTP status.
     Http(u16),
     /// The service answered with this gRPC code.
@@ -25,7 +25,7 @@ pub enum Answer {
 }
 
 impl Answer {
-    pub fn acknowledged(&self) -> bool {
+    pub(super) fn acknowledged(&self) -> bool {
         matches!(self, Self::Http(200) | Self::Grpc(tonic::Code::Ok))
     }
 
@@ -41,7 +41,7 @@ impl Answer {
 
 /// What one call was.
 #[derive(Debug, Clone)]
-pub enum Op {
+pub(super) enum Op {
     /// Webhook event `n` for an account.
     Event { n: u64 },
     /// ConsumeCredits of 1 with key `n`.
@@ -58,7 +58,7 @@ pub enum Op {
 
 /// One call, to one replica.
 #[derive(Debug, Clone)]
-pub struct Record {
+pub(super) struct Record {
     pub op: Op,
     pub account: usize,
     pub replica: usize,
@@ -69,7 +69,7 @@ pub struct Record {
 
 /// What the load sends and to whom.
 #[derive(Clone)]
-pub struct Traffic {
+pub(super) struct Traffic {
     /// One target per replica; worker `w` talks to replica `w % targets.len()`.
     pub targets: Vec<Target>,
     pub events: Arc<Events>,
@@ -79,21 +79,21 @@ pub struct Traffic {
     pub run: String,
 }
 
-pub const CONSUME_CREDITS: i64 = 1;
-pub const RESERVE_CREDITS: i64 = 2;
-pub const CAPTURE_CREDITS: i64 = 1;
+pub(super) const CONSUME_CREDITS: i64 = 1;
+pub(super) const RESERVE_CREDITS: i64 = 2;
+pub(super) const CAPTURE_CREDITS: i64 = 1;
 
 impl Traffic {
-    pub fn consume_key(&self, n: u64) -> String {
+    pub(super) fn consume_key(&self, n: u64) -> String {
         format!("fault-{}-c{n}", self.run)
     }
 
-    pub fn hold_key(&self, n: u64) -> String {
+    pub(super) fn hold_key(&self, n: u64) -> String {
         format!("fault-{}-h{n}", self.run)
     }
 
     /// Posts event `n` (for `account`) to a replica, freshly signed.
-    pub async fn deliver(&self, replica: usize, n: u64, account: usize) -> Answer {
+    pub(super) async fn deliver(&self, replica: usize, n: u64, account: usize) -> Answer {
         let target = &self.targets[replica];
         let (body, signature) = self.events.signed(&self.run, n, &self.accounts[account]);
         match target
@@ -112,7 +112,7 @@ impl Traffic {
     }
 
     /// ConsumeCredits with key `n`: the answer and whether the service called it a replay.
-    pub async fn consume(&self, replica: usize, n: u64, account: usize) -> (Answer, bool) {
+    pub(super) async fn consume(&self, replica: usize, n: u64, account: usize) -> (Answer, bool) {
         let target = &self.targets[replica];
         let mut request = target.request(pb::ConsumeCreditsRequest {
             account: Some(pb::consume_credits_request::Account::AccountId(
@@ -131,7 +131,7 @@ impl Traffic {
     }
 
     /// ReserveCredits with key `n`: the answer and the hold.
-    pub async fn reserve(&self, replica: usize, n: u64, account: usize) -> (Answer, Option<String>) {
+    pub(super) async fn reserve(&self, replica: usize, n: u64, account: usize) -> (Answer, Option<String>) {
         let target = &self.targets[replica];
         let mut request = target.request(pb::ReserveCreditsRequest {
             account: Some(pb::reserve_credits_request::Account::AccountId(
@@ -151,7 +151,7 @@ impl Traffic {
     }
 
     /// CaptureHold of `CAPTURE_CREDITS`: the answer and whether it was a replay.
-    pub async fn capture(&self, replica: usize, hold_id: &str) -> (Answer, bool) {
+    pub(super) async fn capture(&self, replica: usize, hold_id: &str) -> (Answer, bool) {
         let target = &self.targets[replica];
         let mut request = target.request(pb::CaptureHoldRequest {
             hold_id: hold_id.to_owned(),
@@ -166,7 +166,7 @@ impl Traffic {
     }
 
     /// PurchaseCredits `n` for `account`: a new Checkout Session, under key `n`.
-    pub async fn purchase(&self, replica: usize, n: u64, account: usize) -> Answer {
+    pub(super) async fn purchase(&self, replica: usize, n: u64, account: usize) -> Answer {
         let target = &self.targets[replica];
         let mut request = target.request(pb::PurchaseCreditsRequest {
             account_id: self.accounts[account].clone(),
@@ -210,7 +210,12 @@ impl Traffic {
     }
 
     /// Runs `concurrency` workers until `stop` fires or `limit` passes; every call's record.
-    pub async fn run(&self, concurrency: usize, stop: CancellationToken, limit: Duration) -> Vec<Record> {
+    pub(super) async fn run(
+        &self,
+        concurrency: usize,
+        stop: CancellationToken,
+        limit: Duration,
+    ) -> Vec<Record> {
         let issued = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let deadline = Instant::now() + limit;
         let mut workers = tokio::task::JoinSet::new();

@@ -37,26 +37,26 @@ use crate::{
 
 /// A pack named by the session's line items, fetched from Stripe before the job was queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineItemPack {
+pub(crate) struct LineItemPack {
     pub pack_id: String,
     /// Pack credits × quantity, summed over the items whose price is a pack.
     pub credits: i64,
 }
 
 /// A session's line items, fetched before queueing: the pack they name, or why not.
-pub type LineItems = Option<Result<Option<LineItemPack>, String>>;
+pub(crate) type LineItems = Option<Result<Option<LineItemPack>, String>>;
 
 /// Where a job's answer goes: filled when its batch is decided and written, sent once the
 /// batch is committed.
 #[derive(Debug)]
-pub struct Answer<T> {
+pub(crate) struct Answer<T> {
     to: oneshot::Sender<Result<T, LedgerError>>,
     ready: Option<T>,
 }
 
 impl<T: Send + 'static> Answer<T> {
     /// An answer slot and the receiver its caller waits on.
-    pub fn new() -> (Self, oneshot::Receiver<Result<T, LedgerError>>) {
+    pub(crate) fn new() -> (Self, oneshot::Receiver<Result<T, LedgerError>>) {
         let (to, from) = oneshot::channel();
         (Self { to, ready: None }, from)
     }
@@ -80,7 +80,7 @@ impl<T: Send + 'static> Answer<T> {
 
 /// What an event job was decided to do.
 #[derive(Debug)]
-pub struct Decided {
+pub(crate) struct Decided {
     report: FulfilmentReport,
     /// The event to finish in the event store; None for a duplicate (another delivery owns
     /// the event) or a reconciliation.
@@ -90,14 +90,14 @@ pub struct Decided {
 /// What an imported purchase came to: the purchase recorded for the session, and whether this
 /// job recorded it (false when one already was).
 #[derive(Debug, Clone)]
-pub struct ImportedPurchase {
+pub(crate) struct ImportedPurchase {
     pub recorded: Purchase,
     pub inserted: bool,
 }
 
 /// What billing asks the writer to do; each job carries where its answer goes.
 #[derive(Debug)]
-pub enum Job {
+pub(crate) enum Job {
     /// A Stripe event, from the webhook, an operator's replay or reconciliation.
     Event {
         event: StripeEvent,
@@ -154,10 +154,10 @@ impl ExtensionJob for Job {
 
 /// Billing's side of the writer.
 #[derive(Debug, Default)]
-pub struct Fulfilment;
+pub(crate) struct Fulfilment;
 
 /// What `prepare` decided, for `finish` to write.
-pub struct Decisions {
+pub(crate) struct Decisions {
     purchases: HashMap<String, Purchase>,
     changed: BTreeSet<String>,
     payments: HashMap<String, Payment>,

@@ -30,7 +30,7 @@ pub struct DisputeFact {
 
 /// What a dispute does to the purchase's credits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisputeHold {
+pub(crate) enum DisputeHold {
     /// Nothing taken (not yet applied, or nothing left to hold).
     None,
     /// Credits held while the dispute is open.
@@ -43,7 +43,7 @@ pub enum DisputeHold {
 
 text_enum!(
     /// A dispute hold's stored tag (`stripe_disputes.hold_state`); its credits are stored beside it.
-    DisputeHoldState {
+    pub(crate) DisputeHoldState {
         None => "none",
         Held => "held",
         Released => "released",
@@ -52,7 +52,7 @@ text_enum!(
 );
 
 impl DisputeHold {
-    pub fn state(self) -> DisputeHoldState {
+    pub(crate) fn state(self) -> DisputeHoldState {
         match self {
             Self::None => DisputeHoldState::None,
             Self::Held(_) => DisputeHoldState::Held,
@@ -62,14 +62,14 @@ impl DisputeHold {
     }
 
     /// Credits this dispute keeps taken.
-    pub fn credits(self) -> i64 {
+    pub(crate) fn credits(self) -> i64 {
         match self {
             Self::Held(n) | Self::Lost(n) => n,
             Self::None | Self::Released => 0,
         }
     }
 
-    pub fn parse(state: &str, credits: i64) -> Option<Self> {
+    pub(crate) fn parse(state: &str, credits: i64) -> Option<Self> {
         Some(match DisputeHoldState::parse(state)? {
             DisputeHoldState::None => Self::None,
             DisputeHoldState::Held => Self::Held(credits),
@@ -110,7 +110,7 @@ fn closed(status: &DisputeStatus) -> Option<Closed> {
 
 /// Everything recorded about one payment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PaymentFacts {
+pub(crate) struct PaymentFacts {
     /// The largest cumulative `charge.amount_refunded` seen.
     pub charge_refunded: i64,
     pub refunds: BTreeMap<String, RefundFact>,
@@ -120,17 +120,17 @@ pub struct PaymentFacts {
 
 impl PaymentFacts {
     /// Cumulative totals only grow: an older event arriving late changes nothing.
-    pub fn record_charge_total(&mut self, amount_refunded: i64) {
+    pub(crate) fn record_charge_total(&mut self, amount_refunded: i64) {
         self.charge_refunded = self.charge_refunded.max(amount_refunded);
     }
 
     /// A refund as last reported.
-    pub fn record_refund(&mut self, fact: RefundFact) {
+    pub(crate) fn record_refund(&mut self, fact: RefundFact) {
         self.refunds.insert(fact.refund_id.clone(), fact);
     }
 
     /// A dispute as last reported; a closed dispute stays closed whatever older updates say.
-    pub fn record_dispute(&mut self, fact: DisputeFact) {
+    pub(crate) fn record_dispute(&mut self, fact: DisputeFact) {
         match self.disputes.get_mut(&fact.dispute_id) {
             Some((known, _)) if closed(&known.status).is_some() => {}
             Some((known, _)) => *known = fact,
@@ -144,7 +144,7 @@ impl PaymentFacts {
 
 /// What the purchase granted, and what it already took back for refunds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Terms {
+pub(crate) struct Terms {
     pub credits: i64,
     /// What the session charged.
     pub amount: i64,
@@ -154,7 +154,7 @@ pub struct Terms {
 
 /// What one settlement changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Refunded money, now applied.
     pub amount_refunded: i64,
     /// Credits to move for refunds: negative takes back, positive gives back (a refund failed).
@@ -167,7 +167,7 @@ pub struct Plan {
 }
 
 /// `floor(credits × part / whole)` without overflow, `part` clamped to `0..=whole`.
-pub fn proportional(credits: i64, part: i64, whole: i64) -> i64 {
+pub(crate) fn proportional(credits: i64, part: i64, whole: i64) -> i64 {
     if whole <= 0 {
         return 0;
     }
@@ -176,7 +176,7 @@ pub fn proportional(credits: i64, part: i64, whole: i64) -> i64 {
 }
 
 /// Brings a completed purchase in line with every fact recorded for its payment.
-pub fn plan(terms: Terms, facts: &PaymentFacts) -> Plan {
+pub(crate) fn plan(terms: Terms, facts: &PaymentFacts) -> Plan {
     let live_refunds: i64 = facts
         .refunds
         .values()

@@ -22,14 +22,14 @@ mod parts;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-pub use opening::{Differences, Imported, OPENING_REFERENCE};
-pub use parts::*;
+pub(crate) use opening::{Differences, Imported};
+pub(crate) use parts::*;
 
 use super::kinds::{EntryKind, HoldStatus, LotSource};
 
 /// One account's balance, debt, live lots and the holds a batch needs, with what changed.
 #[derive(Debug, Clone)]
-pub struct Book {
+pub(crate) struct Book {
     pub account: AccountState,
     /// Lots with credits left (and lots opened here), in burn order.
     lots: Vec<Lot>,
@@ -48,17 +48,17 @@ pub struct Book {
 }
 
 /// What marks a capture's entry reference; ConsumeCredits refuses keys that begin with it.
-pub const CAPTURE_PREFIX: &str = "hold:";
+pub(crate) const CAPTURE_PREFIX: &str = "hold:";
 
 /// The reference of a capture's entry: the hold, marked, so no caller key can collide.
-pub fn capture_reference(hold_id: &str) -> String {
+pub(crate) fn capture_reference(hold_id: &str) -> String {
     format!("{CAPTURE_PREFIX}{hold_id}")
 }
 
 impl Book {
     /// A book over stored state: the account, its lots with credits left, and the holds that
     /// matter (the ones commands name and the active ones).
-    pub fn load(account: AccountState, mut lots: Vec<Lot>, holds: Vec<Hold>) -> Self {
+    pub(crate) fn load(account: AccountState, mut lots: Vec<Lot>, holds: Vec<Hold>) -> Self {
         lots.sort_by(burn_order);
         Self {
             account,
@@ -77,14 +77,14 @@ impl Book {
 
     /// A book that can only be credited (a purchase): its lots and holds are not read, since a
     /// credit needs only the balance and the debt. Debits and holds on it are refused.
-    pub fn credit_only(account: AccountState) -> Self {
+    pub(crate) fn credit_only(account: AccountState) -> Self {
         let mut book = Self::load(account, Vec::new(), Vec::new());
         book.complete = false;
         book
     }
 
     /// A book for an account created in this batch.
-    pub fn open(account: AccountState) -> Self {
+    pub(crate) fn open(account: AccountState) -> Self {
         let mut book = Self::load(account, Vec::new(), Vec::new());
         book.opened = true;
         book.account_changed = true;
@@ -93,7 +93,7 @@ impl Book {
 
     /// Follows the buyer's new email (PurchaseCredits); the caller checked it is free.
     /// Whether the email was another.
-    pub fn change_email(&mut self, email: &str) -> bool {
+    pub(crate) fn change_email(&mut self, email: &str) -> bool {
         let changed = self.account.email != email;
         if changed {
             self.account.email = email.to_owned();
@@ -102,16 +102,16 @@ impl Book {
         changed
     }
 
-    pub fn lots(&self) -> &[Lot] {
+    pub(crate) fn lots(&self) -> &[Lot] {
         &self.lots
     }
 
-    pub fn hold(&self, id: &str) -> Option<&Hold> {
+    pub(crate) fn hold(&self, id: &str) -> Option<&Hold> {
         self.holds.get(id)
     }
 
     /// Credits reserved by live holds.
-    pub fn held(&self, now: DateTime<Utc>) -> i64 {
+    pub(crate) fn held(&self, now: DateTime<Utc>) -> i64 {
         self.holds
             .values()
             .filter(|h| h.is_live(now))
@@ -120,7 +120,7 @@ impl Book {
     }
 
     /// What can be spent or reserved now: never below zero, even in debt.
-    pub fn available(&self, now: DateTime<Utc>) -> i64 {
+    pub(crate) fn available(&self, now: DateTime<Utc>) -> i64 {
         let free: i64 = self
             .lots
             .iter()
@@ -132,7 +132,7 @@ impl Book {
 
     /// Credits past their lot's expiry that only wait for their hold to end (not spendable,
     /// not yet written off). Readers subtract them from the balance.
-    pub fn dead(&self, now: DateTime<Utc>) -> i64 {
+    pub(crate) fn dead(&self, now: DateTime<Utc>) -> i64 {
         self.lots
             .iter()
             .filter(|l| l.is_expired(now))
@@ -142,7 +142,7 @@ impl Book {
 
     /// Brings the book to `now`: holds past their time release themselves (no entry), then
     /// every lot past its expiry that nothing holds expires (one `expiry` entry per lot).
-    pub fn settle(&mut self, now: DateTime<Utc>) {
+    pub(crate) fn settle(&mut self, now: DateTime<Utc>) {
         let due: Vec<String> = self
             .holds
             .values()
@@ -172,7 +172,7 @@ impl Book {
     }
 
     /// Adds credits: pays the debt first, keeps the rest in a new lot.
-    pub fn credit(&mut self, credit: Credit, now: DateTime<Utc>) -> Posted {
+    pub(crate) fn credit(&mut self, credit: Credit, now: DateTime<Utc>) -> Posted {
         self.settle(now);
         let paid = credit.credits.min(self.account.debt).max(0);
         self.account.debt -= paid;
@@ -212,7 +212,7 @@ impl Book {
     }
 
     /// Spends credits, never below what is available.
-    pub fn debit(&mut self, debit: Debit, now: DateTime<Utc>) -> Result<Posted, PostingError> {
+    pub(crate) fn debit(&mut self, debit: Debit, now: DateTime<Utc>) -> Result<Posted, PostingError> {
         self.require_complete()?;
         self.settle(now);
         let available = self.available(now);
@@ -240,7 +240,11 @@ impl Book {
 
     /// Takes credits back: the purchase's own lots first, then the rest in burn order, then
     /// debt.
-    pub fn claw_back(&mut self, clawback: Clawback, now: DateTime<Utc>) -> Result<Posted, PostingError> {
+    pub(crate) fn claw_back(
+        &mut self,
+        clawback: Clawback,
+        now: DateTime<Utc>,
+    ) -> Result<Posted, PostingError> {
         self.require_complete()?;
         self.settle(now);
         let own =
@@ -264,7 +268,11 @@ impl Book {
     }
 
     /// Reserves credits in a new hold.
-    pub fn reserve(&mut self, reservation: Reservation, now: DateTime<Utc>) -> Result<(), PostingError> {
+    pub(crate) fn reserve(
+        &mut self,
+        reservation: Reservation,
+        now: DateTime<Utc>,
+    ) -> Result<(), PostingError> {
         self.require_complete()?;
         self.settle(now);
         let available = self.available(now);
@@ -313,7 +321,7 @@ impl Book {
 
     /// Debits `credits` of a live hold (from the lots it reserved, in order) and releases the
     /// rest.
-    pub fn capture(
+    pub(crate) fn capture(
         &mut self,
         hold_id: &str,
         credits: i64,
@@ -373,7 +381,7 @@ impl Book {
     }
 
     /// Ends a live hold without a debit. False when it had already expired (nothing to do).
-    pub fn release(&mut self, hold_id: &str, now: DateTime<Utc>) -> Result<bool, PostingError> {
+    pub(crate) fn release(&mut self, hold_id: &str, now: DateTime<Utc>) -> Result<bool, PostingError> {
         self.require_complete()?;
         self.settle(now);
         let hold = self.holds.get(hold_id).ok_or(PostingError::HoldNotFound)?;
@@ -388,7 +396,7 @@ impl Book {
     }
 
     /// Everything to store.
-    pub fn changes(&self) -> BookChanges {
+    pub(crate) fn changes(&self) -> BookChanges {
         let lot = |id: &String| self.lots.iter().find(|l| &l.id == id).cloned();
         BookChanges {
             account: self.account_changed.then(|| self.account.clone()),

@@ -16,11 +16,11 @@ use super::{Book, Credit, LotTerms, Metadata, Posted, PostingError};
 use crate::ledger::kinds::{EntryKind, LotSource};
 
 /// The reference of an imported account's opening entry and lot.
-pub const OPENING_REFERENCE: &str = "opening-balance";
+pub(crate) const OPENING_REFERENCE: &str = "opening-balance";
 
 /// An account as the other system had it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Imported {
+pub(crate) struct Imported {
     pub email: String,
     pub balance: i64,
     pub is_trial_user: bool,
@@ -30,26 +30,31 @@ pub struct Imported {
 
 /// Where a stored account and the import differ: `(stored, imported)` per field.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Differences {
+pub(crate) struct Differences {
     pub balance: Option<(i64, i64)>,
     pub email: Option<(String, String)>,
     pub is_trial_user: Option<(bool, bool)>,
 }
 
 impl Differences {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.balance.is_none() && self.email.is_none() && self.is_trial_user.is_none()
     }
 
     /// Credits an adoption moves: imported minus stored balance.
-    pub fn delta(&self) -> i64 {
+    pub(crate) fn delta(&self) -> i64 {
         self.balance.map_or(0, |(stored, imported)| imported - stored)
     }
 }
 
 impl Book {
     /// Gives an account opened in this batch its imported balance and trial state.
-    pub fn open_imported(&mut self, imported: &Imported, lot_id: String, now: DateTime<Utc>) -> Posted {
+    pub(crate) fn open_imported(
+        &mut self,
+        imported: &Imported,
+        lot_id: String,
+        now: DateTime<Utc>,
+    ) -> Posted {
         self.account.is_trial_user = imported.is_trial_user;
         self.account_changed = true;
         if imported.balance > 0 {
@@ -74,7 +79,7 @@ impl Book {
     }
 
     /// Brings the book to `now` and says how it differs from the import.
-    pub fn compare(&mut self, imported: &Imported, now: DateTime<Utc>) -> Differences {
+    pub(crate) fn compare(&mut self, imported: &Imported, now: DateTime<Utc>) -> Differences {
         self.settle(now);
         let stored = self.account.balance - self.dead(now);
         Differences {
@@ -88,7 +93,7 @@ impl Book {
 
     /// Moves the account to the import (the caller checked its email is free): the balance
     /// difference as one `import` entry under `reference`, then email and trial state.
-    pub fn adopt(
+    pub(crate) fn adopt(
         &mut self,
         imported: &Imported,
         differences: &Differences,

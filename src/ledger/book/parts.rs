@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 use crate::ledger::kinds::{EntryKind, HoldStatus, LotSource};
 
 /// Caller-supplied key/value pairs kept with an entry or hold.
-pub type Metadata = BTreeMap<String, String>;
+pub(crate) type Metadata = BTreeMap<String, String>;
 
 /// The account row a book is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountState {
+pub(crate) struct AccountState {
     pub id: String,
     pub email: String,
     pub balance: i64,
@@ -23,7 +23,7 @@ pub struct AccountState {
 
 /// Credits from one purchase, grant, trial or import.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lot {
+pub(crate) struct Lot {
     pub id: String,
     pub account_id: String,
     pub source: LotSource,
@@ -38,7 +38,7 @@ pub struct Lot {
 }
 
 impl Lot {
-    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+    pub(crate) fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }
 
@@ -49,7 +49,7 @@ impl Lot {
 
 /// Soonest expiry first, never-expiring last, oldest first on ties (then by id, for a total
 /// order).
-pub fn burn_order(a: &Lot, b: &Lot) -> Ordering {
+pub(crate) fn burn_order(a: &Lot, b: &Lot) -> Ordering {
     let by_expiry = match (a.expires_at, b.expires_at) {
         (Some(x), Some(y)) => x.cmp(&y),
         (Some(_), None) => Ordering::Less,
@@ -63,14 +63,14 @@ pub fn burn_order(a: &Lot, b: &Lot) -> Ordering {
 
 /// Credits a hold reserves in one lot.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Allocation {
+pub(crate) struct Allocation {
     pub lot_id: String,
     pub credits: i64,
 }
 
 /// A reservation of credits whose cost is known only later.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hold {
+pub(crate) struct Hold {
     pub id: String,
     pub account_id: String,
     pub credits: i64,
@@ -87,14 +87,14 @@ pub struct Hold {
 
 impl Hold {
     /// Active and not past its time to live.
-    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+    pub(crate) fn is_live(&self, now: DateTime<Utc>) -> bool {
         self.status == HoldStatus::Active && self.expires_at > now
     }
 }
 
 /// A ledger entry appended by a posting; the store gives it its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub account_id: String,
     pub kind: EntryKind,
     pub delta: i64,
@@ -107,7 +107,7 @@ pub struct Entry {
 
 /// The lot a credit opens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LotTerms {
+pub(crate) struct LotTerms {
     pub id: String,
     pub source: LotSource,
     pub reference: String,
@@ -116,7 +116,7 @@ pub struct LotTerms {
 
 /// Credits added to an account.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credit {
+pub(crate) struct Credit {
     pub credits: i64,
     pub kind: EntryKind,
     pub reason: String,
@@ -129,7 +129,7 @@ pub struct Credit {
 
 /// Credits taken because they were spent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Debit {
+pub(crate) struct Debit {
     pub credits: i64,
     pub reason: String,
     pub reference: String,
@@ -138,7 +138,7 @@ pub struct Debit {
 
 /// Credits taken back because the money went back (a refund or a dispute).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Clawback {
+pub(crate) struct Clawback {
     pub credits: i64,
     pub kind: EntryKind,
     pub reference: String,
@@ -149,7 +149,7 @@ pub struct Clawback {
 
 /// A new hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reservation {
+pub(crate) struct Reservation {
     pub hold_id: String,
     pub credits: i64,
     pub expires_at: DateTime<Utc>,
@@ -159,7 +159,7 @@ pub struct Reservation {
 
 /// Why a posting was refused; nothing changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PostingError {
+pub(crate) enum PostingError {
     #[error("not enough credits: {available} available, {asked} asked")]
     Insufficient { available: i64, asked: i64 },
     #[error("hold not found")]
@@ -175,7 +175,7 @@ pub enum PostingError {
 
 /// What a book changed, for the store to write.
 #[derive(Debug, Clone, Default)]
-pub struct BookChanges {
+pub(crate) struct BookChanges {
     pub account: Option<AccountState>,
     pub new_lots: Vec<Lot>,
     pub changed_lots: Vec<Lot>,
@@ -186,7 +186,7 @@ pub struct BookChanges {
 
 /// Where a posting left the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Posted {
+pub(crate) struct Posted {
     /// Index into `Book::entries`.
     pub entry: usize,
     pub lot_id: Option<String>,
@@ -195,7 +195,7 @@ pub struct Posted {
 
 /// What a capture did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Captured {
+pub(crate) struct Captured {
     pub posted: Posted,
     pub released: i64,
 }

@@ -16,14 +16,14 @@ use crate::ledger::{
 };
 
 #[derive(Debug, Clone)]
-pub struct Capture {
+pub(crate) struct Capture {
     pub hold_id: HoldId,
     pub credits: Credits,
     pub metadata: Metadata,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CaptureDone {
+pub(crate) struct CaptureDone {
     pub credit_balance: i64,
     pub available_balance: i64,
     pub ledger_entry_id: String,
@@ -36,7 +36,7 @@ pub struct CaptureDone {
 
 recorded_reply!(CaptureDone);
 
-pub struct Draft {
+pub(crate) struct Draft {
     entry: EntryKey,
     balance: i64,
     available: i64,

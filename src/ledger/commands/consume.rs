@@ -15,7 +15,7 @@ use crate::ledger::{
 };
 
 #[derive(Debug, Clone)]
-pub struct Consume {
+pub(crate) struct Consume {
     pub account: AccountRef,
     pub credits: Credits,
     pub key: IdempotencyKey,
@@ -24,7 +24,7 @@ pub struct Consume {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Consumed {
+pub(crate) struct Consumed {
     pub credit_balance: i64,
     pub available_balance: i64,
     pub ledger_entry_id: String,
@@ -34,7 +34,7 @@ pub struct Consumed {
 
 recorded_reply!(Consumed);
 
-pub struct Draft {
+pub(crate) struct Draft {
     entry: EntryKey,
     balance: i64,
     available: i64,

@@ -16,17 +16,17 @@ use crate::ledger::{
 };
 
 /// The books of a batch, by account id.
-pub type Books = HashMap<String, Book>;
+pub(crate) type Books = HashMap<String, Book>;
 
 /// An idempotency key: account, operation, the caller's key.
-pub type KeyId = (String, &'static str, String);
+pub(crate) type KeyId = (String, &'static str, String);
 
 /// An entry's unique key, which the store maps to its id once written.
-pub type EntryKey = (String, EntryKind, String);
+pub(super) type EntryKey = (String, EntryKind, String);
 
 /// The ids the store gave a batch's entries.
 #[derive(Debug, Default)]
-pub struct EntryIds(HashMap<EntryKey, i64>);
+pub(crate) struct EntryIds(HashMap<EntryKey, i64>);
 
 impl EntryIds {
     pub(crate) fn new(ids: HashMap<EntryKey, i64>) -> Self {
@@ -43,7 +43,7 @@ impl EntryIds {
 
 /// An account a command creates on first sight.
 #[derive(Debug, Clone)]
-pub struct Opener {
+pub(crate) struct Opener {
     pub(crate) id: String,
     pub(crate) email: String,
     pub(crate) is_trial_user: bool,
@@ -53,7 +53,7 @@ pub struct Opener {
 
 /// What a batch's commands name, before anything is read.
 #[derive(Debug, Default)]
-pub struct LockSet {
+pub(crate) struct LockSet {
     pub(crate) ids: Vec<String>,
     pub(crate) emails: Vec<String>,
     pub(crate) holds: Vec<String>,
@@ -86,14 +86,14 @@ impl LockSet {
 }
 
 /// What a command's rule leaves: its draft answer, or the answer of an earlier use of its key.
-pub enum Step<D> {
+pub(crate) enum Step<D> {
     Draft(D),
     Replay(Replay),
 }
 
 /// Where a repeated key's answer is.
 #[derive(Debug, Clone)]
-pub enum Replay {
+pub(crate) enum Replay {
     /// Recorded by an earlier batch.
     Stored(String),
     /// Given to job `n` of this batch.
@@ -111,7 +111,7 @@ pub(crate) struct KeyUse {
 pub(crate) type TakenKey = (KeyId, String, usize);
 
 /// The state a batch's commands apply to.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     books: &'a mut Books,
     keys: HashMap<KeyId, KeyUse>,
     taken: Vec<TakenKey>,

@@ -12,16 +12,16 @@ use crate::ledger::{
 };
 
 #[derive(Debug, Clone)]
-pub struct EnsureAccount {
-    pub account_id: AccountId,
-    pub email: Email,
+pub(crate) struct EnsureAccount {
+    pub(crate) account_id: AccountId,
+    pub(crate) email: Email,
     /// PurchaseCredits follows a buyer's new email; EnsureAccount changes nothing later.
-    pub follow_email: bool,
+    pub(crate) follow_email: bool,
 }
 
 /// An account as callers see it now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccountView {
+pub(crate) struct AccountView {
     pub account_id: String,
     pub email: String,
     pub credit_balance: i64,
@@ -47,7 +47,7 @@ impl AccountView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ensured {
+pub(crate) struct Ensured {
     pub account: AccountView,
     pub created: bool,
     /// An existing account now has the email PurchaseCredits named (`follow_email`).

@@ -8,13 +8,13 @@ use crate::ledger::{
 };
 
 #[derive(Debug, Clone)]
-pub struct Expire {
+pub(crate) struct Expire {
     pub account_id: AccountId,
 }
 
 /// How many expiry entries the command wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expired {
+pub(crate) struct Expired {
     pub entries: usize,
 }
 

@@ -18,7 +18,7 @@ use crate::ledger::{
 };
 
 #[derive(Debug, Clone)]
-pub struct Grant {
+pub(crate) struct Grant {
     pub account: AccountRef,
     pub credits: Credits,
     pub key: IdempotencyKey,
@@ -28,7 +28,7 @@ pub struct Grant {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Granted {
+pub(crate) struct Granted {
     pub credit_balance: i64,
     pub ledger_entry_id: String,
     pub lot_id: String,
@@ -38,7 +38,7 @@ pub struct Granted {
 
 recorded_reply!(Granted);
 
-pub struct Draft {
+pub(crate) struct Draft {
     entry: EntryKey,
     lot_id: String,
     balance: i64,

@@ -15,7 +15,7 @@ use crate::ledger::{
 };
 
 #[derive(Debug, Clone)]
-pub struct ImportAccount {
+pub(crate) struct ImportAccount {
     pub account_id: AccountId,
     pub email: Email,
     pub balance: ImportedBalance,
@@ -28,7 +28,7 @@ pub struct ImportAccount {
 
 /// What an import did (or, in a dry run, would do) to its account.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImportOutcome {
+pub(crate) enum ImportOutcome {
     /// Created with its balance.
     Created { balance: i64 },
     /// Stored as imported already: nothing to do.
@@ -120,7 +120,7 @@ fn apply(
 
 /// What these imports would do, read as committed now: each one's outcome (or refusal), in
 /// order; nothing is locked or written.
-pub async fn dry_run_imports<C: ConnectionTrait>(
+pub(crate) async fn dry_run_imports<C: ConnectionTrait>(
     db: &C,
     imports: &[ImportAccount],
     now: DateTime<Utc>,

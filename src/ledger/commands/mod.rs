@@ -18,22 +18,22 @@ mod ping;
 mod release;
 mod reserve;
 
-pub use capture::{Capture, CaptureDone};
-pub use consume::{Consume, Consumed};
-pub use context::{Books, Context, EntryIds, KeyId, LockSet, Opener, Replay, Step};
+pub(crate) use capture::Capture;
+pub(crate) use consume::Consume;
+pub(crate) use context::{Books, Context, EntryIds, KeyId, LockSet, Opener, Replay, Step};
 pub(crate) use context::{KeyUse, posting_error};
-pub use ensure::{AccountView, EnsureAccount, Ensured};
-pub use expire::{Expire, Expired};
-pub use grant::{Grant, Granted};
-pub use import_account::{ImportAccount, ImportOutcome, dry_run_imports};
-pub use ping::{Ping, Pong};
-pub use release::{Release, ReleaseDone};
-pub use reserve::{Reserve, Reserved};
+pub(crate) use ensure::{AccountView, EnsureAccount};
+pub(crate) use expire::Expire;
+pub(crate) use grant::Grant;
+pub(crate) use import_account::{ImportAccount, ImportOutcome, dry_run_imports};
+pub(crate) use ping::Ping;
+pub(crate) use release::Release;
+pub(crate) use reserve::Reserve;
 
 use crate::ledger::error::LedgerError;
 
 /// A change the writer applies in a batch.
-pub trait Command: Send + 'static {
+pub(crate) trait Command: Send + 'static {
     /// What the caller gets once the batch is committed.
     type Reply: Reply;
     /// What the rule leaves for the answer until the batch's entries have ids.
@@ -58,7 +58,7 @@ pub trait Command: Send + 'static {
 }
 
 /// A command's answer. A keyed command's answer is kept with its key and replayed to repeats.
-pub trait Reply: Send + Sized + 'static {
+pub(crate) trait Reply: Send + Sized + 'static {
     /// The answer as its key's record keeps it; `None` for answers never recorded.
     fn record(&self) -> Option<String> {
         None

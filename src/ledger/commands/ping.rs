@@ -4,10 +4,10 @@ use super::{Command, Context, EntryIds, LockSet, Reply, Step};
 use crate::ledger::error::LedgerError;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Ping;
+pub(crate) struct Ping;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pong;
+pub(crate) struct Pong;
 
 impl Reply for Pong {}
 

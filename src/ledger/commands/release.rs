@@ -11,12 +11,12 @@ use super::{
 use crate::ledger::{error::LedgerError, types::HoldId};
 
 #[derive(Debug, Clone)]
-pub struct Release {
+pub(crate) struct Release {
     pub hold_id: HoldId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReleaseDone {
+pub(crate) struct ReleaseDone {
     pub available_balance: i64,
     #[serde(skip)]
     pub replayed: bool,

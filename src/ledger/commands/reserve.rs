@@ -16,7 +16,7 @@ use crate::ledger::{
 };
 
 #[derive(Debug, Clone)]
-pub struct Reserve {
+pub(crate) struct Reserve {
     pub account: AccountRef,
     pub credits: Credits,
     pub key: IdempotencyKey,
@@ -26,7 +26,7 @@ pub struct Reserve {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reserved {
+pub(crate) struct Reserved {
     pub hold_id: String,
     pub available_balance: i64,
     pub expires_at: DateTime<Utc>,

@@ -3,8 +3,8 @@
 //! what one writer batch touches, set-wise; `reads` answers balance and listing queries. Rows
 //! leave as the domain's types.
 
-pub mod reads;
-pub mod writes;
+pub(crate) mod reads;
+pub(crate) mod writes;
 
 use sea_orm::DbErr;
 

@@ -18,7 +18,7 @@ use crate::{
 
 /// An account's balance as of a moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Balance {
+pub(crate) struct Balance {
     pub account: AccountState,
     /// The balance without credits past their expiry.
     pub credit_balance: i64,
@@ -33,7 +33,7 @@ pub struct Balance {
 
 /// One ledger entry as callers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryView {
+pub(crate) struct EntryView {
     pub id: i64,
     pub account_id: String,
     pub delta: i64,
@@ -52,7 +52,7 @@ fn sum(expr: &str) -> String {
 
 /// The account with its balance brought to `now`.
 // Long on purpose: one read of account, lots and holds, brought to `now` as the book would.
-pub async fn balance<C: ConnectionTrait>(
+pub(crate) async fn balance<C: ConnectionTrait>(
     db: &C,
     by: &AccountRef,
     now: DateTime<Utc>,
@@ -170,7 +170,7 @@ async fn settled<C: ConnectionTrait>(
     })
 }
 
-pub async fn find_account<C: ConnectionTrait>(
+pub(crate) async fn find_account<C: ConnectionTrait>(
     db: &C,
     by: &AccountRef,
 ) -> Result<Option<AccountState>, DbErr> {
@@ -182,7 +182,7 @@ pub async fn find_account<C: ConnectionTrait>(
 }
 
 /// One page of an account's entries, newest first, strictly older than `before`.
-pub async fn entries_page<C: ConnectionTrait>(
+pub(crate) async fn entries_page<C: ConnectionTrait>(
     db: &C,
     account_id: &str,
     before: Option<i64>,
@@ -221,7 +221,7 @@ pub async fn entries_page<C: ConnectionTrait>(
 }
 
 /// An account's lots in burn order; spent ones too when asked.
-pub async fn lots<C: ConnectionTrait>(
+pub(crate) async fn lots<C: ConnectionTrait>(
     db: &C,
     account_id: &str,
     include_spent: bool,

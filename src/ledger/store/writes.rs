@@ -22,7 +22,7 @@ use crate::{
 
 /// An idempotency record: a key's first answer and the fingerprint of its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyRecord {
+pub(crate) struct KeyRecord {
     pub account_id: String,
     pub operation: String,
     pub key: String,
@@ -31,7 +31,7 @@ pub struct KeyRecord {
 }
 
 /// Locks and reads the accounts named by id or by email, in id order.
-pub async fn lock_accounts<C: ConnectionTrait>(
+pub(crate) async fn lock_accounts<C: ConnectionTrait>(
     db: &C,
     ids: &[&str],
     emails: &[&str],
@@ -41,7 +41,7 @@ pub async fn lock_accounts<C: ConnectionTrait>(
 
 /// Reads the accounts named by id or by email without locking them (to resolve who a Stripe
 /// event is for, before the ledger locks anything).
-pub async fn find_accounts<C: ConnectionTrait>(
+pub(crate) async fn find_accounts<C: ConnectionTrait>(
     db: &C,
     ids: &[&str],
     emails: &[&str],
@@ -79,7 +79,7 @@ async fn accounts<C: ConnectionTrait>(
 }
 
 /// Which account each of these holds belongs to.
-pub async fn hold_owners<C: ConnectionTrait>(
+pub(crate) async fn hold_owners<C: ConnectionTrait>(
     db: &C,
     hold_ids: &[&str],
 ) -> Result<HashMap<String, String>, DbErr> {
@@ -100,7 +100,7 @@ pub async fn hold_owners<C: ConnectionTrait>(
 /// Inserts accounts that do not exist yet; returns the ids inserted here. The rest clashed with
 /// a row another writer created meanwhile, by id or by email (PostgreSQL checks a conflict
 /// target only against committed rows, so any unique index may be the one that clashes).
-pub async fn insert_accounts<C: ConnectionTrait>(
+pub(crate) async fn insert_accounts<C: ConnectionTrait>(
     db: &C,
     accounts: &[AccountState],
     now: DateTime<Utc>,
@@ -129,7 +129,7 @@ pub async fn insert_accounts<C: ConnectionTrait>(
 }
 
 /// The lots of these accounts that still hold credits.
-pub async fn live_lots<C: ConnectionTrait>(db: &C, account_ids: &[&str]) -> Result<Vec<Lot>, DbErr> {
+pub(crate) async fn live_lots<C: ConnectionTrait>(db: &C, account_ids: &[&str]) -> Result<Vec<Lot>, DbErr> {
     if account_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -144,7 +144,7 @@ pub async fn live_lots<C: ConnectionTrait>(db: &C, account_ids: &[&str]) -> Resu
 }
 
 /// The holds commands name, and every active hold of these accounts.
-pub async fn holds<C: ConnectionTrait>(
+pub(crate) async fn holds<C: ConnectionTrait>(
     db: &C,
     hold_ids: &[&str],
     account_ids: &[&str],
@@ -173,7 +173,7 @@ pub async fn holds<C: ConnectionTrait>(
 }
 
 /// The stored records of these `(account, operation, key)` triples.
-pub async fn keys<C: ConnectionTrait>(
+pub(crate) async fn keys<C: ConnectionTrait>(
     db: &C,
     wanted: &[(String, String, String)],
 ) -> Result<Vec<KeyRecord>, DbErr> {
@@ -204,7 +204,7 @@ pub async fn keys<C: ConnectionTrait>(
 }
 
 /// Writes balances, debt, trial state and email of changed accounts.
-pub async fn update_accounts<C: ConnectionTrait>(
+pub(crate) async fn update_accounts<C: ConnectionTrait>(
     db: &C,
     accounts: &[AccountState],
     now: DateTime<Utc>,
@@ -233,7 +233,7 @@ pub async fn update_accounts<C: ConnectionTrait>(
     Ok(())
 }
 
-pub async fn insert_lots<C: ConnectionTrait>(db: &C, lots: &[Lot]) -> Result<(), DbErr> {
+pub(crate) async fn insert_lots<C: ConnectionTrait>(db: &C, lots: &[Lot]) -> Result<(), DbErr> {
     if lots.is_empty() {
         return Ok(());
     }
@@ -259,7 +259,7 @@ pub async fn insert_lots<C: ConnectionTrait>(db: &C, lots: &[Lot]) -> Result<(),
     Ok(())
 }
 
-pub async fn update_lots<C: ConnectionTrait>(db: &C, lots: &[Lot]) -> Result<(), DbErr> {
+pub(crate) async fn update_lots<C: ConnectionTrait>(db: &C, lots: &[Lot]) -> Result<(), DbErr> {
     if lots.is_empty() {
         return Ok(());
     }
@@ -276,7 +276,7 @@ pub async fn update_lots<C: ConnectionTrait>(db: &C, lots: &[Lot]) -> Result<(),
     Ok(())
 }
 
-pub async fn insert_holds<C: ConnectionTrait>(db: &C, holds: &[Hold]) -> Result<(), DbErr> {
+pub(crate) async fn insert_holds<C: ConnectionTrait>(db: &C, holds: &[Hold]) -> Result<(), DbErr> {
     if holds.is_empty() {
         return Ok(());
     }
@@ -306,7 +306,7 @@ pub async fn insert_holds<C: ConnectionTrait>(db: &C, holds: &[Hold]) -> Result<
 }
 
 /// Writes the status of changed holds; `capture_entries` names the entry each capture wrote.
-pub async fn update_holds<C: ConnectionTrait>(
+pub(crate) async fn update_holds<C: ConnectionTrait>(
     db: &C,
     holds: &[Hold],
     capture_entries: &HashMap<String, i64>,
@@ -334,7 +334,7 @@ pub async fn update_holds<C: ConnectionTrait>(
 }
 
 /// Appends entries; returns each one's id by its unique `(account, kind, reference)`.
-pub async fn insert_entries<C: ConnectionTrait>(
+pub(crate) async fn insert_entries<C: ConnectionTrait>(
     db: &C,
     entries: &[Entry],
 ) -> Result<HashMap<(String, EntryKind, String), i64>, DbErr> {
@@ -376,7 +376,7 @@ pub async fn insert_entries<C: ConnectionTrait>(
         .collect()
 }
 
-pub async fn insert_keys<C: ConnectionTrait>(
+pub(crate) async fn insert_keys<C: ConnectionTrait>(
     db: &C,
     records: &[KeyRecord],
     now: DateTime<Utc>,
@@ -403,7 +403,7 @@ pub async fn insert_keys<C: ConnectionTrait>(
 }
 
 /// Accounts with lots past their expiry that still hold credits (for the sweep).
-pub async fn accounts_with_due_lots<C: ConnectionTrait>(
+pub(crate) async fn accounts_with_due_lots<C: ConnectionTrait>(
     db: &C,
     now: DateTime<Utc>,
     limit: u64,
@@ -421,7 +421,7 @@ pub async fn accounts_with_due_lots<C: ConnectionTrait>(
 }
 
 /// Accounts with active holds past their time to live (for the sweep).
-pub async fn accounts_with_stale_holds<C: ConnectionTrait>(
+pub(crate) async fn accounts_with_stale_holds<C: ConnectionTrait>(
     db: &C,
     now: DateTime<Utc>,
     limit: u64,

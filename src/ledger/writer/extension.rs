@@ -14,7 +14,7 @@ use crate::ledger::{
 };
 
 /// Billing's part of a batch.
-pub trait Extension: Send + Sync + 'static {
+pub(crate) trait Extension: Send + Sync + 'static {
     /// One of billing's jobs; it carries where its answer goes.
     type Job: ExtensionJob;
     /// What `prepare` decided and `finish` writes.
@@ -52,7 +52,7 @@ pub trait Extension: Send + Sync + 'static {
 }
 
 /// A job of billing's as the writer holds it: answered once its batch is committed.
-pub trait ExtensionJob: Send + Sync + 'static {
+pub(crate) trait ExtensionJob: Send + Sync + 'static {
     /// Sends the answer `finish` gave it.
     fn deliver(self);
     /// Sends an error instead: the job could not be applied.
@@ -61,13 +61,13 @@ pub trait ExtensionJob: Send + Sync + 'static {
 
 /// A balance change billing decided for a Stripe event, applied in the event's transaction.
 #[derive(Debug, Clone)]
-pub enum Posting {
+pub(crate) enum Posting {
     Credit { account_id: String, credit: Credit },
     Clawback { account_id: String, clawback: Clawback },
 }
 
 impl Posting {
-    pub fn account_id(&self) -> &str {
+    pub(crate) fn account_id(&self) -> &str {
         match self {
             Self::Credit { account_id, .. } | Self::Clawback { account_id, .. } => account_id,
         }
@@ -76,7 +76,7 @@ impl Posting {
 
 /// Where a posting left its account.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Posted {
+pub(crate) struct Posted {
     pub account_id: String,
     pub delta: i64,
     pub balance: i64,
@@ -85,7 +85,7 @@ pub struct Posted {
 
 /// Credits a new account starts with.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TrialPolicy {
+pub(crate) struct TrialPolicy {
     pub credits: i64,
     pub expire_days: Option<u32>,
 }

@@ -28,7 +28,7 @@ use sea_orm::{DatabaseConnection, DbErr, RuntimeErr, TransactionTrait, sqlx};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-pub use extension::{Extension, ExtensionJob, Posted, Posting, TrialPolicy};
+pub(crate) use extension::{Extension, ExtensionJob, Posted, Posting, TrialPolicy};
 use job::{Job, Submitted};
 
 use super::{commands::Command, error::LedgerError, kinds::EntryKind};
@@ -36,7 +36,7 @@ use crate::{db, metrics::Metrics};
 
 /// How the writer runs.
 #[derive(Debug, Clone, Copy)]
-pub struct WriterSettings {
+pub(crate) struct WriterSettings {
     /// Writer tasks, each with its own connection (1 on SQLite).
     pub connections: usize,
     /// The most jobs applied in one transaction.
@@ -87,7 +87,7 @@ pub(crate) struct BatchStats {
 }
 
 /// Submits jobs to the writer; cheap to clone.
-pub struct WriterHandle<X: Extension> {
+pub(crate) struct WriterHandle<X: Extension> {
     queue: mpsc::Sender<Queued<X>>,
 }
 
@@ -101,7 +101,7 @@ impl<X: Extension> Clone for WriterHandle<X> {
 
 impl<X: Extension> WriterHandle<X> {
     /// Applies a command; answers once its batch is committed.
-    pub async fn command<C: Command>(&self, command: C) -> Result<C::Reply, LedgerError> {
+    pub(crate) async fn command<C: Command>(&self, command: C) -> Result<C::Reply, LedgerError> {
         let (tx, rx) = oneshot::channel();
         self.queue
             .send(Queued::Command(Box::new(Submitted::new(command, tx))))
@@ -111,7 +111,7 @@ impl<X: Extension> WriterHandle<X> {
     }
 
     /// Queues one of billing's jobs; the job itself carries where its answer goes.
-    pub async fn extension(&self, job: X::Job) -> Result<(), LedgerError> {
+    pub(crate) async fn extension(&self, job: X::Job) -> Result<(), LedgerError> {
         self.queue
             .send(Queued::Extension(job))
             .await
@@ -129,7 +129,7 @@ struct Shared<X: Extension> {
 
 /// Starts the writer tasks on `db` (the writer's own pool). Once `stop` fires they take no new
 /// jobs, finish what is queued and end (as they do when every handle is dropped).
-pub fn spawn<X: Extension>(
+pub(crate) fn spawn<X: Extension>(
     db: DatabaseConnection,
     extension: Arc<X>,
     trial: TrialPolicy,
@@ -345,7 +345,6 @@ fn share(err: &LedgerError) -> LedgerError {
             hold_id: hold_id.clone(),
             status: *status,
         },
-        LedgerError::Contended(what) => LedgerError::Contended(what),
         LedgerError::DatabaseUnavailable(cause) => {
             LedgerError::DatabaseUnavailable(DbErr::Custom(cause.to_string()))
         }

@@ -18,7 +18,7 @@ use crate::ledger::{
 
 /// How to import accounts.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// Record the difference when a stored account differs, instead of reporting it.
     pub adopt: bool,
     /// Read and report only.
@@ -45,7 +45,7 @@ fn command(row: &Row, adopt: bool, now: DateTime<Utc>) -> Result<ImportAccount, 
 }
 
 /// Imports the accounts in the file at `path`.
-pub async fn import<X: Extension>(
+pub(crate) async fn import<X: Extension>(
     ledger: &Ledger<X>,
     path: &Path,
     options: Options,

@@ -3,13 +3,13 @@
 //! `purchases`), and the rows that passed are handed to the writer many at a time, so they
 //! commit in its batches. Every row gets its own result: a bad one does not stop the rest.
 
-pub mod accounts;
-pub mod purchases;
-pub mod rows;
+pub(crate) mod accounts;
+pub(crate) mod purchases;
+pub(crate) mod rows;
 
 use std::collections::HashMap;
 
-pub use rows::ImportFileError;
+pub(crate) use rows::ImportFileError;
 
 /// Rows handed to the writer at once: enough to fill its batches back to back.
 const IN_FLIGHT: usize = 512;
@@ -18,7 +18,7 @@ const CHUNK: usize = 500;
 
 /// What became of one row of an import file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowReport<T> {
+pub(crate) struct RowReport<T> {
     pub line: usize,
     /// The account id or session id the row names, when it could be read.
     pub key: Option<String>,
@@ -27,15 +27,9 @@ pub struct RowReport<T> {
 
 /// Every row of a file, in line order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportReport<T> {
+pub(crate) struct ImportReport<T> {
     pub rows: Vec<RowReport<T>>,
     pub dry_run: bool,
-}
-
-impl<T> ImportReport<T> {
-    pub fn failed(&self) -> usize {
-        self.rows.iter().filter(|r| r.result.is_err()).count()
-    }
 }
 
 /// Files a checked row: queued for the writer, its report a placeholder its answer replaces, or

@@ -76,7 +76,7 @@ fn purchase(row: &Row, now: DateTime<Utc>) -> Result<Purchase, FieldError> {
 
 /// Imports the purchases in the file at `path`; `packs` are the packs as sold (the database's
 /// and the packs file's).
-pub async fn import(
+pub(crate) async fn import(
     billing: &Billing,
     packs: &[Pack],
     path: &Path,

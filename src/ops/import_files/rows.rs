@@ -27,13 +27,13 @@ pub enum ImportFileError {
 /// A field that is missing or does not hold what it must: `field: reason`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
-pub struct FieldError {
+pub(crate) struct FieldError {
     pub field: String,
     pub reason: String,
 }
 
 impl FieldError {
-    pub fn new(field: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &str, reason: impl Into<String>) -> Self {
         Self {
             field: field.to_owned(),
             reason: reason.into(),
@@ -53,16 +53,15 @@ enum Cell {
 }
 
 /// One row of an import file, by field name.
-pub struct Row {
-    pub line: usize,
+pub(crate) struct Row {
     cells: HashMap<String, Cell>,
 }
 
 /// A file's rows in order: each one read, or why its line could not be.
-pub type Rows = Vec<(usize, Result<Row, String>)>;
+pub(crate) type Rows = Vec<(usize, Result<Row, String>)>;
 
 /// Reads every row of the file at `path`.
-pub fn read(path: &Path) -> Result<Rows, ImportFileError> {
+pub(crate) fn read(path: &Path) -> Result<Rows, ImportFileError> {
     let name = path.display().to_string();
     let extension = path
         .extension()
@@ -86,7 +85,6 @@ fn json_lines(text: &str) -> Rows {
         .map(|(n, line)| {
             let row = match serde_json::from_str::<Value>(line) {
                 Ok(Value::Object(object)) => Ok(Row {
-                    line: n + 1,
                     cells: object.into_iter().map(|(k, v)| (k, Cell::Json(v))).collect(),
                 }),
                 Ok(_) => Err("not a JSON object".to_owned()),
@@ -119,7 +117,7 @@ fn csv_rows(name: &str, file: impl std::io::Read) -> Result<Rows, ImportFileErro
                     .zip(record.iter())
                     .map(|(h, v)| (h.to_owned(), Cell::Text(v.to_owned())))
                     .collect();
-                rows.push((line, Ok(Row { line, cells })));
+                rows.push((line, Ok(Row { cells })));
             }
             Err(err) => {
                 let line = err.position().map_or(line, |p| p.line() as usize);
@@ -148,16 +146,16 @@ impl Row {
     }
 
     /// A field that must be there.
-    pub fn text(&self, field: &str) -> Result<String, FieldError> {
+    pub(crate) fn text(&self, field: &str) -> Result<String, FieldError> {
         self.raw(field)?.ok_or_else(|| FieldError::new(field, "missing"))
     }
 
-    pub fn optional_text(&self, field: &str) -> Result<Option<String>, FieldError> {
+    pub(crate) fn optional_text(&self, field: &str) -> Result<Option<String>, FieldError> {
         self.raw(field)
     }
 
     /// A whole number, written as one or as its text.
-    pub fn integer(&self, field: &str) -> Result<i64, FieldError> {
+    pub(crate) fn integer(&self, field: &str) -> Result<i64, FieldError> {
         let text = self.text(field)?;
         text.trim()
             .parse::<i64>()
@@ -165,7 +163,7 @@ impl Row {
     }
 
     /// `true`/`false`, `t`/`f` (PostgreSQL), `1`/`0`, `yes`/`no`, in any case.
-    pub fn boolean(&self, field: &str) -> Result<bool, FieldError> {
+    pub(crate) fn boolean(&self, field: &str) -> Result<bool, FieldError> {
         let text = self.text(field)?;
         match text.trim().to_ascii_lowercase().as_str() {
             "true" | "t" | "1" | "yes" => Ok(true),
@@ -175,7 +173,7 @@ impl Row {
     }
 
     /// An RFC 3339 time (`2026-01-31T12:00:00Z`, any offset), when present.
-    pub fn time(&self, field: &str) -> Result<Option<DateTime<Utc>>, FieldError> {
+    pub(crate) fn time(&self, field: &str) -> Result<Option<DateTime<Utc>>, FieldError> {
         self.raw(field)?
             .map(|text| {
                 DateTime::parse_from_rfc3339(text.trim())

@@ -19,19 +19,19 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-pub const DATA: u8 = 0;
-pub const HEADERS: u8 = 1;
-pub const RST_STREAM: u8 = 3;
-pub const SETTINGS: u8 = 4;
-pub const PING: u8 = 6;
-pub const GOAWAY: u8 = 7;
-pub const WINDOW_UPDATE: u8 = 8;
-pub const END_STREAM: u8 = 1;
+pub(crate) const DATA: u8 = 0;
+pub(crate) const HEADERS: u8 = 1;
+pub(crate) const RST_STREAM: u8 = 3;
+pub(crate) const SETTINGS: u8 = 4;
+pub(crate) const PING: u8 = 6;
+pub(crate) const GOAWAY: u8 = 7;
+pub(crate) const WINDOW_UPDATE: u8 = 8;
+pub(crate) const END_STREAM: u8 = 1;
 const END_HEADERS: u8 = 4;
 const ACK: u8 = 1;
 
 #[derive(Debug)]
-pub struct Frame {
+pub(crate) struct Frame {
     pub kind: u8,
     pub flags: u8,
     pub stream: u32,
@@ -40,7 +40,7 @@ pub struct Frame {
 
 impl Frame {
     /// GOAWAY's last stream id and error code.
-    pub fn go_away(&self) -> (u32, u32) {
+    pub(crate) fn go_away(&self) -> (u32, u32) {
         (self.word(0) & 0x7fff_ffff, self.word(4))
     }
 
@@ -48,12 +48,12 @@ impl Frame {
         u32::from_be_bytes(self.payload[at..at + 4].try_into().expect("4 bytes"))
     }
 
-    pub fn ends_stream(&self) -> bool {
+    pub(crate) fn ends_stream(&self) -> bool {
         matches!(self.kind, HEADERS | DATA) && self.flags & END_STREAM != 0
     }
 }
 
-pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = u32::try_from(payload.len()).expect("small frame").to_be_bytes();
     let mut bytes = vec![len[1], len[2], len[3], kind, flags];
     bytes.extend_from_slice(&stream.to_be_bytes());
@@ -61,11 +61,11 @@ pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     bytes
 }
 
-pub fn pong(payload: &[u8]) -> Vec<u8> {
+pub(crate) fn pong(payload: &[u8]) -> Vec<u8> {
     frame(PING, ACK, 0, payload)
 }
 
-pub fn window_update(stream: u32, increment: u32) -> Vec<u8> {
+pub(crate) fn window_update(stream: u32, increment: u32) -> Vec<u8> {
     frame(WINDOW_UPDATE, 0, stream, &increment.to_be_bytes())
 }
 
@@ -79,7 +79,7 @@ fn literal(block: &mut Vec<u8>, name: &str, value: &str) {
 }
 
 /// A unary gRPC call on `stream`: HEADERS, then one DATA frame that ends the stream.
-pub fn call(authority: &str, stream: u32, method: &str, message: &[u8]) -> Vec<Vec<u8>> {
+pub(crate) fn call(authority: &str, stream: u32, method: &str, message: &[u8]) -> Vec<Vec<u8>> {
     let mut block = Vec::new();
     for (name, value) in [
         (":method", "POST"),
@@ -101,7 +101,7 @@ pub fn call(authority: &str, stream: u32, method: &str, message: &[u8]) -> Vec<V
 }
 
 /// A call as grpc-core writes it: headers, the stream's window raised at once, the message.
-pub fn core_call(authority: &str, stream: u32, method: &str, message: &[u8]) -> Vec<u8> {
+pub(crate) fn core_call(authority: &str, stream: u32, method: &str, message: &[u8]) -> Vec<u8> {
     let mut frames = call(authority, stream, method, message);
     frames.insert(1, window_update(stream, 4 << 20));
     frames.concat()
@@ -122,13 +122,13 @@ async fn read_frame(reader: &mut OwnedReadHalf) -> Option<Frame> {
 }
 
 /// One connection: the preface and SETTINGS exchanged.
-pub struct Connection {
+pub(crate) struct Connection {
     reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
 }
 
 impl Connection {
-    pub async fn open(addr: SocketAddr) -> std::io::Result<Self> {
+    pub(crate) async fn open(addr: SocketAddr) -> std::io::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let (reader, mut writer) = stream.into_split();
@@ -145,12 +145,12 @@ impl Connection {
         }
     }
 
-    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.writer.write_all(bytes).await
     }
 
     /// The next frame, or `None` at the end of the connection.
-    pub async fn read(&mut self) -> Option<Frame> {
+    pub(crate) async fn read(&mut self) -> Option<Frame> {
         read_frame(&mut self.reader).await
     }
 }
@@ -161,7 +161,7 @@ fn frame_ack() -> Vec<u8> {
 
 /// How one stream of a [`core_like_caller`] ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamEnd {
+pub(crate) enum StreamEnd {
     /// Trailers (or a trailers-only answer) arrived: the server answered it.
     Answered,
     /// Above the last stream id of a GOAWAY: never processed, safe to retry elsewhere.
@@ -171,7 +171,7 @@ pub enum StreamEnd {
 }
 
 #[derive(Debug, Clone)]
-pub struct RawCall {
+pub(crate) struct RawCall {
     pub method: &'static str,
     pub sent: Instant,
     pub ended: Instant,
@@ -181,7 +181,7 @@ pub struct RawCall {
 /// Calls `calls` in turn on one connection, up to `depth` at a time, writing like grpc-core,
 /// until `stop` fires or the server ends the connection; returns every stream's end (none when
 /// the connection could not be opened).
-pub async fn core_like_caller(
+pub(crate) async fn core_like_caller(
     addr: SocketAddr,
     calls: Vec<(&'static str, Vec<u8>)>,
     depth: usize,
