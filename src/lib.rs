@@ -4,21 +4,24 @@
 //! # Layout
 //! Arrows run one way: transports → billing/ops → ledger → stores → entities.
 //! - `config`: settings parsed once from the environment.
-//! - `app`: builds and runs the service (gRPC + HTTP listeners, the writer, shutdown order).
+//! - `app`: the services, built once (ledger, billing, event log, leases, metrics), and the
+//!   running service (gRPC + HTTP listeners, the writer, shutdown order).
 //! - `grpc/`: `credits.v1.CreditsService`, health and reflection; converts and maps errors.
-//! - `webhook/`: `POST /account/stripe-webhook/`: signature, payload parsing, error answers.
-//! - `ledger/`: the only code that changes balances: commands, the group-commit writer,
-//!   posting rules (lots, holds, debt, expiry) and its store.
-//! - `billing/`: checkout, Stripe events into ledger postings, refund/dispute settlement.
-//! - `events/`: the Stripe event store.
+//! - `webhook/`: `POST /account/stripe-webhook/`: signature, hand-off to billing, error answers.
+//! - `cli/`: the command line over the same services.
+//! - `ledger/`: the only code that changes balances: one file per command, the group-commit
+//!   writer, posting rules (lots, holds, debt, expiry) and its store.
+//! - `billing/`: checkout, Stripe's payloads, Stripe events into ledger postings, refund and
+//!   dispute settlement, its own error type.
+//! - `event_store/`: the Stripe event store.
 //! - `catalog/`: credit packs: the file, the table, the sync to Stripe.
-//! - `ops/`: reconciliation, job leases, the scheduler of periodic jobs, the import of
+//! - `ops/`: reconciliation, job leases, the scheduler of periodic jobs, the import files of
 //!   accounts and purchases from the Django app.
 //! - `stripe/`: the Stripe API calls, over async-stripe.
 //! - `entities/`: SeaORM entities; the schema is in the `migration` crate.
 //! - `net/`: the connections under both servers: the gRPC accept loop (TLS), the HTTP/2 guard
 //!   and lingering close that keep a graceful shutdown graceful.
-//! - `health`, `db/`, `shutdown`, `telemetry`, `cli`: process plumbing.
+//! - `health`, `db/`, `shutdown`, `telemetry`: process plumbing.
 //! - `vocab` (text-stored enums, one macro) and `report` (an error and its causes on one
 //!   line): neutral helpers any module may use.
 //! - `metrics` (`GET /metrics`), `limits` (HTTP load shedding and read timeouts): operations.
