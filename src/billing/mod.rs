@@ -28,7 +28,7 @@ pub(crate) use error::BillingError;
 pub(crate) use fulfilment::Fulfilment;
 use fulfilment::{Answer, Job, LineItemPack};
 use sea_orm::DatabaseConnection;
-use store::Purchase;
+pub(crate) use store::Purchase;
 pub use stripe_event::{CheckoutFacts, EventAction, StripeEvent};
 pub(crate) use stripe_event::{FulfilmentReport, RefundReport};
 pub(crate) use types::{DisputeStatus, PriceId, PurchaseStatus, RedirectUrl, RefundStatus};

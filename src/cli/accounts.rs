@@ -115,7 +115,7 @@ async fn show(ledger: &AppLedger, billing: &Billing, raw: &str) -> Result<(), Cl
 }
 
 /// The latest purchases, as the seed's shell check showed them.
-fn print_purchases(purchases: &[crate::billing::store::Purchase]) {
+fn print_purchases(purchases: &[crate::billing::Purchase]) {
     println!("PURCHASES ({}, newest first)", purchases.len());
     for p in purchases {
         println!(

@@ -60,10 +60,6 @@ impl<X: Extension> CreditsApi<X> {
             publishable_key,
         }
     }
-
-    fn ledger(&self) -> &Ledger<X> {
-        &self.ledger
-    }
 }
 
 impl<X: Extension> Clone for CreditsApi<X> {
@@ -114,7 +110,7 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
         let by = convert::account::get_balance_request(request.into_inner().account)?;
-        let balance = self.ledger().balance(&by).await.map_err(ledger_status)?;
+        let balance = self.ledger.balance(&by).await.map_err(ledger_status)?;
         Span::current().record("account_id", balance.account.id.as_str());
         Ok(Response::new(convert::balance(balance)))
     }
@@ -148,7 +144,7 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
         let email = Email::parse(&req.email).map_err(|e| Status::invalid_argument(e.to_string()))?;
         Span::current().record("account_id", account_id.as_str());
         let ensured = self
-            .ledger()
+            .ledger
             .send(EnsureAccount {
                 account_id,
                 email,
@@ -168,7 +164,7 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
     ) -> Result<Response<pb::GrantCreditsResponse>, Status> {
         let grant = convert::grant(request.into_inner())?;
         record_account(&grant.account);
-        let granted = self.ledger().send(grant).await.map_err(ledger_status)?;
+        let granted = self.ledger.send(grant).await.map_err(ledger_status)?;
         Ok(Response::new(pb::GrantCreditsResponse {
             credit_balance: granted.credit_balance,
             ledger_entry_id: granted.ledger_entry_id,
@@ -183,7 +179,7 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
     ) -> Result<Response<pb::ConsumeCreditsResponse>, Status> {
         let consume = convert::consume(request.into_inner())?;
         record_account(&consume.account);
-        let consumed = self.ledger().send(consume).await.map_err(ledger_status)?;
+        let consumed = self.ledger.send(consume).await.map_err(ledger_status)?;
         Ok(Response::new(pb::ConsumeCreditsResponse {
             credit_balance: consumed.credit_balance,
             available_balance: consumed.available_balance,
@@ -198,7 +194,7 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
     ) -> Result<Response<pb::ReserveCreditsResponse>, Status> {
         let reserve = convert::reserve(request.into_inner())?;
         record_account(&reserve.account);
-        let reserved = self.ledger().send(reserve).await.map_err(ledger_status)?;
+        let reserved = self.ledger.send(reserve).await.map_err(ledger_status)?;
         Ok(Response::new(pb::ReserveCreditsResponse {
             hold_id: reserved.hold_id,
             available_balance: reserved.available_balance,
@@ -212,7 +208,7 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
         request: Request<pb::CaptureHoldRequest>,
     ) -> Result<Response<pb::CaptureHoldResponse>, Status> {
         let capture = convert::capture(request.into_inner())?;
-        let captured = self.ledger().send(capture).await.map_err(ledger_status)?;
+        let captured = self.ledger.send(capture).await.map_err(ledger_status)?;
         Ok(Response::new(pb::CaptureHoldResponse {
             credit_balance: captured.credit_balance,
             available_balance: captured.available_balance,
@@ -228,7 +224,7 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
     ) -> Result<Response<pb::ReleaseHoldResponse>, Status> {
         let hold_id = convert::hold_id(&request.into_inner().hold_id)?;
         let released = self
-            .ledger()
+            .ledger
             .send(Release { hold_id })
             .await
             .map_err(ledger_status)?;
@@ -246,7 +242,7 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
         let by = convert::account::list_ledger_entries_request(req.account)?;
         record_account(&by);
         let page = convert::page_request(Listing::LedgerEntries, req.page_size, &req.page_token)?;
-        let result = self.ledger().entries(&by, &page).await.map_err(ledger_status)?;
+        let result = self.ledger.entries(&by, &page).await.map_err(ledger_status)?;
         Ok(Response::new(pb::ListLedgerEntriesResponse {
             entries: result.entries.into_iter().map(convert::entry).collect(),
             next_page_token: result.next_page_token.unwrap_or_default(),
@@ -261,7 +257,7 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
         let by = convert::account::list_credit_lots_request(req.account)?;
         record_account(&by);
         let lots = self
-            .ledger()
+            .ledger
             .lots(&by, req.include_spent)
             .await
             .map_err(ledger_status)?;

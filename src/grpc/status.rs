@@ -73,7 +73,6 @@ mod tests {
     use crate::{
         billing::PriceId,
         ledger::{AccountId, AccountRef, InvalidInput},
-        stripe::StripeError,
     };
 
     fn answer(err: BillingError) -> (Code, String) {
@@ -105,21 +104,17 @@ mod tests {
                 "account user-1 not found",
             ),
             (
-                StripeError::NotConfigured.into(),
+                BillingError::StripeNotConfigured,
                 Code::FailedPrecondition,
                 "Stripe is not configured on this service",
             ),
             (
-                StripeError::Rejected {
-                    status: 400,
-                    message: "No such price".into(),
-                }
-                .into(),
+                BillingError::StripeRejected("No such price".into()),
                 Code::FailedPrecondition,
                 "Stripe rejected the request: No such price",
             ),
             (
-                StripeError::Unavailable("timed out".into()).into(),
+                BillingError::StripeUnavailable("timed out".into()),
                 Code::Unavailable,
                 "Stripe is unavailable; retry later",
             ),
