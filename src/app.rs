@@ -23,7 +23,10 @@ use crate::{
     event_store::EventLog,
     grpc::{CreditsApi, auth::BearerTokens, grace::GraceLayer, guard::Guarded, pb, tls},
     health::Health,
-    ledger::{AccountId, Email, Ledger, TrialPolicy, WriterSettings, commands::EnsureAccount, writer},
+    ledger::{
+        AccountId, Email, Ledger, OutboxPolicy, Policies, Signals, TrialPolicy, WriterSettings,
+        commands::EnsureAccount, writer,
+    },
     limits,
     metrics::{self, Metrics},
     net::{self, Connections, GuardedIo, Lingering},
@@ -74,29 +77,38 @@ impl Services {
         let writer_db = db::connect_writer(settings).await?;
         let metrics = Metrics::new();
         let stop_writer = CancellationToken::new();
+        let signals = Signals::default();
         let (handle, writer) = writer::spawn(
             writer_db,
             Arc::new(Fulfilment),
-            TrialPolicy {
-                credits: settings.ledger.trial_credits,
-                expire_days: settings.ledger.trial_expire_days,
+            Policies {
+                trial: TrialPolicy {
+                    credits: settings.ledger.trial_credits,
+                    expire_days: settings.ledger.trial_expire_days,
+                },
+                outbox: OutboxPolicy {
+                    low_balance_threshold: settings.events.low_balance_threshold,
+                    consumed_events: settings.events.consumed_events,
+                },
             },
             WriterSettings {
                 connections: settings.ledger.writer_connections,
                 ..WriterSettings::default()
             },
             metrics.clone(),
+            signals.clone(),
             stop_writer.clone(),
         );
         let checkpointer = db::checkpoint_sqlite(reads.clone(), stop_writer.clone());
         let stripe = StripeGateway::new(&settings.stripe)?;
-        let ledger = Ledger::new(handle, reads.clone());
+        let ledger = Ledger::new(handle, reads.clone(), signals);
         let billing = Billing::new(
             ledger.clone(),
             reads.clone(),
             stripe,
             settings.frontend_url.clone(),
             settings.redirects.clone(),
+            metrics.clone(),
         );
         Ok(Self {
             ledger,
@@ -218,6 +230,7 @@ impl Application {
                 services.ledger.clone(),
                 services.billing.clone(),
                 self.settings.stripe.publishable_key.clone(),
+                self.settings.events.low_balance_threshold,
             )),
             BearerTokens::new(&self.settings.grpc.auth_tokens),
             self.settings.grpc.concurrency_limit,

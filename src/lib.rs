@@ -25,6 +25,8 @@
 //! - `vocab` (text-stored enums, one macro) and `report` (an error and its causes on one
 //!   line): neutral helpers any module may use.
 //! - `metrics` (`GET /metrics`), `limits` (HTTP load shedding and read timeouts): operations.
+// Stripe's generated types nest deeply; proving a future that holds them `Send` needs more.
+#![recursion_limit = "256"]
 
 pub mod app;
 pub mod billing;

@@ -94,6 +94,13 @@ struct Inner {
     reconcile_failed_sessions: Counter,
     db_pool: Family<PoolLabels, Gauge>,
     db_pool_max: Gauge,
+    account_events: Counter,
+    top_up_steps: Family<StateLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
 }
 
 /// Cheap to clone; every clone records into the same registry.
@@ -218,6 +225,18 @@ impl Metrics {
             "Holds by outcome (reserved, captured, released, expired)",
             holds.clone(),
         );
+        let account_events = Counter::default();
+        registry.register(
+            "account_events",
+            "Account events written by committed ledger batches",
+            account_events.clone(),
+        );
+        let top_up_steps = Family::<StateLabels, Counter>::default();
+        registry.register(
+            "top_up_steps",
+            "Auto top-up steps the worker recorded, by the state the attempt reached (charging, awaiting_payment, unknown, declined, requires_action, limit_reached, failed, abandoned)",
+            top_up_steps.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
             writer_batch_size,
@@ -237,6 +256,8 @@ impl Metrics {
             reconcile_failed_sessions,
             db_pool,
             db_pool_max,
+            account_events,
+            top_up_steps,
         }))
     }
 
@@ -303,6 +324,16 @@ impl Metrics {
     /// Holds a committed batch reserved or ended.
     pub(crate) fn holds(&self, outcome: &'static str, count: u64) {
         self.0.holds.get_or_create(&HoldLabels { outcome }).inc_by(count);
+    }
+
+    /// Account events a committed batch wrote.
+    pub(crate) fn account_events(&self, count: u64) {
+        self.0.account_events.inc_by(count);
+    }
+
+    /// One auto top-up step that moved its attempt to `state`.
+    pub(crate) fn top_up_step(&self, state: &'static str) {
+        self.0.top_up_steps.get_or_create(&StateLabels { state }).inc();
     }
 
     /// One finished reconciliation run, the sessions it credited and those it could not apply.

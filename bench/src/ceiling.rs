@@ -151,6 +151,9 @@ pub(crate) async fn writer(
                     payment_intent_id: Some(format!("pi_ceiling_{run}_{n}")),
                     amount_total: Some(500),
                     currency: Some("usd".into()),
+                    customer_id: None,
+                    save_card: false,
+                    top_up: None,
                 }),
             };
             services.process_event(event).await.is_ok()
@@ -321,6 +324,32 @@ impl server::CreditsService for Echo {
         &self,
         _: Request<pb::ListCreditLotsRequest>,
     ) -> Result<Response<pb::ListCreditLotsResponse>, Status> {
+        unimplemented()
+    }
+    async fn list_account_events(
+        &self,
+        _: Request<pb::ListAccountEventsRequest>,
+    ) -> Result<Response<pb::ListAccountEventsResponse>, Status> {
+        unimplemented()
+    }
+    type WatchAccountEventsStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::AccountEvent, Status>> + Send>>;
+    async fn watch_account_events(
+        &self,
+        _: Request<pb::WatchAccountEventsRequest>,
+    ) -> Result<Response<Self::WatchAccountEventsStream>, Status> {
+        unimplemented()
+    }
+    async fn get_account_settings(
+        &self,
+        _: Request<pb::GetAccountSettingsRequest>,
+    ) -> Result<Response<pb::AccountSettings>, Status> {
+        unimplemented()
+    }
+    async fn update_account_settings(
+        &self,
+        _: Request<pb::UpdateAccountSettingsRequest>,
+    ) -> Result<Response<pb::AccountSettings>, Status> {
         unimplemented()
     }
 }

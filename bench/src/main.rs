@@ -23,6 +23,9 @@ enum Scenario {
     Duplicates,
     GrpcBalance,
     Consume,
+    /// `consume` with balance alerts and auto top-up on (needs the service's Stripe to answer
+    /// PaymentIntents: `.ci/fake_stripe.py`).
+    ConsumeLoop,
     ReserveCapture,
     /// Every scenario, then the ceilings.
     All,
@@ -137,6 +140,7 @@ async fn measured(
         Scenario::Duplicates => scenarios::duplicates(target, copies).await?,
         Scenario::GrpcBalance => scenarios::grpc_balance(target).await?,
         Scenario::Consume => scenarios::consume(target).await?,
+        Scenario::ConsumeLoop => scenarios::consume_loop(target).await?,
         Scenario::ReserveCapture => scenarios::reserve_capture(target).await?,
         Scenario::All | Scenario::Ceilings | Scenario::EchoServer => anyhow::bail!("not one scenario"),
     };
@@ -190,6 +194,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             Scenario::Duplicates,
             Scenario::GrpcBalance,
             Scenario::Consume,
+            Scenario::ConsumeLoop,
             Scenario::ReserveCapture,
         ],
         Scenario::Ceilings | Scenario::EchoServer => Vec::new(),
@@ -242,7 +247,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     for (scenario, per_second, p99, exact, batch) in table {
         let against: &[&str] = match scenario.as_str() {
             "webhook" => &["writer", "pgbench"],
-            "consume" | "reserve-capture" => &["writer"],
+            "consume" | "consume-loop" | "reserve-capture" => &["writer"],
             "duplicates" => &[],
             _ => &["echo"],
         };

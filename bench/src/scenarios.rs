@@ -316,7 +316,58 @@ const FUNDS: i64 = 1_000_000_000;
 
 /// ConsumeCredits of 1 credit with distinct keys.
 pub(crate) async fn consume(target: &Target) -> anyhow::Result<Outcome> {
-    let accounts = Arc::new(funded_accounts(target, FUNDS).await?);
+    let accounts = funded_accounts(target, FUNDS).await?;
+    let start = vec![FUNDS; accounts.len()];
+    consume_from(target, "consume", accounts, start, json!({})).await
+}
+
+/// `consume` on accounts with the money loop on: a balance alert threshold and auto top-up,
+/// with a card kept by a signed Checkout, set just below what each account starts with, so every
+/// account crosses both early in the run (one `balance.low`, one top-up attempt charged through
+/// the service's Stripe) and every later debit is checked against them. The service needs a
+/// Stripe that answers PaymentIntents (`.ci/fake_stripe.py`; see BENCHMARKS.md).
+pub(crate) async fn consume_loop(target: &Target) -> anyhow::Result<Outcome> {
+    let accounts = funded_accounts(target, FUNDS).await?;
+    let pack = target.sold_pack().await?;
+    let events = Events::new(&target.secret, &pack.stripe_price_id, pack.unit_amount)?.keeping_card("cus_bench")?;
+    for (n, account) in accounts.iter().enumerate() {
+        let (body, signature) = events.signed(&format!("{}card", target.run), n as u64, account);
+        let status = post(target, body, signature).await;
+        anyhow::ensure!(status == 200, "keeping a card for {account}: webhook answered {status}");
+    }
+    let start = FUNDS + pack.credits;
+    let mut client = target.client();
+    for account in &accounts {
+        let threshold = start - 20;
+        client
+            .update_account_settings(target.request(pb::UpdateAccountSettingsRequest {
+                account: Some(pb::update_account_settings_request::Account::AccountId(account.clone())),
+                low_balance_threshold: Some(threshold),
+                auto_top_up: Some(pb::AutoTopUp {
+                    enabled: true,
+                    threshold,
+                    pack_id: pack.id.clone(),
+                    monthly_limit: 1_000_000_000,
+                    paused_reason: String::new(),
+                }),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|status| anyhow::anyhow!("auto top-up for {account}: {status} (does the service's Stripe answer PaymentIntents?)"))?;
+    }
+    let starts = vec![start; accounts.len()];
+    consume_from(target, "consume-loop", accounts, starts, json!({ "threshold": "start - 20" })).await
+}
+
+/// The ConsumeCredits load over `accounts`, checked against what each started with.
+async fn consume_from(
+    target: &Target,
+    scenario: &'static str,
+    accounts: Vec<String>,
+    start: Vec<i64>,
+    mut notes: Value,
+) -> anyhow::Result<Outcome> {
+    let accounts = Arc::new(accounts);
     let debited: Arc<Vec<AtomicU64>> = Arc::new((0..accounts.len()).map(|_| AtomicU64::new(0)).collect());
     let measured = {
         let (target, accounts, debited) = (target.clone(), accounts.clone(), debited.clone());
@@ -348,14 +399,17 @@ pub(crate) async fn consume(target: &Target) -> anyhow::Result<Outcome> {
     let expected = accounts
         .iter()
         .zip(debited.iter())
-        .map(|(a, n)| (a.clone(), FUNDS - n.load(Ordering::Relaxed) as i64))
+        .zip(&start)
+        .map(|((a, n), start)| (a.clone(), start - n.load(Ordering::Relaxed) as i64))
         .collect();
     let (exact, wrong) = target.check(&expected).await?;
+    notes["accounts"] = json!(accounts.len());
+    notes["wrong"] = json!(wrong);
     Ok(Outcome {
-        scenario: "consume",
+        scenario,
         measured,
         exact,
-        notes: json!({ "accounts": accounts.len(), "wrong": wrong }),
+        notes,
     })
 }
 

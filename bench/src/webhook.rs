@@ -35,6 +35,17 @@ impl Events {
         })
     }
 
+    /// The same events, from a Checkout that kept the card for Customer `customer`
+    /// (`PurchaseCredits` with `save_payment_method`).
+    pub(crate) fn keeping_card(mut self, customer: &str) -> anyhow::Result<Self> {
+        let mut event: Value = serde_json::from_str(&self.template)?;
+        let object = &mut event["data"]["object"];
+        object["customer"] = Value::from(customer);
+        object["metadata"]["save_payment_method"] = Value::from("true");
+        self.template = event.to_string();
+        Ok(self)
+    }
+
     /// The body of event `n` of run `run` for `account`, and its `Stripe-Signature`.
     pub(crate) fn signed(&self, run: &str, n: u64, account: &str) -> (String, String) {
         let body = self

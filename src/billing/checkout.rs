@@ -12,7 +12,10 @@ use super::{
 };
 use crate::{
     catalog,
-    ledger::{AccountId, Email, IdempotencyKey, commands::EnsureAccount},
+    ledger::{
+        AccountId, AccountRef, Email, IdempotencyKey,
+        commands::{EnsureAccount, SaveCustomer},
+    },
     stripe::CheckoutRequest,
 };
 
@@ -25,6 +28,8 @@ pub(crate) struct PurchaseRequest {
     pub success_url: Option<RedirectUrl>,
     pub cancel_url: Option<RedirectUrl>,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// Keep the card for auto top-ups (a Stripe Customer, `setup_future_usage=off_session`).
+    pub save_payment_method: bool,
 }
 
 /// What a caller needs to send the buyer to Stripe.
@@ -91,6 +96,31 @@ impl Billing {
             return Ok(started);
         }
 
+        // Keeping the card: the account's Customer, created once and recorded before any
+        // session names it.
+        let customer = if req.save_payment_method {
+            let by = AccountRef::Id(req.account_id.clone());
+            let known = self.ledger.settings(&by).await?.settings.stripe_customer_id;
+            Some(match known {
+                Some(customer) => customer,
+                None => {
+                    let created = self
+                        .stripe
+                        .create_customer(&account.account_id, &account.email)
+                        .await?;
+                    self.ledger
+                        .send(SaveCustomer {
+                            account_id: req.account_id.clone(),
+                            customer_id: created,
+                        })
+                        .await?
+                        .customer_id
+                }
+            })
+        } else {
+            None
+        };
+
         let success_url = req.success_url.as_ref().map_or_else(
             || self.frontend_page("dashboard/credits?checkout=success&session_id={CHECKOUT_SESSION_ID}"),
             |u| u.as_str().to_owned(),
@@ -109,6 +139,7 @@ impl Billing {
                 success_url: &success_url,
                 cancel_url: &cancel_url,
                 idempotency_key: req.idempotency_key.as_ref().map(IdempotencyKey::as_str),
+                save_card_for: customer.as_deref(),
             })
             .await?;
 

@@ -5,10 +5,12 @@
 //! - `error`: `BillingError`, into which Stripe's and the database's errors are sorted.
 //! - `fulfilment`: the ledger writer's extension that applies Stripe events exactly once.
 //! - `past_purchases`: purchases completed before the move, recorded without crediting.
+//! - `settings`: UpdateAccountSettings's checks against the catalog.
 //! - `settlement`: refunds and disputes as a pure plan.
 //! - `stripe_event`: Stripe events as billing reads them; `payload`: how they are read from
 //!   Stripe's JSON (the webhook's bodies, stored events replayed).
 //! - `store`: purchases, payments, refunds and disputes.
+//! - `top_up`: the auto top-up worker (off-session charges of saved cards).
 //! - `types`: prices, redirect URLs, purchase statuses and Stripe's refund and dispute statuses.
 
 pub(crate) mod checkout;
@@ -16,9 +18,11 @@ pub(crate) mod error;
 pub(crate) mod fulfilment;
 pub(crate) mod past_purchases;
 pub mod payload;
+pub(crate) mod settings;
 pub(crate) mod settlement;
 pub(crate) mod store;
 pub(crate) mod stripe_event;
+pub(crate) mod top_up;
 pub(crate) mod types;
 
 use url::Url;
@@ -26,7 +30,7 @@ use url::Url;
 pub(crate) use checkout::PurchaseRequest;
 pub(crate) use error::BillingError;
 pub(crate) use fulfilment::Fulfilment;
-use fulfilment::{Answer, Job, LineItemPack};
+use fulfilment::{Answer, Job, LineItemPack, SavedCard};
 use sea_orm::DatabaseConnection;
 pub(crate) use store::Purchase;
 pub use stripe_event::{CheckoutFacts, EventAction, StripeEvent};
@@ -38,6 +42,7 @@ use crate::{
     config::RedirectPolicy,
     event_store::{self, Delivery, EventOutcome},
     ledger::{AccountRef, Email, Ledger, LedgerError, Listing, PageRequest, encode_page_token},
+    metrics::Metrics,
     stripe::StripeGateway,
 };
 
@@ -67,6 +72,8 @@ pub(crate) struct Billing {
     stripe: StripeGateway,
     frontend_url: Url,
     redirects: RedirectPolicy,
+    /// Where the top-up worker counts its steps.
+    metrics: Metrics,
 }
 
 impl Billing {
@@ -76,6 +83,7 @@ impl Billing {
         stripe: StripeGateway,
         frontend_url: Url,
         redirects: RedirectPolicy,
+        metrics: Metrics,
     ) -> Self {
         Self {
             ledger,
@@ -83,6 +91,7 @@ impl Billing {
             stripe,
             frontend_url,
             redirects,
+            metrics,
         }
     }
 
@@ -187,16 +196,51 @@ impl Billing {
                 return Err(err);
             }
         };
+        let card = self.saved_card(&event).await?;
         let report = self
             .run(|answer| Job::Event {
                 event,
                 delivery,
                 line_items,
+                card,
                 decided: None,
                 answer,
             })
             .await?;
         Ok(report)
+    }
+
+    /// The card a completed Checkout asked to keep: its PaymentIntent's payment method, read
+    /// from Stripe before the job is queued. Stripe not answering fails the delivery (Stripe
+    /// redelivers); Stripe refusing only loses the card, never the credit.
+    async fn saved_card(&self, event: &StripeEvent) -> Result<Option<SavedCard>, BillingError> {
+        let EventAction::Credit(facts) = &event.action else {
+            return Ok(None);
+        };
+        let (true, Some(customer_id), Some(intent)) = (
+            facts.save_card,
+            facts.customer_id.as_deref(),
+            facts.payment_intent_id.as_deref(),
+        ) else {
+            return Ok(None);
+        };
+        if store::by_session(&self.db, &facts.session_id)
+            .await?
+            .is_some_and(|p| p.status != PurchaseStatus::Pending)
+        {
+            return Ok(None);
+        }
+        match self.stripe.payment_intent(intent).await {
+            Ok(found) => Ok(found.payment_method_id.map(|payment_method_id| SavedCard {
+                customer_id: customer_id.to_owned(),
+                payment_method_id,
+            })),
+            Err(err @ crate::stripe::StripeError::Unavailable(_)) => Err(err.into()),
+            Err(err) => {
+                tracing::warn!(error = %err, session_id = facts.session_id, "the card to keep could not be read; not saved");
+                Ok(None)
+            }
+        }
     }
 
     /// The line items a job needs (fetched from Stripe only when nothing else names the pack),
@@ -264,6 +308,10 @@ impl Billing {
         let (EventAction::Credit(facts) | EventAction::AwaitPayment(facts)) = &event.action else {
             return Ok(Needs::Nothing);
         };
+        // A top-up's PaymentIntent names its pack and credits in its metadata.
+        if facts.top_up.is_some() {
+            return Ok(Needs::Nothing);
+        }
         let db = &self.db;
         // `metadata.price_id` names the pack; the quantity it shows only when the total is the
         // pack's price × 1. Any other total (an adjustable quantity, a discount) asks Stripe.

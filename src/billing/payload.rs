@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use crate::billing::{
     CheckoutFacts, DisputeStatus, EventAction, RefundReport, RefundStatus, StripeEvent,
     settlement::{DisputeFact, RefundFact},
+    stripe_event::TopUpFacts,
 };
 
 /// Why a body is not a Stripe event we can read.
@@ -65,6 +66,25 @@ struct CheckoutSession {
     amount_total: Option<i64>,
     #[serde(default)]
     currency: Option<String>,
+    #[serde(default)]
+    customer: Option<Expandable>,
+}
+
+#[derive(Deserialize)]
+struct PaymentIntent {
+    #[serde(default)]
+    object: Option<String>,
+    id: String,
+    #[serde(default)]
+    metadata: Option<HashMap<String, serde_json::Value>>,
+    #[serde(default)]
+    amount_received: Option<i64>,
+    #[serde(default)]
+    amount: Option<i64>,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    customer: Option<Expandable>,
 }
 
 #[derive(Deserialize)]
@@ -142,8 +162,38 @@ impl CheckoutSession {
             payment_intent_id: self.payment_intent.map(Expandable::into_id),
             amount_total: self.amount_total,
             currency: non_empty(self.currency),
+            customer_id: self.customer.map(Expandable::into_id),
+            save_card: meta("save_payment_method").as_deref() == Some("true"),
+            top_up: None,
             session_id: self.id,
         }
+    }
+}
+
+impl PaymentIntent {
+    /// An auto top-up's payment as a purchase to credit: the attempt stands for the session.
+    /// `None` for PaymentIntents this service did not create for a top-up (Checkout's own).
+    fn into_top_up(self) -> Option<CheckoutFacts> {
+        let metadata = self.metadata.unwrap_or_default();
+        let meta = |key: &str| non_empty(metadata.get(key).and_then(|v| v.as_str()).map(str::to_owned));
+        let attempt = meta("top_up_attempt_id")?;
+        let credits = meta("credits")?.parse::<i64>().ok().filter(|c| *c > 0)?;
+        Some(CheckoutFacts {
+            session_id: attempt,
+            client_reference_id: None,
+            metadata_account_id: meta("account_id"),
+            email: None,
+            metadata_price_id: None,
+            payment_intent_id: Some(self.id),
+            amount_total: self.amount_received.or(self.amount),
+            currency: non_empty(self.currency),
+            customer_id: self.customer.map(Expandable::into_id),
+            save_card: false,
+            top_up: Some(TopUpFacts {
+                pack_id: meta("pack_id")?,
+                credits,
+            }),
+        })
     }
 }
 
@@ -156,7 +206,7 @@ macro_rules! tagged {
         })+
     };
 }
-tagged!(CheckoutSession, Charge, Refund, Dispute);
+tagged!(CheckoutSession, Charge, Refund, Dispute, PaymentIntent);
 
 /// Reads `data.object` as a `kind` (checking Stripe's `object` tag when present).
 fn data_object<T: serde::de::DeserializeOwned + Tagged>(
@@ -174,7 +224,7 @@ fn data_object<T: serde::de::DeserializeOwned + Tagged>(
 }
 
 /// The event types this service acts on; every other type is stored and ignored.
-pub(crate) const HANDLED_EVENT_TYPES: [&str; 11] = [
+pub(crate) const HANDLED_EVENT_TYPES: [&str; 12] = [
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
@@ -186,6 +236,7 @@ pub(crate) const HANDLED_EVENT_TYPES: [&str; 11] = [
     "charge.dispute.created",
     "charge.dispute.updated",
     "charge.dispute.closed",
+    "payment_intent.succeeded",
 ];
 
 /// The metrics label of an event type: a handled type, else `other`, so a sender cannot grow
@@ -272,6 +323,13 @@ pub fn parse_event(body: &[u8]) -> Result<StripeEvent, EventParseError> {
                 },
                 None => EventAction::Ignore,
             }
+        }
+        "payment_intent.succeeded" => {
+            let intent: PaymentIntent = data_object(object, "payment_intent")?;
+            // Checkout's own PaymentIntents are credited by their session's events.
+            intent
+                .into_top_up()
+                .map_or(EventAction::Ignore, EventAction::Credit)
         }
         _ => EventAction::Ignore,
     };

@@ -17,6 +17,20 @@ pub struct CheckoutFacts {
     pub payment_intent_id: Option<String>,
     pub amount_total: Option<i64>,
     pub currency: Option<String>,
+    /// The session's Stripe Customer (`customer`).
+    pub customer_id: Option<String>,
+    /// PurchaseCredits asked to keep the card (`metadata.save_payment_method`).
+    pub save_card: bool,
+    /// Set when the "session" is an auto top-up's PaymentIntent (`payment_intent.succeeded`
+    /// with `metadata.top_up_attempt_id`): `session_id` is then the attempt id.
+    pub top_up: Option<TopUpFacts>,
+}
+
+/// What a top-up's PaymentIntent says it bought (its metadata).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopUpFacts {
+    pub pack_id: String,
+    pub credits: i64,
 }
 
 /// How Stripe reports refunded money.

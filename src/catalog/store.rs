@@ -166,3 +166,11 @@ pub(crate) async fn packs_by_prices<C: ConnectionTrait>(
 pub(crate) async fn pack_by_price<C: ConnectionTrait>(db: &C, price_id: &str) -> Result<Option<Pack>, DbErr> {
     Ok(packs_by_prices(db, &[price_id]).await?.into_iter().next())
 }
+
+/// The pack with this id, active or not.
+pub(crate) async fn pack_by_id<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<Pack>, DbErr> {
+    Ok(credit_pack::Entity::find_by_id(id.to_owned())
+        .one(db)
+        .await?
+        .map(pack))
+}

@@ -7,10 +7,12 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 mod ledger;
+mod money_loop;
 mod ops;
 mod redact;
 mod redirects;
 pub(crate) use ledger::LedgerSettings;
+pub(crate) use money_loop::{EventSettings, TopUpSettings};
 pub use ops::TelemetrySettings;
 pub(crate) use ops::{GrpcSettings, HttpSettings, TlsSettings};
 use redact::{UserName, redact_endpoint, redact_url, refuse_unread_secrets};
@@ -67,6 +69,8 @@ pub struct Settings {
     /// Processed events older than this are pruned; unmatched and failed ones are kept.
     pub(crate) event_retention_days: u32,
     pub(crate) ledger: LedgerSettings,
+    pub(crate) events: EventSettings,
+    pub(crate) top_up: TopUpSettings,
 }
 
 /// Stripe keys and endpoints.
@@ -206,6 +210,8 @@ impl Settings {
                 .map_err(|reason| ConfigError::new("RECONCILE_LOOKBACK", reason))?,
             event_retention_days: parse(&var, "EVENT_RETENTION_DAYS", 90)?,
             ledger: LedgerSettings::from_lookup(&var)?,
+            events: EventSettings::from_lookup(&var)?,
+            top_up: TopUpSettings::from_lookup(&var)?,
         })
     }
 

@@ -16,6 +16,21 @@ pub struct Model {
     /// credit pays it first. `credit_balance = Σ lots.remaining - debt`.
     pub debt: i64,
     pub is_trial_user: bool,
+    /// NULL: the service's default (`LOW_BALANCE_THRESHOLD`); 0: no balance alerts.
+    pub low_balance_threshold: Option<i64>,
+    /// Credits the balance may go below zero by.
+    pub overdraft_limit: i64,
+    /// Available credits after the account's last change (NULL until it changes).
+    pub available_balance: Option<i64>,
+    pub stripe_customer_id: Option<String>,
+    pub payment_method_id: Option<String>,
+    pub auto_top_up_enabled: bool,
+    pub auto_top_up_threshold: i64,
+    pub auto_top_up_pack_id: Option<String>,
+    /// Minor units a calendar month's automatic top-ups may charge.
+    pub auto_top_up_monthly_limit: i64,
+    /// Why auto top-up stopped on its own; NULL while it runs.
+    pub auto_top_up_paused: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -1,6 +1,7 @@
 //! SeaORM entities, one file per table. The schema itself lives in `migrations/`.
 
 pub mod account;
+pub mod account_event;
 pub mod credit_hold;
 pub mod credit_ledger;
 pub mod credit_lot;
@@ -12,3 +13,4 @@ pub mod payment_refund_total;
 pub mod stripe_dispute;
 pub mod stripe_event;
 pub mod stripe_refund;
+pub mod top_up_attempt;

@@ -12,10 +12,11 @@ use crate::{
     catalog::Pack,
     ledger::{
         AccountId, AccountRef, Balance, Credits, Email, EntryView, HoldId, IdempotencyKey, InvalidInput,
-        Listing, PageRequest, Reason,
-        book::{Lot, Metadata},
+        Listing, PageRequest, Reason, SettingsRead,
+        book::{Lot, Metadata, TopUpAttempt},
         commands::{self as command, AccountView},
         hold_ttl, parse_metadata,
+        store::outbox::StoredEvent,
     },
 };
 
@@ -65,6 +66,8 @@ pub(crate) mod account {
     account_of!(reserve_credits_request);
     account_of!(list_ledger_entries_request);
     account_of!(list_credit_lots_request);
+    account_of!(get_account_settings_request);
+    account_of!(update_account_settings_request);
 }
 
 pub(crate) fn purchase_request(req: pb::PurchaseCreditsRequest) -> Result<PurchaseRequest, Status> {
@@ -75,7 +78,96 @@ pub(crate) fn purchase_request(req: pb::PurchaseCreditsRequest) -> Result<Purcha
         success_url: optional(&req.success_url, |u| RedirectUrl::parse("success_url", u))?,
         cancel_url: optional(&req.cancel_url, |u| RedirectUrl::parse("cancel_url", u))?,
         idempotency_key: optional(&req.idempotency_key, IdempotencyKey::parse)?,
+        save_payment_method: req.save_payment_method,
     })
+}
+
+/// The account an event listing or stream is filtered on (empty: all).
+pub(crate) fn event_account(raw: &str) -> Result<Option<String>, Status> {
+    Ok(optional(raw, AccountId::parse)?.map(|id| id.as_str().to_owned()))
+}
+
+pub(crate) fn after_sequence(raw: i64) -> Result<i64, Status> {
+    if raw < 0 {
+        return Err(Status::invalid_argument(
+            "invalid after_sequence: must not be negative",
+        ));
+    }
+    Ok(raw)
+}
+
+/// Events per page: default 100, at most 1000.
+pub(crate) fn event_page_size(raw: i32) -> Result<u64, Status> {
+    match raw {
+        0 => Ok(100),
+        1..=1000 => Ok(raw as u64),
+        _ => Err(Status::invalid_argument(
+            "invalid page_size: must be from 1 to 1000",
+        )),
+    }
+}
+
+pub(crate) fn settings_change(req: &pb::UpdateAccountSettingsRequest) -> command::SettingsChange {
+    command::SettingsChange {
+        low_balance_threshold: req.low_balance_threshold,
+        overdraft_limit: req.overdraft_limit,
+        auto_top_up: req.auto_top_up.as_ref().map(|t| command::AutoTopUpChange {
+            enabled: t.enabled,
+            threshold: t.threshold,
+            pack_id: t.pack_id.trim().to_owned(),
+            monthly_limit: t.monthly_limit,
+        }),
+    }
+}
+
+pub(crate) fn account_event(event: StoredEvent) -> pb::AccountEvent {
+    pb::AccountEvent {
+        sequence: event.sequence,
+        id: event.id,
+        account_id: event.account_id,
+        r#type: event.kind.as_str().to_owned(),
+        balance_after: event.balance_after,
+        available_after: event.available_after,
+        entry_id: event.entry_id.unwrap_or_default(),
+        payload: event.payload,
+        created_at: Some(timestamp(event.created_at)),
+    }
+}
+
+/// Settings as GetAccountSettings shows them; `default_threshold` is LOW_BALANCE_THRESHOLD.
+pub(crate) fn settings(read: SettingsRead, default_threshold: i64) -> pb::AccountSettings {
+    let s = read.settings;
+    pb::AccountSettings {
+        account_id: read.account_id,
+        low_balance_threshold: s.low_balance_threshold.unwrap_or(default_threshold),
+        low_balance_threshold_is_default: s.low_balance_threshold.is_none(),
+        overdraft_limit: s.overdraft_limit,
+        auto_top_up: Some(pb::AutoTopUp {
+            enabled: s.auto_top_up.enabled,
+            threshold: s.auto_top_up.threshold,
+            pack_id: s.auto_top_up.pack_id.unwrap_or_default(),
+            monthly_limit: s.auto_top_up.monthly_limit,
+            paused_reason: s.auto_top_up.paused.unwrap_or_default(),
+        }),
+        has_payment_method: s.payment_method_id.is_some(),
+        recent_top_ups: read.recent_top_ups.into_iter().map(top_up).collect(),
+    }
+}
+
+fn top_up(attempt: TopUpAttempt) -> pb::TopUpAttempt {
+    pb::TopUpAttempt {
+        id: attempt.id,
+        pack_id: attempt.pack_id,
+        attempt: attempt.number,
+        state: attempt.state.as_str().to_owned(),
+        payment_intent_id: attempt.payment_intent_id.unwrap_or_default(),
+        amount: attempt.amount.unwrap_or_default(),
+        currency: attempt.currency.unwrap_or_default(),
+        credits: attempt.credits.unwrap_or_default(),
+        error: attempt.error.unwrap_or_default(),
+        created_at: Some(timestamp(attempt.created_at)),
+        updated_at: Some(timestamp(attempt.updated_at)),
+    }
 }
 
 pub(crate) fn page_request(

@@ -18,7 +18,7 @@ use crate::{
 /// The RPCs of `credits.v1.CreditsService`, the only method names metrics, logs and spans
 /// carry: tonic exposes no such list, and a name taken from the request path would let any
 /// caller mint label values. A unit test keeps it equal to the proto.
-pub(crate) const RPC_METHODS: [&str; 12] = [
+pub(crate) const RPC_METHODS: [&str; 16] = [
     "ListCreditPacks",
     "PurchaseCredits",
     "GetBalance",
@@ -31,6 +31,10 @@ pub(crate) const RPC_METHODS: [&str; 12] = [
     "ReleaseHold",
     "ListLedgerEntries",
     "ListCreditLots",
+    "ListAccountEvents",
+    "WatchAccountEvents",
+    "GetAccountSettings",
+    "UpdateAccountSettings",
 ];
 
 /// What any other path under the service (or a path of another service) is called.
@@ -50,14 +54,22 @@ pub(crate) struct CreditsApi<X: Extension> {
     ledger: Ledger<X>,
     billing: Billing,
     publishable_key: String,
+    /// `LOW_BALANCE_THRESHOLD`, shown for accounts that set none.
+    default_threshold: i64,
 }
 
 impl<X: Extension> CreditsApi<X> {
-    pub(crate) fn new(ledger: Ledger<X>, billing: Billing, publishable_key: String) -> Self {
+    pub(crate) fn new(
+        ledger: Ledger<X>,
+        billing: Billing,
+        publishable_key: String,
+        default_threshold: i64,
+    ) -> Self {
         Self {
             ledger,
             billing,
             publishable_key,
+            default_threshold,
         }
     }
 }
@@ -68,9 +80,14 @@ impl<X: Extension> Clone for CreditsApi<X> {
             ledger: self.ledger.clone(),
             billing: self.billing.clone(),
             publishable_key: self.publishable_key.clone(),
+            default_threshold: self.default_threshold,
         }
     }
 }
+
+/// The stream WatchAccountEvents answers with.
+type EventStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::AccountEvent, Status>> + Send>>;
 
 fn record_account(by: &AccountRef) {
     if let AccountRef::Id(id) = by {
@@ -264,6 +281,75 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
         Ok(Response::new(pb::ListCreditLotsResponse {
             lots: lots.into_iter().map(convert::lot).collect(),
         }))
+    }
+
+    async fn list_account_events(
+        &self,
+        request: Request<pb::ListAccountEventsRequest>,
+    ) -> Result<Response<pb::ListAccountEventsResponse>, Status> {
+        let req = request.into_inner();
+        let account = convert::event_account(&req.account_id)?;
+        if let Some(id) = &account {
+            Span::current().record("account_id", id.as_str());
+        }
+        let after = convert::after_sequence(req.after_sequence)?;
+        let size = convert::event_page_size(req.page_size)?;
+        let page = self
+            .ledger
+            .account_events(account.as_deref(), after, size)
+            .await
+            .map_err(ledger_status)?;
+        Ok(Response::new(pb::ListAccountEventsResponse {
+            events: page.events.into_iter().map(convert::account_event).collect(),
+            next_after_sequence: page.next_after,
+        }))
+    }
+
+    type WatchAccountEventsStream = EventStream;
+
+    async fn watch_account_events(
+        &self,
+        request: Request<pb::WatchAccountEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        use futures_util::StreamExt;
+
+        let req = request.into_inner();
+        let account = convert::event_account(&req.account_id)?;
+        if let Some(id) = &account {
+            Span::current().record("account_id", id.as_str());
+        }
+        let after = convert::after_sequence(req.after_sequence)?;
+        let events = self
+            .ledger
+            .watch_events(account, after)
+            .map(|event| event.map(convert::account_event).map_err(ledger_status));
+        Ok(Response::new(Box::pin(events)))
+    }
+
+    async fn get_account_settings(
+        &self,
+        request: Request<pb::GetAccountSettingsRequest>,
+    ) -> Result<Response<pb::AccountSettings>, Status> {
+        let by = convert::account::get_account_settings_request(request.into_inner().account)?;
+        record_account(&by);
+        let read = self.ledger.settings(&by).await.map_err(ledger_status)?;
+        Ok(Response::new(convert::settings(read, self.default_threshold)))
+    }
+
+    async fn update_account_settings(
+        &self,
+        request: Request<pb::UpdateAccountSettingsRequest>,
+    ) -> Result<Response<pb::AccountSettings>, Status> {
+        let req = request.into_inner();
+        let change = convert::settings_change(&req);
+        let by = convert::account::update_account_settings_request(req.account)?;
+        record_account(&by);
+        self.billing
+            .update_settings(by.clone(), change)
+            .await
+            .map_err(billing_status)?;
+        let read = self.ledger.settings(&by).await.map_err(ledger_status)?;
+        Ok(Response::new(convert::settings(read, self.default_threshold)))
     }
 }
 

@@ -18,6 +18,7 @@ pub(crate) fn ledger_status(err: LedgerError) -> Status {
         LedgerError::HoldClosed { hold_id, status } => {
             Status::failed_precondition(format!("hold {hold_id} is {status}"))
         }
+        LedgerError::FailedPrecondition(why) => Status::failed_precondition(why),
         LedgerError::DatabaseUnavailable(cause) => {
             tracing::warn!(%cause, "database unavailable");
             Status::unavailable("database unavailable; retry later")

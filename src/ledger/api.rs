@@ -9,7 +9,7 @@ use super::{
     error::LedgerError,
     store,
     types::AccountId,
-    writer::{Extension, WriterHandle},
+    writer::{Extension, Signals, WriterHandle},
 };
 
 /// Accounts with due lots or run-out holds handled per sweep pass.
@@ -19,6 +19,7 @@ const SWEEP_BATCH: u64 = 500;
 pub(crate) struct Ledger<X: Extension> {
     writer: WriterHandle<X>,
     pub(super) reads: DatabaseConnection,
+    pub(super) signals: Signals,
 }
 
 impl<X: Extension> Clone for Ledger<X> {
@@ -26,13 +27,23 @@ impl<X: Extension> Clone for Ledger<X> {
         Self {
             writer: self.writer.clone(),
             reads: self.reads.clone(),
+            signals: self.signals.clone(),
         }
     }
 }
 
 impl<X: Extension> Ledger<X> {
-    pub(crate) fn new(writer: WriterHandle<X>, reads: DatabaseConnection) -> Self {
-        Self { writer, reads }
+    pub(crate) fn new(writer: WriterHandle<X>, reads: DatabaseConnection, signals: Signals) -> Self {
+        Self {
+            writer,
+            reads,
+            signals,
+        }
+    }
+
+    /// What committed batches signal (account events, top-up attempts).
+    pub(crate) fn signals(&self) -> &Signals {
+        &self.signals
     }
 
     /// Applies a command; answers once its batch is committed.

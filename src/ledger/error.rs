@@ -16,6 +16,9 @@ pub(crate) enum LedgerError {
     /// A debit or reservation asked for more than is available; nothing was written.
     #[error("not enough credits: {available} available, {asked} asked")]
     Insufficient { available: i64, asked: i64 },
+    /// The account is not in a state that allows the change (the message says which).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The hold was already captured, released or expired.
     #[error("hold {hold_id} is {status}")]
     HoldClosed { hold_id: String, status: HoldStatus },
@@ -38,6 +41,7 @@ impl LedgerError {
             | Self::NotFound(_)
             | Self::EmailTaken(_)
             | Self::Insufficient { .. }
+            | Self::FailedPrecondition(_)
             | Self::HoldClosed { .. }
             | Self::Unexpected(_) => false,
         }

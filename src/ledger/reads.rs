@@ -6,7 +6,7 @@ use sea_orm::ConnectionTrait;
 
 use super::{
     api::Ledger,
-    book::{AccountState, Book, Lot},
+    book::{AccountSettings, AccountState, Book, Lot, TopUpAttempt},
     commands::AccountView,
     error::LedgerError,
     store::{
@@ -16,6 +16,18 @@ use super::{
     types::{AccountRef, Listing, PageRequest, encode_page_token},
     writer::Extension,
 };
+
+/// Top-up attempts `GetAccountSettings` shows.
+const RECENT_TOP_UPS: u64 = 5;
+
+/// An account's settings, where its balance stands and its latest top-up attempts.
+#[derive(Debug, Clone)]
+pub(crate) struct SettingsRead {
+    pub account_id: String,
+    pub settings: AccountSettings,
+    pub available_balance: i64,
+    pub recent_top_ups: Vec<TopUpAttempt>,
+}
 
 /// One page of ledger entries and the token for the next (None on the last page).
 #[derive(Debug, Clone)]
@@ -91,6 +103,33 @@ impl<X: Extension> Ledger<X> {
             entries,
             next_page_token,
         })
+    }
+
+    /// An account's settings and latest top-up attempts.
+    pub(crate) async fn settings(&self, by: &AccountRef) -> Result<SettingsRead, LedgerError> {
+        let balance = self.balance(by).await?;
+        let recent_top_ups =
+            store::outbox::account_top_ups(&self.reads, &balance.account.id, RECENT_TOP_UPS).await?;
+        Ok(SettingsRead {
+            account_id: balance.account.id,
+            settings: balance.account.settings,
+            available_balance: balance.available_balance,
+            recent_top_ups,
+        })
+    }
+
+    /// Top-up attempts whose next step is due, oldest first.
+    pub(crate) async fn due_top_ups(&self, limit: u64) -> Result<Vec<TopUpAttempt>, LedgerError> {
+        Ok(store::outbox::due_top_ups(&self.reads, Utc::now(), limit).await?)
+    }
+
+    /// What an account's top-ups may have charged since `since` (minor units).
+    pub(crate) async fn top_ups_charged_since(
+        &self,
+        account_id: &str,
+        since: chrono::DateTime<Utc>,
+    ) -> Result<i64, LedgerError> {
+        Ok(store::outbox::charged_since(&self.reads, account_id, since).await?)
     }
 
     /// An account's lots in burn order, as of now: a lot past its expiry keeps only what a live

@@ -48,6 +48,9 @@ fn facts_of(session: CompletedSession) -> CheckoutFacts {
         payment_intent_id: session.payment_intent_id.clone(),
         amount_total: session.amount_total,
         currency: session.currency.clone(),
+        customer_id: session.customer_id.clone(),
+        save_card: meta("save_payment_method").as_deref() == Some("true"),
+        top_up: None,
         session_id: session.id,
     }
 }

@@ -1,5 +1,5 @@
-//! Background jobs of `serve`: the expiry sweep, event retention, and reconciliation when
-//! `RECONCILE_INTERVAL` is set. Each run takes its job's lease first, so N replicas run each
+//! Background jobs of `serve`: the expiry sweep, event retention, the auto top-up worker, and
+//! reconciliation when `RECONCILE_INTERVAL` is set. Each run takes its job's lease first, so N replicas run each
 //! job once per period.
 
 use std::{future::Future, time::Duration};
@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{jobs::Leases, reconcile};
 use crate::{
     billing::Billing,
-    config::Settings,
+    config::{Settings, TopUpSettings},
     event_store::EventLog,
     ledger::{Extension, Ledger},
     metrics::Metrics,
@@ -85,6 +85,15 @@ pub(crate) fn spawn<X: Extension>(
         }
     }));
 
+    tasks.push(top_ups(
+        billing.clone(),
+        ledger.signals().top_ups(),
+        leases.clone(),
+        holder.clone(),
+        settings.top_up,
+        stop.clone(),
+    ));
+
     if let Some(interval) = settings.reconcile_interval {
         let lookback = settings.reconcile_lookback;
         tasks.push(every(interval, Start::Now, stop, move || {
@@ -110,6 +119,53 @@ pub(crate) fn spawn<X: Extension>(
         }));
     }
     tasks
+}
+
+/// How long one top-up pass holds its lease, in worker intervals (at least 5 s): a replica
+/// that dies mid-pass delays the others this long. Nothing relies on the lease for money (each
+/// attempt's key and state do that), so a longer pass overlapping another replica's is harmless.
+fn top_up_lease(interval: Duration) -> Duration {
+    (interval * 10).max(Duration::from_secs(5))
+}
+
+/// The auto top-up worker: a pass whenever this replica's writer started attempts, and every
+/// `TOP_UP_INTERVAL_MS` for other replicas' and for retries that fell due.
+fn top_ups(
+    billing: Billing,
+    mut started: tokio::sync::watch::Receiver<u64>,
+    leases: Leases,
+    holder: String,
+    settings: TopUpSettings,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if lease(&leases, "top_ups", &holder, top_up_lease(settings.interval)).await {
+                let stopped = tokio::select! {
+                    () = stop.cancelled() => true,
+                    ran = billing.run_top_ups(&settings) => {
+                        if let Err(err) = ran {
+                            tracing::warn!(error = %err, "top-up pass failed; the next one retries");
+                        }
+                        false
+                    }
+                };
+                // Stopping mid-pass leaves attempts where they are: the next holder resumes them
+                // with the same keys, at once.
+                if let Err(err) = leases.release("top_ups", &holder).await {
+                    tracing::warn!(error = %err, "could not release the top-up lease");
+                }
+                if stopped {
+                    return;
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = started.changed() => {}
+                () = tokio::time::sleep(settings.interval) => {}
+            }
+        }
+    })
 }
 
 async fn lease(leases: &Leases, job: &str, holder: &str, ttl: Duration) -> bool {

@@ -2,6 +2,7 @@
 //! config, errors are sorted into what a caller can act on.
 
 pub(crate) mod catalog;
+pub(crate) mod payments;
 
 use std::collections::HashMap;
 
@@ -10,7 +11,9 @@ use stripe::{
     Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError as ApiError, StripeRequest,
 };
 use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionLineItems, ListCheckoutSession, ListLineItemsCheckoutSession,
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionPaymentIntentData,
+    CreateCheckoutSessionPaymentIntentDataSetupFutureUsage, ListCheckoutSession,
+    ListLineItemsCheckoutSession,
 };
 use stripe_checkout::{CheckoutSessionMode, CheckoutSessionStatus};
 use stripe_types::RangeQueryTs;
@@ -61,6 +64,9 @@ pub struct CheckoutRequest<'a> {
     pub cancel_url: &'a str,
     /// The caller's key; Stripe gets `stripe_idempotency_key(account_id, key)`.
     pub idempotency_key: Option<&'a str>,
+    /// Keep the card: the session is the Customer's (instead of naming `customer_email`) and
+    /// sets the payment up for off-session use (auto top-ups).
+    pub save_card_for: Option<&'a str>,
 }
 
 /// The parts of a created Checkout Session we keep.
@@ -90,6 +96,7 @@ pub struct CompletedSession {
     pub payment_intent_id: Option<String>,
     pub amount_total: Option<i64>,
     pub currency: Option<String>,
+    pub customer_id: Option<String>,
 }
 
 /// The `Idempotency-Key` sent to Stripe for a caller's key: scoped to the account (Stripe's
@@ -139,14 +146,25 @@ impl StripeGateway {
             ("pack_id".to_owned(), req.pack_id.to_owned()),
             ("price_id".to_owned(), req.price_id.to_owned()),
         ]);
+        let mut metadata = metadata;
         let create = CreateCheckoutSession::new()
             .mode(CheckoutSessionMode::Payment)
             .line_items(vec![line])
-            .customer_email(req.customer_email)
             .client_reference_id(req.account_id)
-            .metadata(metadata)
             .success_url(req.success_url)
             .cancel_url(req.cancel_url);
+        // Stripe takes either a Customer or an email, not both.
+        let create = match req.save_card_for {
+            Some(customer) => {
+                metadata.insert("save_payment_method".to_owned(), "true".to_owned());
+                let mut intent = CreateCheckoutSessionPaymentIntentData::new();
+                intent.setup_future_usage =
+                    Some(CreateCheckoutSessionPaymentIntentDataSetupFutureUsage::OffSession);
+                create.customer(customer).payment_intent_data(intent)
+            }
+            None => create.customer_email(req.customer_email),
+        }
+        .metadata(metadata);
         let strategy = match req.idempotency_key {
             Some(key) => RequestStrategy::Idempotent(
                 IdempotencyKey::new(stripe_idempotency_key(req.account_id, key)).map_err(|err| {
@@ -194,6 +212,7 @@ impl StripeGateway {
                     payment_intent_id: session.payment_intent.map(|p| p.id().to_string()),
                     amount_total: session.amount_total,
                     currency: session.currency.map(|c| c.to_string()),
+                    customer_id: session.customer.map(|c| c.id().to_string()),
                 });
             }
             match last {

@@ -26,6 +26,7 @@ use tonic::transport::Channel;
 use wiremock::MockServer;
 
 pub mod h2_raw;
+pub mod payments;
 mod process;
 pub mod spend;
 mod stripe;
@@ -144,6 +145,12 @@ impl TestDatabase {
                 })
             }
         }
+    }
+
+    /// Whether the tests run on PostgreSQL (`TEST_DATABASE_URL`), where several replicas can
+    /// share one database.
+    pub fn is_postgres() -> bool {
+        std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty())
     }
 
     /// A separate connection for looking at (or breaking) what the service wrote.

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use super::{Decided, Decisions, Delivery, Job, report};
+use super::{Decided, Decisions, Delivery, Job, SavedCard, report};
 use crate::{
     billing::{
         settlement::{self, Terms},
@@ -63,6 +63,7 @@ impl Decisions {
             Job::Event {
                 event,
                 delivery,
+                card,
                 decided,
                 ..
             } => {
@@ -75,7 +76,7 @@ impl Decisions {
                         ..report(event, *outcome)
                     }
                 } else {
-                    self.decide(event, packs, now, postings)
+                    self.decide(event, card.as_ref(), packs, now, postings)
                 };
                 let finish = finish.filter(|_| report.outcome != EventOutcome::Duplicate);
                 *decided = Some(Decided { report, finish });
@@ -88,6 +89,7 @@ impl Decisions {
     pub(super) fn decide(
         &mut self,
         event: &StripeEvent,
+        card: Option<&SavedCard>,
         packs: &[Pack],
         now: DateTime<Utc>,
         postings: &mut Vec<Posting>,
@@ -95,7 +97,9 @@ impl Decisions {
         let mut report = report(event, EventOutcome::Ignored);
         report.outcome = match &event.action {
             EventAction::Ignore => EventOutcome::Ignored,
-            EventAction::Credit(facts) => self.complete(event, facts, packs, now, postings, &mut report),
+            EventAction::Credit(facts) => {
+                self.complete(event, facts, card, packs, now, postings, &mut report)
+            }
             EventAction::AwaitPayment(facts) => match self.purchases.get_mut(&facts.session_id) {
                 Some(purchase) if purchase.status == PurchaseStatus::Pending => {
                     report.account_id = Some(purchase.account_id.clone());
@@ -151,10 +155,12 @@ impl Decisions {
 
     /// Completes the session's purchase unless it already is: the guard that makes crediting
     /// happen once. Refunds or disputes that arrived first settle in the same step.
+    #[allow(clippy::too_many_arguments)]
     fn complete(
         &mut self,
         event: &StripeEvent,
         facts: &CheckoutFacts,
+        card: Option<&SavedCard>,
         packs: &[Pack],
         now: DateTime<Utc>,
         postings: &mut Vec<Posting>,
@@ -194,13 +200,32 @@ impl Decisions {
                 metadata: Metadata::new(),
                 lot: LotTerms {
                     id: uuid::Uuid::now_v7().to_string(),
-                    source: LotSource::Purchase,
+                    source: if facts.top_up.is_some() {
+                        LotSource::TopUp
+                    } else {
+                        LotSource::Purchase
+                    },
                     reference: purchase.session_id.clone(),
                     expires_at: purchase.credits_expire_at,
                 },
                 ends_trial: true,
             },
         });
+        if let (Some(_), Some(intent)) = (&facts.top_up, &purchase.payment_intent_id) {
+            postings.push(Posting::TopUpPaid {
+                account_id: purchase.account_id.clone(),
+                attempt_id: purchase.session_id.clone(),
+                payment_intent_id: intent.clone(),
+                credits: purchase.credits,
+            });
+        }
+        if let Some(card) = card {
+            postings.push(Posting::SaveCard {
+                account_id: purchase.account_id.clone(),
+                customer_id: card.customer_id.clone(),
+                payment_method_id: card.payment_method_id.clone(),
+            });
+        }
         let intent = purchase.payment_intent_id.clone();
         self.changed.insert(facts.session_id.clone());
         if let Some(intent) = intent {

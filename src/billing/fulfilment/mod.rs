@@ -46,6 +46,13 @@ pub(crate) struct LineItemPack {
 /// A session's line items, fetched before queueing: the pack they name, or why not.
 pub(crate) type LineItems = Option<Result<Option<LineItemPack>, String>>;
 
+/// A card kept for auto top-ups: the Customer and the payment method the Checkout used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SavedCard {
+    pub customer_id: String,
+    pub payment_method_id: String,
+}
+
 /// Where a job's answer goes: filled when its batch is decided and written, sent once the
 /// batch is committed.
 #[derive(Debug)]
@@ -105,6 +112,8 @@ pub(crate) enum Job {
         /// Only for sessions neither the metadata nor a purchase names a pack for: the line
         /// items' pack, or why it could not be had.
         line_items: LineItems,
+        /// The card a completed Checkout asked to keep, read from Stripe before queueing.
+        card: Option<SavedCard>,
         decided: Option<Decided>,
         answer: Answer<FulfilmentReport>,
     },

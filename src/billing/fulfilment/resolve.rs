@@ -87,7 +87,16 @@ pub(super) async fn resolve_new(
             unmatched.insert(n, (EventOutcome::UnmatchedAccount, detail));
             continue;
         };
-        let (pack, credits) = match match_pack(facts, line_items, packs) {
+        let found = match &facts.top_up {
+            // A top-up's PaymentIntent says what it bought.
+            Some(top_up) => packs
+                .iter()
+                .find(|p| p.id == top_up.pack_id)
+                .map(|pack| (pack, top_up.credits))
+                .ok_or_else(|| format!("no pack {:?} for top-up {}", top_up.pack_id, facts.session_id)),
+            None => match_pack(facts, line_items, packs),
+        };
+        let (pack, credits) = match found {
             Ok(found) => found,
             Err(detail) => {
                 unmatched.insert(n, (EventOutcome::UnmatchedPack, detail));

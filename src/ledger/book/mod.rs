@@ -18,14 +18,16 @@
 
 mod opening;
 mod parts;
+mod top_up;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 pub(crate) use opening::{Differences, Imported};
 pub(crate) use parts::*;
+pub(crate) use top_up::TopUpStep;
 
-use super::kinds::{EntryKind, HoldStatus, LotSource};
+use super::kinds::{EntryKind, EventType, HoldStatus};
 
 /// One account's balance, debt, live lots and the holds a batch needs, with what changed.
 #[derive(Debug, Clone)]
@@ -34,17 +36,27 @@ pub(crate) struct Book {
     /// Lots with credits left (and lots opened here), in burn order.
     lots: Vec<Lot>,
     holds: BTreeMap<String, Hold>,
+    /// The top-up attempts the batch names.
+    top_ups: BTreeMap<String, TopUpAttempt>,
+    changed_top_ups: BTreeSet<String>,
+    /// Attempts started here (after a decline, or when Stripe showed none was charged).
+    new_top_ups: Vec<TopUpAttempt>,
     /// Entries appended since the book was loaded.
     pub entries: Vec<Entry>,
+    /// What happened since the book was loaded, in order (entries, holds running out, a
+    /// command's own events): what the batch's account events are made of.
+    pub happenings: Vec<Happening>,
     account_changed: bool,
+    settings_changed: bool,
     new_lots: BTreeSet<String>,
     changed_lots: BTreeSet<String>,
     new_holds: BTreeSet<String>,
     changed_holds: BTreeSet<String>,
     /// True when the account row itself is new.
     pub opened: bool,
-    /// False for a book loaded to be credited only: no lots, no holds.
-    complete: bool,
+    /// The available credits after the account's last change before this batch (`None`:
+    /// not known): what the batch's first change is compared with.
+    pub available_before: Option<i64>,
 }
 
 /// What marks a capture's entry reference; ConsumeCredits refuses keys that begin with it.
@@ -61,26 +73,23 @@ impl Book {
     pub(crate) fn load(account: AccountState, mut lots: Vec<Lot>, holds: Vec<Hold>) -> Self {
         lots.sort_by(burn_order);
         Self {
+            available_before: account.last_available,
             account,
             lots,
             holds: holds.into_iter().map(|h| (h.id.clone(), h)).collect(),
+            top_ups: BTreeMap::new(),
+            changed_top_ups: BTreeSet::new(),
+            new_top_ups: Vec::new(),
             entries: Vec::new(),
+            happenings: Vec::new(),
             account_changed: false,
+            settings_changed: false,
             new_lots: BTreeSet::new(),
             changed_lots: BTreeSet::new(),
             new_holds: BTreeSet::new(),
             changed_holds: BTreeSet::new(),
             opened: false,
-            complete: true,
         }
-    }
-
-    /// A book that can only be credited (a purchase): its lots and holds are not read, since a
-    /// credit needs only the balance and the debt. Debits and holds on it are refused.
-    pub(crate) fn credit_only(account: AccountState) -> Self {
-        let mut book = Self::load(account, Vec::new(), Vec::new());
-        book.complete = false;
-        book
     }
 
     /// A book for an account created in this batch.
@@ -119,15 +128,90 @@ impl Book {
             .sum()
     }
 
-    /// What can be spent or reserved now: never below zero, even in debt.
+    /// The account's own credits that can be spent or reserved now: never below zero, even in
+    /// debt. A hold reserving into the overdraft takes from this first.
     pub(crate) fn available(&self, now: DateTime<Utc>) -> i64 {
+        (self.unreserved(now)).max(0)
+    }
+
+    /// What a debit or a hold may take now: the available credits plus what the overdraft
+    /// limit still allows below zero.
+    pub(crate) fn spendable(&self, now: DateTime<Utc>) -> i64 {
+        (self.unreserved(now) + self.account.settings.overdraft_limit).max(0)
+    }
+
+    /// Free credits of unexpired lots, minus debt and what holds reserve beyond the lots.
+    fn unreserved(&self, now: DateTime<Utc>) -> i64 {
         let free: i64 = self
             .lots
             .iter()
             .filter(|l| !l.is_expired(now))
             .map(Lot::free)
             .sum();
-        (free - self.account.debt).max(0)
+        let overdrawn: i64 = self
+            .holds
+            .values()
+            .filter(|h| h.status == HoldStatus::Active)
+            .map(Hold::overdraft)
+            .sum();
+        free - self.account.debt - overdrawn
+    }
+
+    /// Adds the stored top-up attempts the batch names.
+    pub(crate) fn add_top_ups(&mut self, attempts: impl IntoIterator<Item = TopUpAttempt>) {
+        self.top_ups
+            .extend(attempts.into_iter().map(|a| (a.id.clone(), a)));
+    }
+
+    pub(crate) fn top_up(&self, id: &str) -> Option<&TopUpAttempt> {
+        self.top_ups.get(id)
+    }
+
+    /// Changes a stored attempt (its state, its PaymentIntent, its error).
+    pub(crate) fn change_top_up(
+        &mut self,
+        id: &str,
+        now: DateTime<Utc>,
+        change: impl FnOnce(&mut TopUpAttempt),
+    ) {
+        if let Some(attempt) = self.top_ups.get_mut(id) {
+            change(attempt);
+            attempt.updated_at = now;
+            self.changed_top_ups.insert(id.to_owned());
+        }
+    }
+
+    /// Starts another attempt; the database refuses it if one is still in flight.
+    pub(crate) fn start_top_up(&mut self, attempt: TopUpAttempt) {
+        self.new_top_ups.push(attempt);
+    }
+
+    /// Records a command's own event (an auto top-up's outcome), in order with the rest.
+    pub(crate) fn signal(&mut self, kind: EventType, payload: serde_json::Value, now: DateTime<Utc>) {
+        self.happened(What::Signal { kind, payload }, now);
+    }
+
+    /// Changes the account's settings (balance alerts, auto top-up, overdraft, saved card).
+    pub(crate) fn change_settings(&mut self, change: impl FnOnce(&mut AccountSettings)) {
+        let before = self.account.settings.clone();
+        change(&mut self.account.settings);
+        if self.account.settings != before {
+            self.settings_changed = true;
+            self.account_changed = true;
+        }
+    }
+
+    fn happened(&mut self, what: What, now: DateTime<Utc>) {
+        let available = self.available(now);
+        self.account.last_available = Some(available);
+        let happening = Happening {
+            what,
+            balance_after: self.account.balance,
+            available_after: available,
+        };
+        self.happenings.push(happening);
+        // The next batch compares its changes with this.
+        self.account_changed = true;
     }
 
     /// Credits past their lot's expiry that only wait for their hold to end (not spendable,
@@ -150,7 +234,9 @@ impl Book {
             .map(|h| h.id.clone())
             .collect();
         for id in due {
+            let credits = self.holds.get(&id).map_or(0, |h| h.credits);
             self.close_hold(&id, HoldStatus::Expired, now);
+            self.happened(What::HoldExpired { hold_id: id, credits }, now);
         }
         let expiring: Vec<(String, i64)> = self
             .lots
@@ -166,6 +252,7 @@ impl Book {
                 "expiry",
                 &lot_id,
                 Metadata::new(),
+                Some(lot_id.clone()),
                 now,
             );
         }
@@ -202,6 +289,7 @@ impl Book {
             &credit.reason,
             &credit.reference,
             credit.metadata,
+            Some(credit.lot.id.clone()),
             now,
         );
         Posted {
@@ -211,24 +299,26 @@ impl Book {
         }
     }
 
-    /// Spends credits, never below what is available.
+    /// Spends credits, never below what is spendable: the free credits, then (up to the
+    /// overdraft limit) debt.
     pub(crate) fn debit(&mut self, debit: Debit, now: DateTime<Utc>) -> Result<Posted, PostingError> {
-        self.require_complete()?;
         self.settle(now);
-        let available = self.available(now);
-        if debit.credits > available {
+        let spendable = self.spendable(now);
+        if debit.credits > spendable {
             return Err(PostingError::Insufficient {
-                available,
+                available: spendable,
                 asked: debit.credits,
             });
         }
-        self.take_free(debit.credits, now, |_| true);
+        let overdrawn = self.take_free(debit.credits, now, |_| true);
+        self.account.debt += overdrawn;
         let entry = self.append(
             EntryKind::Consumption,
             -debit.credits,
             &debit.reason,
             &debit.reference,
             debit.metadata,
+            None,
             now,
         );
         Ok(Posted {
@@ -245,10 +335,8 @@ impl Book {
         clawback: Clawback,
         now: DateTime<Utc>,
     ) -> Result<Posted, PostingError> {
-        self.require_complete()?;
         self.settle(now);
-        let own =
-            |lot: &Lot| lot.source == LotSource::Purchase && lot.reference == clawback.purchase_reference;
+        let own = |lot: &Lot| lot.source.is_bought() && lot.reference == clawback.purchase_reference;
         let left = self.take_free(clawback.credits, now, own);
         let left = self.take_free(left, now, |_| true);
         self.account.debt += left;
@@ -258,6 +346,7 @@ impl Book {
             clawback.kind.as_str(),
             &clawback.reference,
             clawback.metadata,
+            None,
             now,
         );
         Ok(Posted {
@@ -267,18 +356,18 @@ impl Book {
         })
     }
 
-    /// Reserves credits in a new hold.
+    /// Reserves credits in a new hold: free credits of lots in burn order, the rest (up to the
+    /// overdraft limit) against the overdraft.
     pub(crate) fn reserve(
         &mut self,
         reservation: Reservation,
         now: DateTime<Utc>,
     ) -> Result<(), PostingError> {
-        self.require_complete()?;
         self.settle(now);
-        let available = self.available(now);
-        if reservation.credits > available {
+        let spendable = self.spendable(now);
+        if reservation.credits > spendable {
             return Err(PostingError::Insufficient {
-                available,
+                available: spendable,
                 asked: reservation.credits,
             });
         }
@@ -316,6 +405,7 @@ impl Book {
         };
         self.new_holds.insert(hold.id.clone());
         self.holds.insert(hold.id.clone(), hold);
+        self.happened(What::Reserved, now);
         Ok(())
     }
 
@@ -328,7 +418,6 @@ impl Book {
         metadata: Metadata,
         now: DateTime<Utc>,
     ) -> Result<Captured, PostingError> {
-        self.require_complete()?;
         self.settle(now);
         let hold = self.holds.get(hold_id).ok_or(PostingError::HoldNotFound)?;
         if hold.status != HoldStatus::Active {
@@ -354,6 +443,8 @@ impl Book {
                 lot.remaining -= take;
             });
         }
+        // What the hold reserved against the overdraft becomes debt.
+        self.account.debt += left;
         self.set_hold(hold_id, |hold| {
             hold.status = HoldStatus::Captured;
             hold.captured_credits = Some(credits);
@@ -366,6 +457,7 @@ impl Book {
             &reason,
             &capture_reference(hold_id),
             entry_metadata,
+            None,
             now,
         );
         // Lots past their expiry that only this hold kept alive expire now.
@@ -382,7 +474,6 @@ impl Book {
 
     /// Ends a live hold without a debit. False when it had already expired (nothing to do).
     pub(crate) fn release(&mut self, hold_id: &str, now: DateTime<Utc>) -> Result<bool, PostingError> {
-        self.require_complete()?;
         self.settle(now);
         let hold = self.holds.get(hold_id).ok_or(PostingError::HoldNotFound)?;
         match hold.status {
@@ -391,6 +482,7 @@ impl Book {
             HoldStatus::Captured => return Err(PostingError::HoldClosed(HoldStatus::Captured)),
         }
         self.close_hold(hold_id, HoldStatus::Released, now);
+        self.happened(What::Reserved, now);
         self.settle(now);
         Ok(true)
     }
@@ -400,6 +492,7 @@ impl Book {
         let lot = |id: &String| self.lots.iter().find(|l| &l.id == id).cloned();
         BookChanges {
             account: self.account_changed.then(|| self.account.clone()),
+            settings_changed: self.settings_changed,
             new_lots: self.new_lots.iter().filter_map(lot).collect(),
             changed_lots: self
                 .changed_lots
@@ -419,14 +512,12 @@ impl Book {
                 .filter_map(|id| self.holds.get(id).cloned())
                 .collect(),
             entries: self.entries.clone(),
-        }
-    }
-
-    fn require_complete(&self) -> Result<(), PostingError> {
-        if self.complete {
-            Ok(())
-        } else {
-            Err(PostingError::NotLoaded)
+            changed_top_ups: self
+                .changed_top_ups
+                .iter()
+                .filter_map(|id| self.top_ups.get(id).cloned())
+                .collect(),
+            new_top_ups: self.new_top_ups.clone(),
         }
     }
 
@@ -463,6 +554,8 @@ impl Book {
         });
     }
 
+    // Every argument is one column of the entry.
+    #[allow(clippy::too_many_arguments)]
     fn append(
         &mut self,
         kind: EntryKind,
@@ -470,6 +563,7 @@ impl Book {
         reason: &str,
         reference: &str,
         metadata: Metadata,
+        lot_id: Option<String>,
         now: DateTime<Utc>,
     ) -> usize {
         self.account.balance += delta;
@@ -483,8 +577,11 @@ impl Book {
             reference: reference.to_owned(),
             metadata,
             created_at: now,
+            lot_id,
         });
-        self.entries.len() - 1
+        let entry = self.entries.len() - 1;
+        self.happened(What::Entry(entry), now);
+        entry
     }
 
     fn set_lot(&mut self, lot_id: &str, change: impl FnOnce(&mut Lot)) {

@@ -69,6 +69,7 @@ impl Book {
             EntryKind::Import.as_str(),
             OPENING_REFERENCE,
             Metadata::new(),
+            None,
             now,
         );
         Posted {
@@ -101,7 +102,6 @@ impl Book {
         lot_id: String,
         now: DateTime<Utc>,
     ) -> Result<Option<Posted>, PostingError> {
-        self.require_complete()?;
         self.settle(now);
         let delta = differences.delta();
         let metadata = differences
@@ -130,6 +130,7 @@ impl Book {
                 EntryKind::Import.as_str(),
                 reference,
                 metadata,
+                None,
                 now,
             );
             Some(Posted {
@@ -180,14 +181,7 @@ mod tests {
     }
 
     fn account(id: &str) -> AccountState {
-        AccountState {
-            id: id.to_owned(),
-            email: format!("{id}@example.com"),
-            balance: 0,
-            debt: 0,
-            is_trial_user: true,
-            created_at: now(),
-        }
+        AccountState::new(id, &format!("{id}@example.com"), true, now())
     }
 
     fn imported(balance: i64) -> Imported {
@@ -385,20 +379,6 @@ mod tests {
         assert!(
             book.compare(&target, now()).is_empty(),
             "adopting twice changes nothing"
-        );
-    }
-
-    #[test]
-    fn a_book_loaded_for_credits_only_cannot_adopt() {
-        let mut book = Book::credit_only(account("a"));
-        let target = imported(0);
-        let differences = Differences {
-            balance: Some((10, 0)),
-            ..Differences::default()
-        };
-        assert_eq!(
-            book.adopt(&target, &differences, "adopt:1", "lot".to_owned(), now()),
-            Err(PostingError::NotLoaded)
         );
     }
 }

@@ -5,7 +5,7 @@ use std::{cmp::Ordering, collections::BTreeMap};
 
 use chrono::{DateTime, Utc};
 
-use crate::ledger::kinds::{EntryKind, HoldStatus, LotSource};
+use crate::ledger::kinds::{EntryKind, EventType, HoldStatus, LotSource, TopUpState};
 
 /// Caller-supplied key/value pairs kept with an entry or hold.
 pub(crate) type Metadata = BTreeMap<String, String>;
@@ -19,6 +19,59 @@ pub(crate) struct AccountState {
     pub debt: i64,
     pub is_trial_user: bool,
     pub created_at: DateTime<Utc>,
+    pub settings: AccountSettings,
+    /// Available credits after the account's last change (`None` until it changes): what a
+    /// change is compared with, so one that time made (a lot expiring) still counts.
+    pub last_available: Option<i64>,
+}
+
+impl AccountState {
+    /// A new account: nothing in it, the service's default settings.
+    pub(crate) fn new(id: &str, email: &str, is_trial_user: bool, now: DateTime<Utc>) -> Self {
+        Self {
+            id: id.to_owned(),
+            email: email.to_owned(),
+            balance: 0,
+            debt: 0,
+            is_trial_user,
+            created_at: now,
+            settings: AccountSettings::default(),
+            last_available: None,
+        }
+    }
+}
+
+/// What an account's owner set: balance alerts, auto top-up, overdraft and the saved card.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct AccountSettings {
+    /// `None`: the service's default; 0: no balance alerts.
+    pub low_balance_threshold: Option<i64>,
+    /// Credits the balance may go below zero by.
+    pub overdraft_limit: i64,
+    pub stripe_customer_id: Option<String>,
+    pub payment_method_id: Option<String>,
+    pub auto_top_up: AutoTopUp,
+}
+
+/// Automatic top-ups: when a change takes the available credits below `threshold`, `pack_id`
+/// is bought with the saved card, at most `monthly_limit` (minor units) a calendar month.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct AutoTopUp {
+    pub enabled: bool,
+    pub threshold: i64,
+    pub pack_id: Option<String>,
+    pub monthly_limit: i64,
+    /// Why it stopped on its own (`requires_action`, `declined`); `None` while it runs.
+    pub paused: Option<String>,
+}
+
+impl AutoTopUp {
+    /// Running: enabled, not paused, with a pack.
+    pub(crate) fn running(&self) -> Option<&str> {
+        (self.enabled && self.paused.is_none())
+            .then_some(self.pack_id.as_deref())
+            .flatten()
+    }
 }
 
 /// Credits from one purchase, grant, trial or import.
@@ -86,6 +139,11 @@ pub(crate) struct Hold {
 }
 
 impl Hold {
+    /// What the hold reserves beyond the lots' credits, against the overdraft limit.
+    pub(crate) fn overdraft(&self) -> i64 {
+        self.credits - self.allocations.iter().map(|a| a.credits).sum::<i64>()
+    }
+
     /// Active and not past its time to live.
     pub(crate) fn is_live(&self, now: DateTime<Utc>) -> bool {
         self.status == HoldStatus::Active && self.expires_at > now
@@ -103,6 +161,85 @@ pub(crate) struct Entry {
     pub reference: String,
     pub metadata: Metadata,
     pub created_at: DateTime<Utc>,
+    /// The lot a credit opened, or the lot an expiry wrote off.
+    pub lot_id: Option<String>,
+}
+
+/// Something that happened to a book, in order, with where it left the balance: what the
+/// account events of a batch are made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Happening {
+    pub what: What,
+    pub balance_after: i64,
+    pub available_after: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum What {
+    /// `Book::entries[n]` was appended.
+    Entry(usize),
+    /// A hold ran past its time and released its credits.
+    HoldExpired { hold_id: String, credits: i64 },
+    /// A hold reserved or gave back credits: no event of its own, but the available credits
+    /// moved, so it may cross a threshold.
+    Reserved,
+    /// A command's own event (an auto top-up's outcome), with its payload.
+    Signal {
+        kind: EventType,
+        payload: serde_json::Value,
+    },
+}
+
+/// One automatic top-up: a charge of the saved card for a pack, whose id is also the Stripe
+/// Idempotency-Key of its one PaymentIntent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TopUpAttempt {
+    pub id: String,
+    pub account_id: String,
+    pub pack_id: String,
+    /// 1 for the attempt a crossing started; 2 and 3 after declines.
+    pub number: i32,
+    pub state: TopUpState,
+    pub payment_intent_id: Option<String>,
+    /// What the charge asks, in minor units of `currency`, for `credits`: set when it starts.
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    pub credits: Option<i64>,
+    pub error: Option<String>,
+    /// When Stripe's answer to its charge was first lost.
+    pub unknown_since: Option<DateTime<Utc>>,
+    /// When the worker next looks at it.
+    pub next_action_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TopUpAttempt {
+    /// A new attempt, waiting for the worker from `at`.
+    pub(crate) fn new(
+        account_id: &str,
+        pack_id: &str,
+        number: i32,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: format!("topup_{}", uuid::Uuid::now_v7().simple()),
+            account_id: account_id.to_owned(),
+            pack_id: pack_id.to_owned(),
+            number,
+            state: TopUpState::Pending,
+            payment_intent_id: None,
+            amount: None,
+            currency: None,
+            credits: None,
+            error: None,
+            unknown_since: None,
+            next_action_at: at,
+            created_at: now,
+            updated_at: now,
+        }
+    }
 }
 
 /// The lot a credit opens.
@@ -168,20 +305,23 @@ pub(crate) enum PostingError {
     HoldClosed(HoldStatus),
     #[error("cannot capture {asked} credits of a hold of {held}")]
     OverCapture { held: i64, asked: i64 },
-    /// The book was loaded for credits only (its lots were not read).
-    #[error("the account's lots were not loaded")]
-    NotLoaded,
 }
 
 /// What a book changed, for the store to write.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BookChanges {
     pub account: Option<AccountState>,
+    /// The account's settings changed too.
+    pub settings_changed: bool,
     pub new_lots: Vec<Lot>,
     pub changed_lots: Vec<Lot>,
     pub new_holds: Vec<Hold>,
     pub changed_holds: Vec<Hold>,
     pub entries: Vec<Entry>,
+    /// Top-up attempts whose state changed, and new ones (inserted unless the account already
+    /// has one in flight).
+    pub changed_top_ups: Vec<TopUpAttempt>,
+    pub new_top_ups: Vec<TopUpAttempt>,
 }
 
 /// Where a posting left the account.

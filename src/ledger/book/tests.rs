@@ -5,6 +5,7 @@ use chrono::{Duration, TimeZone};
 use proptest::prelude::*;
 
 use super::*;
+use crate::ledger::kinds::LotSource;
 
 fn t(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + seconds, 0)
@@ -14,14 +15,7 @@ fn t(seconds: i64) -> DateTime<Utc> {
 
 fn book() -> Book {
     Book::load(
-        AccountState {
-            id: "acct".into(),
-            email: "a@example.com".into(),
-            balance: 0,
-            debt: 0,
-            is_trial_user: true,
-            created_at: t(0),
-        },
+        AccountState::new("acct", "a@example.com", true, t(0)),
         Vec::new(),
         Vec::new(),
     )
@@ -436,11 +430,105 @@ proptest! {
     }
 }
 
+fn with_overdraft(limit: i64) -> Book {
+    let mut book = book();
+    book.account.settings.overdraft_limit = limit;
+    book
+}
+
 #[test]
-fn a_book_loaded_for_credits_only_refuses_what_needs_its_lots() {
-    let mut book = Book::credit_only(book().account);
-    book.credit(purchase("cs", 100), t(0));
-    assert_eq!(book.account.balance, 100);
-    assert_eq!(book.debit(debit(1, "k"), t(1)), Err(PostingError::NotLoaded));
-    assert_eq!(book.changes().new_lots.len(), 1, "the new lot is still written");
+fn a_debit_may_take_the_balance_down_to_minus_the_overdraft_limit_and_no_further() {
+    let mut book = with_overdraft(50);
+    book.credit(credit("a", 30, None), t(0));
+    assert_eq!(book.spendable(t(0)), 80);
+    book.debit(debit(70, "d1"), t(1)).expect("into the overdraft");
+    assert_eq!((book.account.balance, book.account.debt), (-40, 40));
+    assert_eq!(book.available(t(1)), 0);
+    assert_eq!(
+        book.debit(debit(11, "d2"), t(2)),
+        Err(PostingError::Insufficient {
+            available: 10,
+            asked: 11
+        })
+    );
+    book.debit(debit(10, "d3"), t(3)).expect("to the limit");
+    assert_eq!(book.account.balance, -50);
+    assert_invariants(&book);
+    // The next credit repays the debt first.
+    book.credit(purchase("p", 80), t(4));
+    assert_eq!((book.account.balance, book.account.debt), (30, 0));
+    assert_invariants(&book);
+}
+
+#[test]
+fn a_hold_reserves_into_the_overdraft_and_its_capture_turns_that_part_into_debt() {
+    let mut book = with_overdraft(40);
+    book.credit(credit("a", 20, None), t(0));
+    let hold = |id: &str, credits: i64| Reservation {
+        hold_id: id.into(),
+        credits,
+        expires_at: t(3600),
+        reason: "job".into(),
+        metadata: Metadata::new(),
+    };
+    book.reserve(hold("h1", 50), t(1)).expect("20 own + 30 overdraft");
+    assert_eq!(
+        book.spendable(t(1)),
+        10,
+        "the hold's overdraft part counts against the limit"
+    );
+    assert_eq!(
+        book.reserve(hold("h2", 11), t(1)),
+        Err(PostingError::Insufficient {
+            available: 10,
+            asked: 11
+        })
+    );
+    assert_eq!(
+        book.debit(debit(11, "d"), t(1)),
+        Err(PostingError::Insufficient {
+            available: 10,
+            asked: 11
+        })
+    );
+    let captured = book.capture("h1", 45, Metadata::new(), t(2)).expect("capture");
+    assert_eq!(captured.posted.balance, -25);
+    assert_eq!(book.account.debt, 25);
+    assert_eq!(book.spendable(t(2)), 15);
+    assert_invariants(&book);
+}
+
+proptest! {
+    #[test]
+    fn racing_debits_and_holds_never_take_the_balance_below_minus_the_limit(
+        limit in 0_i64..200,
+        opening in 0_i64..200,
+        steps in proptest::collection::vec((0_u8..3, 1_i64..80), 1..40),
+    ) {
+        let mut book = with_overdraft(limit);
+        if opening > 0 {
+            book.credit(credit("open", opening, None), t(0));
+        }
+        let mut holds = Vec::new();
+        for (n, (op, credits)) in steps.into_iter().enumerate() {
+            let at = t(n as i64 + 1);
+            match op {
+                0 => { let _ = book.debit(debit(credits, &format!("d{n}")), at); }
+                1 => {
+                    let id = format!("h{n}");
+                    let reservation = Reservation {
+                        hold_id: id.clone(), credits, expires_at: t(100_000), reason: "job".into(),
+                        metadata: Metadata::new(),
+                    };
+                    if book.reserve(reservation, at).is_ok() { holds.push((id, credits)); }
+                }
+                _ => if let Some((id, held)) = holds.pop() {
+                    book.capture(&id, held, Metadata::new(), at).expect("capture a live hold");
+                },
+            }
+            let reserved: i64 = holds.iter().map(|(_, c)| c).sum();
+            prop_assert!(book.account.balance - reserved >= -limit, "balance {} held {reserved} limit {limit}", book.account.balance);
+            assert_invariants(&book);
+        }
+    }
 }

@@ -57,10 +57,10 @@ pub(crate) struct LockSet {
     pub(crate) ids: Vec<String>,
     pub(crate) emails: Vec<String>,
     pub(crate) holds: Vec<String>,
+    /// Top-up attempts the commands change (their accounts are named too).
+    pub(crate) top_ups: Vec<String>,
     /// In job order: the first opener of an id decides how it opens.
     pub(crate) openers: Vec<Opener>,
-    /// Accounts whose lots and holds are loaded too (every account a command debits or reads).
-    pub(crate) full: Vec<AccountRef>,
 }
 
 impl LockSet {
@@ -70,7 +70,6 @@ impl LockSet {
             AccountRef::Id(id) => self.ids.push(id.to_string()),
             AccountRef::Email(email) => self.emails.push(email.to_string()),
         }
-        self.full.push(by.clone());
     }
 
     /// A hold the command changes: its account is locked, with its lots and holds.
@@ -260,8 +259,5 @@ pub(crate) fn posting_error(err: PostingError, hold_id: &str) -> LedgerError {
             "credits",
             format!("{asked} is more than the {held} credits held"),
         )),
-        PostingError::NotLoaded => {
-            LedgerError::Unexpected(anyhow::anyhow!("a posting needed lots its batch did not load"))
-        }
     }
 }

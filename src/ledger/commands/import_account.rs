@@ -8,7 +8,7 @@ use sea_orm::ConnectionTrait;
 
 use super::{Books, Command, Context, EntryIds, LockSet, Opener, Reply, Step, ensure::email_holder};
 use crate::ledger::{
-    book::{AccountState, Book, Differences, Imported, PostingError},
+    book::{AccountState, Book, Differences, Imported},
     error::LedgerError,
     store::writes,
     types::{AccountId, AccountRef, Email, ImportedBalance},
@@ -109,12 +109,7 @@ fn apply(
     }
     let reference = format!("adopt:{lot_id}");
     book.adopt(&imported, &differences, &reference, lot_id, now)
-        .map_err(|err| match err {
-            PostingError::NotLoaded => {
-                LedgerError::Unexpected(anyhow::anyhow!("an import's account was loaded without its lots"))
-            }
-            other => LedgerError::Unexpected(anyhow::anyhow!("adopting {id}: {other}")),
-        })?;
+        .map_err(|err| LedgerError::Unexpected(anyhow::anyhow!("adopting {id}: {err}")))?;
     Ok(ImportOutcome::Adopted(differences))
 }
 
@@ -152,14 +147,7 @@ pub(crate) async fn dry_run_imports<C: ConnectionTrait>(
         if !books.contains_key(id) && books.values().all(|b| b.account.email != email) {
             books.insert(
                 id.to_owned(),
-                Book::open(AccountState {
-                    id: id.to_owned(),
-                    email: email.to_owned(),
-                    balance: 0,
-                    debt: 0,
-                    is_trial_user: import.is_trial_user,
-                    created_at: now,
-                }),
+                Book::open(AccountState::new(id, email, import.is_trial_user, now)),
             );
         }
         outcomes.push(apply(&mut books, import, now));

@@ -17,6 +17,9 @@ mod import_account;
 mod ping;
 mod release;
 mod reserve;
+mod save_customer;
+mod settle_top_up;
+mod update_settings;
 
 pub(crate) use capture::Capture;
 pub(crate) use consume::Consume;
@@ -29,6 +32,9 @@ pub(crate) use import_account::{ImportAccount, ImportOutcome, dry_run_imports};
 pub(crate) use ping::Ping;
 pub(crate) use release::Release;
 pub(crate) use reserve::Reserve;
+pub(crate) use save_customer::SaveCustomer;
+pub(crate) use settle_top_up::SettleTopUp;
+pub(crate) use update_settings::{AutoTopUpChange, SettingsChange, SettingsView, UpdateSettings};
 
 use crate::ledger::error::LedgerError;
 

@@ -3,13 +3,14 @@
 //! what one writer batch touches, set-wise; `reads` answers balance and listing queries. Rows
 //! leave as the domain's types.
 
+pub(crate) mod outbox;
 pub(crate) mod reads;
 pub(crate) mod writes;
 
 use sea_orm::DbErr;
 
 use super::{
-    book::{AccountState, Allocation, Hold, Lot, Metadata},
+    book::{AccountSettings, AccountState, Allocation, AutoTopUp, Hold, Lot, Metadata},
     kinds::{HoldStatus, LotSource},
 };
 use crate::entities::{account, credit_hold, credit_lot};
@@ -26,6 +27,20 @@ fn account_state(model: account::Model) -> AccountState {
         debt: model.debt,
         is_trial_user: model.is_trial_user,
         created_at: model.created_at,
+        last_available: model.available_balance,
+        settings: AccountSettings {
+            low_balance_threshold: model.low_balance_threshold,
+            overdraft_limit: model.overdraft_limit,
+            stripe_customer_id: model.stripe_customer_id,
+            payment_method_id: model.payment_method_id,
+            auto_top_up: AutoTopUp {
+                enabled: model.auto_top_up_enabled,
+                threshold: model.auto_top_up_threshold,
+                pack_id: model.auto_top_up_pack_id,
+                monthly_limit: model.auto_top_up_monthly_limit,
+                paused: model.auto_top_up_paused,
+            },
+        },
     }
 }
 

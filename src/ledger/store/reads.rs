@@ -3,14 +3,16 @@
 //! holds are read and the posting rules bring them to now, so no read counts an expired credit.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect,
+};
 
 use super::{account_state, lot, metadata_from, writes};
 use crate::{
     db::sql::Sql,
     entities::{account, credit_ledger, credit_lot},
     ledger::{
-        book::{AccountState, Book, Lot, Metadata, burn_order},
+        book::{AccountSettings, AccountState, AutoTopUp, Book, Lot, Metadata, burn_order},
         kinds::{EntryKind, HoldStatus},
         types::AccountRef,
     },
@@ -45,6 +47,37 @@ pub(crate) struct EntryView {
     pub created_at: DateTime<Utc>,
 }
 
+/// Every column of an account, as `account_from_row` reads them.
+const ACCOUNT_COLUMNS: &str = "a.id, a.email, a.credit_balance, a.debt, a.is_trial_user, a.created_at, \
+     a.low_balance_threshold, a.overdraft_limit, a.available_balance, a.stripe_customer_id, \
+     a.payment_method_id, a.auto_top_up_enabled, a.auto_top_up_threshold, a.auto_top_up_pack_id, \
+     a.auto_top_up_monthly_limit, a.auto_top_up_paused";
+
+fn account_from_row(row: &QueryResult) -> Result<AccountState, DbErr> {
+    Ok(AccountState {
+        id: row.try_get("", "id")?,
+        email: row.try_get("", "email")?,
+        balance: row.try_get("", "credit_balance")?,
+        debt: row.try_get("", "debt")?,
+        is_trial_user: row.try_get("", "is_trial_user")?,
+        created_at: row.try_get("", "created_at")?,
+        last_available: row.try_get("", "available_balance")?,
+        settings: AccountSettings {
+            low_balance_threshold: row.try_get("", "low_balance_threshold")?,
+            overdraft_limit: row.try_get("", "overdraft_limit")?,
+            stripe_customer_id: row.try_get("", "stripe_customer_id")?,
+            payment_method_id: row.try_get("", "payment_method_id")?,
+            auto_top_up: AutoTopUp {
+                enabled: row.try_get("", "auto_top_up_enabled")?,
+                threshold: row.try_get("", "auto_top_up_threshold")?,
+                pack_id: row.try_get("", "auto_top_up_pack_id")?,
+                monthly_limit: row.try_get("", "auto_top_up_monthly_limit")?,
+                paused: row.try_get("", "auto_top_up_paused")?,
+            },
+        },
+    })
+}
+
 fn sum(expr: &str) -> String {
     // PostgreSQL sums BIGINTs as NUMERIC.
     format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)")
@@ -59,7 +92,7 @@ pub(crate) async fn balance<C: ConnectionTrait>(
 ) -> Result<Option<Balance>, DbErr> {
     let mut sql = Sql::new(db.get_database_backend());
     let free = "l.remaining - l.held";
-    sql.push("SELECT a.id, a.email, a.credit_balance, a.debt, a.is_trial_user, a.created_at, ")
+    sql.push(&format!("SELECT {ACCOUNT_COLUMNS}, "))
         .push(&format!("(SELECT {} FROM credit_holds h WHERE h.account_id = a.id AND h.status = ", sum("h.credits")))
         .param(HoldStatus::Active.as_str())
         .push(" AND h.expires_at > ")
@@ -87,14 +120,7 @@ pub(crate) async fn balance<C: ConnectionTrait>(
     let Some(row) = db.query_one_raw(sql.build()).await? else {
         return Ok(None);
     };
-    let account = AccountState {
-        id: row.try_get("", "id")?,
-        email: row.try_get("", "email")?,
-        balance: row.try_get("", "credit_balance")?,
-        debt: row.try_get("", "debt")?,
-        is_trial_user: row.try_get("", "is_trial_user")?,
-        created_at: row.try_get("", "created_at")?,
-    };
+    let account = account_from_row(&row)?;
     let stale_holds: i64 = row.try_get("", "stale_holds")?;
     if stale_holds > 0 {
         // A hold ran out and nothing has written since: see the book as the writer would.

@@ -203,7 +203,7 @@ pub(crate) async fn keys<C: ConnectionTrait>(
         .collect()
 }
 
-/// Writes balances, debt, trial state and email of changed accounts.
+/// Writes balances, debt, trial state, email and last available credits of changed accounts.
 pub(crate) async fn update_accounts<C: ConnectionTrait>(
     db: &C,
     accounts: &[AccountState],
@@ -213,7 +213,7 @@ pub(crate) async fn update_accounts<C: ConnectionTrait>(
         return Ok(());
     }
     let mut sql = Sql::new(db.get_database_backend());
-    sql.push("WITH v(id, email, balance, debt, trial) AS (VALUES ")
+    sql.push("WITH v(id, email, balance, debt, trial, available) AS (VALUES ")
         .rows(accounts, |a| {
             vec![
                 a.id.clone().into(),
@@ -221,11 +221,12 @@ pub(crate) async fn update_accounts<C: ConnectionTrait>(
                 a.balance.into(),
                 a.debt.into(),
                 a.is_trial_user.into(),
+                a.last_available.into(),
             ]
         })
         .push(
             ") UPDATE accounts SET email = v.email, credit_balance = v.balance, debt = v.debt, \
-             is_trial_user = v.trial, updated_at = ",
+             is_trial_user = v.trial, available_balance = v.available, updated_at = ",
         )
         .param(now)
         .push(" FROM v WHERE accounts.id = v.id");

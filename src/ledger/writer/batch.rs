@@ -1,16 +1,19 @@
 //! One writer batch inside its transaction: billing's part first, then every account the batch
 //! touches locked and loaded into a book (`load`), every job applied in order (a command by its
 //! rule, a billing job by its postings), everything that changed written set-wise (`flush`),
-//! the answers assembled, the keys recorded, billing's rows last. The number of statements
+//! the answers assembled, the keys recorded, billing's rows, and last the outbox (top-up
+//! attempts and account events). The number of statements
 //! depends on which kinds of jobs the batch holds, never on how many.
 
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
 
-use super::{BatchStats, Queued, extension::Extension, extension::TrialPolicy, flush, load, postings};
+use super::{BatchStats, Policies, Queued, extension::Extension, flush, load, postings};
 use crate::ledger::{
+    book::Book,
     commands::{Context, LockSet},
     error::LedgerError,
+    outbox,
     store::writes::{self, KeyRecord},
 };
 
@@ -19,7 +22,7 @@ use crate::ledger::{
 pub(super) async fn apply<X: Extension>(
     txn: &DatabaseTransaction,
     extension: &X,
-    trial: TrialPolicy,
+    policies: Policies,
     jobs: &mut [Queued<X>],
     now: DateTime<Utc>,
 ) -> Result<BatchStats, LedgerError> {
@@ -39,7 +42,7 @@ pub(super) async fn apply<X: Extension>(
             command.lock(&mut set);
         }
     }
-    let mut books = load::books(txn, set, &postings, trial, now).await?;
+    let mut books = load::books(txn, set, &postings, policies.trial, now).await?;
     let wanted = jobs
         .iter()
         .filter_map(|job| match job {
@@ -63,7 +66,7 @@ pub(super) async fn apply<X: Extension>(
         }
     }
     let taken = cx.into_taken();
-    let (ids, stats) = flush::books(txn, &books, now).await?;
+    let (ids, mut stats) = flush::books(txn, &books, now).await?;
 
     let mut records: Vec<Option<String>> = Vec::with_capacity(jobs.len());
     let mut kept = Vec::new();
@@ -98,6 +101,12 @@ pub(super) async fn apply<X: Extension>(
             .finish(txn, decisions, &mut billing, posted, now)
             .await?;
     }
+
+    // Last: on PostgreSQL the events' lock is held from here to the commit.
+    let mut ordered: Vec<&Book> = books.values().collect();
+    ordered.sort_by(|a, b| a.account.id.cmp(&b.account.id));
+    let planned = outbox::plan(ordered.iter().copied(), policies.outbox, &ids, now)?;
+    (stats.events, stats.top_ups) = flush::outbox(txn, &ordered, planned, now).await?;
     Ok(stats)
 }
 

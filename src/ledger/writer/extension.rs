@@ -62,14 +62,45 @@ pub(crate) trait ExtensionJob: Send + Sync + 'static {
 /// A balance change billing decided for a Stripe event, applied in the event's transaction.
 #[derive(Debug, Clone)]
 pub(crate) enum Posting {
-    Credit { account_id: String, credit: Credit },
-    Clawback { account_id: String, clawback: Clawback },
+    Credit {
+        account_id: String,
+        credit: Credit,
+    },
+    Clawback {
+        account_id: String,
+        clawback: Clawback,
+    },
+    /// A Checkout buyer asked to keep the card: the account's Stripe Customer and the payment
+    /// method auto top-ups charge.
+    SaveCard {
+        account_id: String,
+        customer_id: String,
+        payment_method_id: String,
+    },
+    /// An auto top-up's PaymentIntent succeeded (its credit is a `Credit` beside this).
+    TopUpPaid {
+        account_id: String,
+        attempt_id: String,
+        payment_intent_id: String,
+        credits: i64,
+    },
 }
 
 impl Posting {
     pub(crate) fn account_id(&self) -> &str {
         match self {
-            Self::Credit { account_id, .. } | Self::Clawback { account_id, .. } => account_id,
+            Self::Credit { account_id, .. }
+            | Self::Clawback { account_id, .. }
+            | Self::SaveCard { account_id, .. }
+            | Self::TopUpPaid { account_id, .. } => account_id,
+        }
+    }
+
+    /// The top-up attempt the posting changes.
+    pub(crate) fn top_up(&self) -> Option<&str> {
+        match self {
+            Self::TopUpPaid { attempt_id, .. } => Some(attempt_id),
+            _ => None,
         }
     }
 }

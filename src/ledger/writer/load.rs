@@ -1,9 +1,10 @@
 //! What a batch reads before applying anything: the accounts its commands and postings name,
 //! locked in id order (and the ones a command opens), their lots and holds, and the idempotency
-//! records its commands' keys already have. An account only credited by billing (a purchase)
-//! is loaded without its lots: a credit needs the balance and the debt, nothing else.
+//! records its commands' keys already have. Every account comes with its live lots (even a
+//! credit reports the available credits it leaves), its active holds when it has any, and the
+//! top-up attempts the batch names.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
@@ -14,13 +15,12 @@ use crate::ledger::{
     commands::{Books, KeyId, KeyUse, LockSet, Opener},
     error::LedgerError,
     kinds::{EntryKind, LotSource},
-    store::writes,
-    types::AccountRef,
+    store::{outbox, writes},
 };
 
 /// Locks every account the batch names (creating the ones commands open)
-/// and loads the lots and holds of those that need them.
-// Long on purpose: the load order (accounts, then lots and holds of those that need them) in one place.
+/// and loads their lots and the holds that matter.
+// Long on purpose: the load order (accounts, then their lots and holds) in one place.
 pub(super) async fn books(
     txn: &DatabaseTransaction,
     mut named: LockSet,
@@ -28,18 +28,13 @@ pub(super) async fn books(
     trial: TrialPolicy,
     now: DateTime<Utc>,
 ) -> Result<Books, LedgerError> {
-    // Accounts named by id and loaded whole: holds' owners and clawbacks' accounts.
-    let mut full_ids = Vec::new();
     for posting in postings.iter().flatten() {
         named.ids.push(posting.account_id().to_owned());
-        if matches!(posting, Posting::Clawback { .. }) {
-            full_ids.push(posting.account_id().to_owned());
-        }
+        named.top_ups.extend(posting.top_up().map(str::to_owned));
     }
     let hold_refs: Vec<&str> = named.holds.iter().map(String::as_str).collect();
     let owners = writes::hold_owners(txn, &hold_refs).await?;
-    named.ids.extend(owners.values().cloned());
-    full_ids.extend(owners.into_values());
+    named.ids.extend(owners.into_values());
     named.ids.sort();
     named.ids.dedup();
     named.emails.sort();
@@ -50,38 +45,29 @@ pub(super) async fn books(
     let mut accounts = writes::lock_accounts(txn, &ids, &emails).await?;
     let opened = open_accounts(txn, &named.openers, &mut accounts, now).await?;
 
-    // Which of them need their lots: everything but accounts that are only credited.
-    let mut full: HashSet<String> = full_ids.into_iter().collect();
-    for by in &named.full {
-        let found = accounts.iter().find(|a| match by {
-            AccountRef::Id(id) => a.id == id.as_str(),
-            AccountRef::Email(email) => a.email == email.as_str(),
-        });
-        full.extend(found.map(|a| a.id.clone()));
-    }
-    let full_ids: Vec<&str> = accounts
+    // Every account's lots: even a credit reports the available credits it leaves. Active holds
+    // of accounts whose lots are held, or that may hold into an overdraft.
+    let account_ids: Vec<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+    let mut lots = writes::live_lots(txn, &account_ids).await?;
+    let with_holds: Vec<&str> = accounts
         .iter()
+        .filter(|a| a.settings.overdraft_limit > 0 || lots.iter().any(|l| l.account_id == a.id && l.held > 0))
         .map(|a| a.id.as_str())
-        .filter(|id| full.contains(*id))
-        .collect();
-    let mut lots = writes::live_lots(txn, &full_ids).await?;
-    let with_holds: Vec<&str> = full_ids
-        .iter()
-        .copied()
-        .filter(|id| lots.iter().any(|l| l.account_id == *id && l.held > 0))
         .collect();
     let mut holds = writes::holds(txn, &hold_refs, &with_holds).await?;
+    // Read after their accounts' locks: every change of an attempt locks its account first.
+    let top_up_ids: Vec<&str> = named.top_ups.iter().map(String::as_str).collect();
+    let mut top_ups = outbox::top_ups(txn, &top_up_ids).await?;
 
     let mut books = HashMap::with_capacity(accounts.len() + opened.len());
     for account in accounts {
         let id = account.id.clone();
-        let book = if full.contains(&id) {
-            let own_lots = drain_where(&mut lots, |l| l.account_id == id);
-            let own_holds = drain_where(&mut holds, |h| h.account_id == id);
-            Book::load(account, own_lots, own_holds)
-        } else {
-            Book::credit_only(account)
-        };
+        let own_lots = drain_where(&mut lots, |l| l.account_id == id);
+        let own_holds = drain_where(&mut holds, |h| h.account_id == id);
+        let mut book = Book::load(account, own_lots, own_holds);
+        book.add_top_ups(drain_where(&mut top_ups, |a| a.account_id == id));
+        // Unchanged since before account events: its level is what it has now.
+        book.available_before = book.available_before.or_else(|| Some(book.available(now)));
         books.insert(id, book);
     }
     for account in opened {
@@ -113,14 +99,7 @@ async fn open_accounts(
             .chain(&opening)
             .any(|a| a.email == email && a.id != id);
         if !known && !taken {
-            opening.push(AccountState {
-                id: id.to_owned(),
-                email: email.to_owned(),
-                balance: 0,
-                debt: 0,
-                is_trial_user: opener.is_trial_user,
-                created_at: now,
-            });
+            opening.push(AccountState::new(id, email, opener.is_trial_user, now));
         }
     }
     let inserted = writes::insert_accounts(txn, &opening, now).await?;

@@ -20,6 +20,7 @@ mod flush;
 mod job;
 mod load;
 mod postings;
+mod signals;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -30,8 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use extension::{Extension, ExtensionJob, Posted, Posting, TrialPolicy};
 use job::{Job, Submitted};
+pub(crate) use signals::Signals;
 
-use super::{commands::Command, error::LedgerError, kinds::EntryKind};
+use super::{commands::Command, error::LedgerError, kinds::EntryKind, outbox::OutboxPolicy};
 use crate::{db, metrics::Metrics};
 
 /// How the writer runs.
@@ -84,6 +86,17 @@ pub(crate) struct BatchStats {
     pub credits: HashMap<EntryKind, u64>,
     /// Holds reserved, captured, released and expired.
     pub holds: HashMap<&'static str, u64>,
+    /// Account events and top-up attempts written.
+    pub events: usize,
+    pub top_ups: usize,
+}
+
+/// What batches follow besides the posting rules: the credits a new account starts with, and
+/// which account events changes write.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Policies {
+    pub trial: TrialPolicy,
+    pub outbox: OutboxPolicy,
 }
 
 /// Submits jobs to the writer; cheap to clone.
@@ -122,8 +135,9 @@ impl<X: Extension> WriterHandle<X> {
 struct Shared<X: Extension> {
     db: DatabaseConnection,
     extension: Arc<X>,
-    trial: TrialPolicy,
+    policies: Policies,
     max_batch: usize,
+    signals: Signals,
     metrics: Metrics,
 }
 
@@ -132,9 +146,10 @@ struct Shared<X: Extension> {
 pub(crate) fn spawn<X: Extension>(
     db: DatabaseConnection,
     extension: Arc<X>,
-    trial: TrialPolicy,
+    policies: Policies,
     settings: WriterSettings,
     metrics: Metrics,
+    signals: Signals,
     stop: CancellationToken,
 ) -> (WriterHandle<X>, Vec<tokio::task::JoinHandle<()>>) {
     let (tx, rx) = mpsc::channel(settings.queue.max(1));
@@ -143,8 +158,9 @@ pub(crate) fn spawn<X: Extension>(
     let shared = Arc::new(Shared {
         db,
         extension,
-        trial,
+        policies,
         max_batch: settings.max_batch.max(1),
+        signals,
         metrics,
     });
     let tasks = (0..settings.connections.max(1))
@@ -247,7 +263,7 @@ impl<X: Extension> Shared<X> {
         let started = std::time::Instant::now();
         let txn = db::begin_write(&self.db).await?;
         let begun = started.elapsed();
-        let stats = batch::apply(&txn, &*self.extension, self.trial, jobs, now).await?;
+        let stats = batch::apply(&txn, &*self.extension, self.policies, jobs, now).await?;
         let applied_at = started.elapsed();
         txn.commit().await?;
         tracing::debug!(
@@ -262,6 +278,8 @@ impl<X: Extension> Shared<X> {
 
     /// Counts what a committed batch moved.
     fn record(&self, stats: &BatchStats) {
+        self.signals.committed(stats);
+        self.metrics.account_events(stats.events as u64);
         for (kind, credits) in &stats.credits {
             self.metrics.ledger_credits(kind.as_str(), *credits);
         }
@@ -282,7 +300,7 @@ impl<X: Extension> Shared<X> {
                 let result = batch::apply(
                     &savepoint,
                     &*self.extension,
-                    self.trial,
+                    self.policies,
                     std::slice::from_mut(job),
                     now,
                 )
@@ -337,6 +355,7 @@ fn share(err: &LedgerError) -> LedgerError {
         LedgerError::InvalidInput(e) => LedgerError::InvalidInput(e.clone()),
         LedgerError::NotFound(what) => LedgerError::NotFound(what.clone()),
         LedgerError::EmailTaken(email) => LedgerError::EmailTaken(email.clone()),
+        LedgerError::FailedPrecondition(why) => LedgerError::FailedPrecondition(why.clone()),
         LedgerError::Insufficient { available, asked } => LedgerError::Insufficient {
             available: *available,
             asked: *asked,

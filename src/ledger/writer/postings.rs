@@ -1,5 +1,6 @@
-//! Billing's postings for one of its jobs, applied to the batch's books: credits (a purchase)
-//! and clawbacks (a refund or dispute), and where each left its account once entries have ids.
+//! Billing's postings for one of its jobs, applied to the batch's books: credits (a purchase,
+//! an auto top-up), clawbacks (a refund or dispute), a saved card and a top-up's payment; and
+//! where each entry left its account once entries have ids.
 
 use chrono::{DateTime, Utc};
 
@@ -7,7 +8,7 @@ use super::extension::{Posted, Posting};
 use crate::ledger::{
     commands::{Books, EntryIds},
     error::LedgerError,
-    kinds::EntryKind,
+    kinds::{EntryKind, LotSource},
 };
 
 /// A posting applied, waiting for its entry's id.
@@ -35,7 +36,30 @@ pub(super) fn apply(
         let (kind, reference, delta, balance) = match posting {
             Posting::Credit { credit, .. } => {
                 let (kind, reference, delta) = (credit.kind, credit.reference.clone(), credit.credits);
+                if credit.lot.source == LotSource::Purchase {
+                    book.purchase_completed();
+                }
                 (kind, reference, delta, book.credit(credit, now).balance)
+            }
+            Posting::SaveCard {
+                customer_id,
+                payment_method_id,
+                ..
+            } => {
+                book.change_settings(|s| {
+                    s.stripe_customer_id = Some(customer_id);
+                    s.payment_method_id = Some(payment_method_id);
+                });
+                continue;
+            }
+            Posting::TopUpPaid {
+                attempt_id,
+                payment_intent_id,
+                credits,
+                ..
+            } => {
+                book.top_up_paid(&attempt_id, &payment_intent_id, credits, now);
+                continue;
             }
             Posting::Clawback { clawback, .. } => {
                 let (kind, reference, delta) = (clawback.kind, clawback.reference.clone(), -clawback.credits);
