@@ -237,6 +237,9 @@ impl Metrics {
             "Auto top-up steps the worker recorded, by the state the attempt reached (charging, awaiting_payment, unknown, declined, requires_action, limit_reached, failed, abandoned)",
             top_up_steps.clone(),
         );
+        // The series the chart's CreditsTopUpFailures alert watches, there from the start so
+        // that its first count is an increase.
+        let _ = top_up_steps.get_or_create(&StateLabels { state: "failed" });
         Self(Arc::new(Inner {
             registry,
             writer_batch_size,

@@ -1,9 +1,9 @@
-//! `credits accounts show|grant`: one account as operators look at it, and support grants
-//! through the same ledger writer command as GrantCredits.
+//! `credits accounts show|events|grant`: one account as operators look at it, its events, and
+//! support grants through the same ledger writer command as GrantCredits.
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use super::{AccountsCommand, CliError};
+use super::{AccountsCommand, CliError, money_loop};
 use crate::{
     app::{AppLedger, Services},
     billing::Billing,
@@ -23,6 +23,16 @@ pub(super) async fn run(services: &Services, command: AccountsCommand) -> Result
     let ledger = &services.ledger;
     match command {
         AccountsCommand::Show { account } => show(ledger, &services.billing, &account).await,
+        AccountsCommand::Events {
+            account,
+            after,
+            limit,
+        } => {
+            let by = resolve(ledger, &account).await?;
+            money_loop::events(ledger, &by, after, limit)
+                .await
+                .map_err(failed)
+        }
         AccountsCommand::Grant {
             account,
             credits,
@@ -76,7 +86,7 @@ async fn resolve(ledger: &AppLedger, raw: &str) -> Result<AccountRef, CliError> 
 /// How many purchases `accounts show` lists.
 const SHOWN_PURCHASES: u64 = 20;
 
-fn when(at: Option<DateTime<Utc>>) -> String {
+pub(super) fn when(at: Option<DateTime<Utc>>) -> String {
     at.map_or_else(
         || "never".to_owned(),
         |at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
@@ -101,6 +111,8 @@ async fn show(ledger: &AppLedger, billing: &Billing, raw: &str) -> Result<(), Cl
         println!("expiring   {} on {}", balance.expiring_credits, when(Some(at)));
     }
     println!("created    {}", when(Some(account.created_at)));
+    println!();
+    money_loop::print_settings(&ledger.settings(&by).await.map_err(failed)?);
     println!();
     print_lots(&lots);
     println!();

@@ -4,6 +4,7 @@
 mod accounts;
 mod commands;
 mod import_files;
+mod money_loop;
 
 use std::path::PathBuf;
 
@@ -87,10 +88,23 @@ pub enum EventsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AccountsCommand {
-    /// Print the balance, available and held credits, trial state, lots and the last 20 entries.
+    /// Print the balance, available and held credits, trial state, settings (alerts, auto
+    /// top-up, overdraft), recent top-ups, lots, the last 20 entries and purchases.
     Show {
         /// The account's id or email.
         account: String,
+    },
+    /// Print an account's events (alerts, purchases, top-up outcomes, ...), oldest first, as
+    /// ListAccountEvents does.
+    Events {
+        /// The account's id or email.
+        account: String,
+        /// Only events after this sequence (the cursor a consumer resumes from).
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
     },
     /// Grant credits (a lot of their own), as GrantCredits does; repeating a --key grants once.
     Grant {

@@ -264,3 +264,64 @@ async fn unreachable_database(app: &TestApp) -> Output {
         .await
         .expect("run the credits binary")
 }
+
+#[tokio::test]
+async fn accounts_show_prints_settings_and_accounts_events_pages_the_events() {
+    let app = spawn_app().await;
+    app.ensure("alerted").await;
+    app.grant("alerted", 100, "fund").await;
+    app.grpc
+        .clone()
+        .update_account_settings(credits::grpc::pb::UpdateAccountSettingsRequest {
+            account: Some(
+                credits::grpc::pb::update_account_settings_request::Account::AccountId("alerted".into()),
+            ),
+            low_balance_threshold: Some(50),
+            overdraft_limit: Some(7),
+            ..Default::default()
+        })
+        .await
+        .expect("settings");
+    app.consume("alerted", 60, "below").await.expect("consume");
+
+    let shown = app.run_cli(&["accounts", "show", "alerted"]).await;
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let text = stdout(&shown);
+    assert_eq!(
+        field(&text, "low-balance threshold").as_deref(),
+        Some("50"),
+        "{text}"
+    );
+    assert_eq!(field(&text, "overdraft limit").as_deref(), Some("7"), "{text}");
+    assert_eq!(field(&text, "auto top-up").as_deref(), Some("off"), "{text}");
+
+    let all = stdout(&app.run_cli(&["accounts", "events", "alerted"]).await);
+    let types: Vec<&str> = all
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(4))
+        .collect();
+    assert_eq!(types, ["credits.granted", "balance.low"], "{all}");
+    let first = all
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a sequence");
+    let rest = stdout(
+        &app.run_cli(&["accounts", "events", "alerted", "--after", first])
+            .await,
+    );
+    assert_eq!(rest.lines().count(), 3, "header, balance.low, next: {rest}");
+    assert!(
+        rest.contains("balance.low") && !rest.contains("credits.granted"),
+        "{rest}"
+    );
+
+    assert_fails(
+        &app.run_cli(&["accounts", "events", "alerted", "--limit", "0"])
+            .await,
+        2,
+        "limit",
+    );
+    assert_fails(&app.run_cli(&["accounts", "events", "nobody"]).await, 1, "nobody");
+}
