@@ -329,11 +329,15 @@ pub(crate) async fn consume(target: &Target) -> anyhow::Result<Outcome> {
 pub(crate) async fn consume_loop(target: &Target) -> anyhow::Result<Outcome> {
     let accounts = funded_accounts(target, FUNDS).await?;
     let pack = target.sold_pack().await?;
-    let events = Events::new(&target.secret, &pack.stripe_price_id, pack.unit_amount)?.keeping_card("cus_bench")?;
+    let events =
+        Events::new(&target.secret, &pack.stripe_price_id, pack.unit_amount)?.keeping_card("cus_bench")?;
     for (n, account) in accounts.iter().enumerate() {
         let (body, signature) = events.signed(&format!("{}card", target.run), n as u64, account);
         let status = post(target, body, signature).await;
-        anyhow::ensure!(status == 200, "keeping a card for {account}: webhook answered {status}");
+        anyhow::ensure!(
+            status == 200,
+            "keeping a card for {account}: webhook answered {status}"
+        );
     }
     let start = FUNDS + pack.credits;
     let mut client = target.client();
@@ -341,7 +345,9 @@ pub(crate) async fn consume_loop(target: &Target) -> anyhow::Result<Outcome> {
         let threshold = start - 20;
         client
             .update_account_settings(target.request(pb::UpdateAccountSettingsRequest {
-                account: Some(pb::update_account_settings_request::Account::AccountId(account.clone())),
+                account: Some(pb::update_account_settings_request::Account::AccountId(
+                    account.clone(),
+                )),
                 low_balance_threshold: Some(threshold),
                 auto_top_up: Some(pb::AutoTopUp {
                     enabled: true,
@@ -353,10 +359,21 @@ pub(crate) async fn consume_loop(target: &Target) -> anyhow::Result<Outcome> {
                 ..Default::default()
             }))
             .await
-            .map_err(|status| anyhow::anyhow!("auto top-up for {account}: {status} (does the service's Stripe answer PaymentIntents?)"))?;
+            .map_err(|status| {
+                anyhow::anyhow!(
+                    "auto top-up for {account}: {status} (does the service's Stripe answer PaymentIntents?)"
+                )
+            })?;
     }
     let starts = vec![start; accounts.len()];
-    consume_from(target, "consume-loop", accounts, starts, json!({ "threshold": "start - 20" })).await
+    consume_from(
+        target,
+        "consume-loop",
+        accounts,
+        starts,
+        json!({ "threshold": "start - 20" }),
+    )
+    .await
 }
 
 /// The ConsumeCredits load over `accounts`, checked against what each started with.
