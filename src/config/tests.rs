@@ -179,7 +179,10 @@ fn display_never_shows_secrets() {
         ("STRIPE_WEBHOOK_SECRET", "whsec_supersecret"),
         ("DATABASE_URL", "postgres://app:hunter2@db/credits"),
         ("GRPC_AUTH_TOKENS", "tok_supersecret"),
-        ("NOTIFY_WEBHOOK_URL", "https://hooks.example.com/credits?token=supersecret"),
+        (
+            "NOTIFY_WEBHOOK_URL",
+            "https://hooks.example.com/credits?token=supersecret",
+        ),
         ("NOTIFY_WEBHOOK_SECRET", "notify_supersecret"),
     ])
     .expect("valid");

@@ -262,3 +262,135 @@ pub(crate) async fn backlog<C: ConnectionTrait>(db: &C) -> Result<Backlog, DbErr
         .map(|e| e.created_at);
     Ok(Backlog { count, oldest })
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use sea_orm::{Database, DatabaseConnection};
+
+    use super::*;
+    use crate::ledger::{outbox::NewEvent, store::outbox::insert_events};
+
+    async fn database(dir: &tempfile::TempDir) -> DatabaseConnection {
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("notify.db").display());
+        let db = Database::connect(&url).await.expect("open SQLite");
+        crate::db::migrate(&db).await.expect("migrate");
+        db
+    }
+
+    async fn insert(db: &DatabaseConnection, events: &[(&str, &str, DateTime<Utc>)]) {
+        let rows: Vec<NewEvent> = events
+            .iter()
+            .map(|(id, account, at)| NewEvent {
+                id: (*id).to_owned(),
+                account_id: (*account).to_owned(),
+                kind: EventType::CreditsGranted,
+                balance_after: 1,
+                available_after: 1,
+                entry_id: None,
+                payload: serde_json::json!({}),
+                created_at: *at,
+            })
+            .collect();
+        insert_events(db, &rows).await.expect("insert events");
+    }
+
+    fn ids(events: &[Notification]) -> Vec<&str> {
+        events.iter().map(|e| e.id.as_str()).collect()
+    }
+
+    fn sequence_of(events: &[Notification], id: &str) -> i64 {
+        events
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| e.sequence)
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn an_account_s_later_events_wait_while_an_earlier_one_is_pending() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = database(&dir).await;
+        let now = Utc::now();
+        let then = now - Duration::minutes(1);
+        insert(&db, &[("a1", "a", then), ("a2", "a", then), ("b1", "b", then)]).await;
+        let heads = due_heads(&db, now, 10).await.expect("heads");
+        assert_eq!(ids(&heads), ["a1", "b1"]);
+        let a1 = sequence_of(&heads, "a1");
+
+        let later = now + Duration::seconds(30);
+        let failure = Failure {
+            error: "HTTP 500".into(),
+            next_at: later,
+            given_up_at: None,
+        };
+        assert!(mark_failed(&db, a1, &failure).await.expect("record"));
+        assert_eq!(ids(&due_heads(&db, now, 10).await.expect("heads")), ["b1"]);
+        assert_eq!(
+            next_due(&db).await.expect("next").map(|t| t.timestamp()),
+            Some(then.timestamp())
+        );
+        let b1 = sequence_of(&heads, "b1");
+        assert!(mark_delivered(&db, b1, now).await.expect("record"));
+        assert!(!mark_delivered(&db, b1, now).await.expect("record"), "once");
+        assert_eq!(
+            next_due(&db).await.expect("next").map(|t| t.timestamp()),
+            Some(later.timestamp())
+        );
+
+        let given_up = Failure {
+            given_up_at: Some(now),
+            ..failure
+        };
+        assert!(mark_failed(&db, a1, &given_up).await.expect("record"));
+        assert_eq!(ids(&due_heads(&db, now, 10).await.expect("heads")), ["a2"]);
+        let failed = list(&db, ListFilter::Failed, None, 10).await.expect("list");
+        assert_eq!(ids(&failed), ["a1"]);
+        assert_eq!(failed[0].delivery.attempts, 2);
+
+        assert_eq!(requeue_given_up(&db, now).await.expect("requeue"), 1);
+        assert_eq!(ids(&due_heads(&db, now, 10).await.expect("heads")), ["a1"]);
+        let backlog = backlog(&db).await.expect("backlog");
+        assert_eq!(backlog.count, 2);
+    }
+
+    #[tokio::test]
+    async fn retention_keeps_undelivered_events_only_while_a_webhook_is_configured() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = database(&dir).await;
+        let now = Utc::now();
+        let old = now - Duration::days(40);
+        insert(
+            &db,
+            &[
+                ("old-delivered", "a", old),
+                ("old-given-up", "b", old),
+                ("old-pending", "c", old),
+                ("new", "c", now),
+            ],
+        )
+        .await;
+        let all = list(&db, ListFilter::All, None, 10).await.expect("list");
+        mark_delivered(&db, sequence_of(&all, "old-delivered"), now)
+            .await
+            .expect("record");
+        let failure = Failure {
+            error: "HTTP 500".into(),
+            next_at: now,
+            given_up_at: Some(now),
+        };
+        mark_failed(&db, sequence_of(&all, "old-given-up"), &failure)
+            .await
+            .expect("record");
+
+        let cutoff = now - Duration::days(30);
+        assert_eq!(prune(&db, cutoff, true).await.expect("prune"), 2);
+        let left = list(&db, ListFilter::All, None, 10).await.expect("list");
+        assert_eq!(ids(&left), ["new", "old-pending"]);
+        assert_eq!(prune(&db, cutoff, false).await.expect("prune"), 1);
+        assert_eq!(
+            ids(&list(&db, ListFilter::All, None, 10).await.expect("list")),
+            ["new"]
+        );
+    }
+}
