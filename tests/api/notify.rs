@@ -427,3 +427,53 @@ async fn metrics_count_deliveries_failures_give_ups_and_the_backlog() {
         assert!(text.contains(name), "{name} in {text}");
     }
 }
+
+#[tokio::test]
+async fn replicas_sharing_a_database_deliver_each_event_once_in_order_per_account() {
+    let receiver = Receiver::default();
+    let server = receiver.clone().start().await;
+    let first = builder(&server.uri()).spawn().await;
+    // On PostgreSQL a second replica shares the database and runs its own worker; SQLite is one
+    // replica by design, so there every write goes through the first.
+    let second = if crate::helpers::TestDatabase::is_postgres() {
+        Some(builder(&server.uri()).database(first.db.clone()).spawn().await)
+    } else {
+        None
+    };
+    let accounts = ["notify-rep-a", "notify-rep-b"];
+    for account in accounts {
+        first.ensure(account).await;
+    }
+    for n in 0..10 {
+        let app = match (&second, n % 2) {
+            (Some(second), 1) => second,
+            _ => &first,
+        };
+        // Each account written through both replicas.
+        app.grant(accounts[(n / 2) % 2], 5, &format!("rep-{n}")).await;
+    }
+
+    let events = all_delivered(&first, &receiver, &accounts).await;
+    let got = receiver.received();
+    let mut answered: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in got.iter().filter(|r| r.status == 200) {
+        *answered.entry(r.id()).or_default() += 1;
+    }
+    assert!(
+        answered.values().all(|n| *n == 1),
+        "one 2xx per event: {answered:?}"
+    );
+    for account in accounts {
+        let sent: Vec<i64> = got
+            .iter()
+            .filter(|r| r.account() == account)
+            .map(Received::sequence)
+            .collect();
+        let stored: Vec<i64> = events
+            .iter()
+            .filter(|e| e.account_id == account)
+            .map(|e| e.sequence)
+            .collect();
+        assert_eq!(sent, stored, "{account}: in order, once");
+    }
+}
