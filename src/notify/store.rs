@@ -65,9 +65,10 @@ pub(crate) async fn due_heads<C: ConnectionTrait>(
     let mut sql = Sql::new(db.get_database_backend());
     sql.push("SELECT e.* ")
         .push(HEADS)
-        .push(" AND e.next_delivery_at <= ")
+        // Rows always get one on insert; a missing one is due rather than stuck.
+        .push(" AND (e.next_delivery_at IS NULL OR e.next_delivery_at <= ")
         .param(now)
-        .push(" ORDER BY e.sequence LIMIT ")
+        .push(") ORDER BY e.sequence LIMIT ")
         .param(i64::try_from(limit).unwrap_or(i64::MAX));
     all(account_event::Entity::find()
         .from_raw_sql(sql.build())
