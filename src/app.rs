@@ -30,6 +30,7 @@ use crate::{
     limits,
     metrics::{self, Metrics},
     net::{self, Connections, GuardedIo, Lingering},
+    notify::{Notifications, Notifier},
     ops::{self, jobs::Leases},
     stripe::StripeGateway,
     webhook::{self, WebhookState},
@@ -52,6 +53,8 @@ pub enum StartupError {
     Stripe(#[from] crate::stripe::StripeError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("outbound webhook client")]
+    Notify(#[from] crate::notify::client::ClientError),
 }
 
 /// The ledger with billing's part of its writer: what the service runs.
@@ -65,6 +68,7 @@ pub struct Services {
     pub(crate) events: EventLog,
     pub(crate) leases: Leases,
     pub(crate) metrics: Metrics,
+    pub(crate) notifications: Notifications,
     /// The read pool, whose use `/metrics` reports.
     reads: DatabaseConnection,
     writer: Vec<tokio::task::JoinHandle<()>>,
@@ -115,6 +119,7 @@ impl Services {
             billing,
             events: EventLog::new(reads.clone()),
             leases: Leases::new(reads.clone()),
+            notifications: Notifications::new(reads.clone()),
             metrics,
             reads,
             writer: writer.into_iter().chain(checkpointer).collect(),
@@ -167,6 +172,8 @@ pub struct Application {
     grpc_listener: TcpListener,
     http_listener: TcpListener,
     grpc_tls: Option<Arc<rustls::ServerConfig>>,
+    /// The outbound webhook worker, when `NOTIFY_WEBHOOK_URL` is set.
+    notifier: Option<Notifier>,
 }
 
 impl Application {
@@ -179,6 +186,7 @@ impl Application {
         }
         Catalog::new(db.clone()).store_pack_file(&packs).await?;
         let services = Services::start(&settings, db).await?;
+        let notifier = Notifier::new(&settings.events, services.reads.clone(), services.metrics.clone())?;
 
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -193,6 +201,7 @@ impl Application {
             grpc_listener,
             http_listener,
             grpc_tls,
+            notifier,
         })
     }
 
@@ -297,6 +306,8 @@ impl Application {
                 events: services.events.clone(),
                 leases: services.leases.clone(),
                 metrics,
+                notifications: services.notifications.clone(),
+                notifier: self.notifier.clone(),
             },
             &self.settings,
             drain.clone(),

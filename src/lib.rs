@@ -14,6 +14,8 @@
 //! - `billing/`: checkout, Stripe's payloads, Stripe events into ledger postings, refund and
 //!   dispute settlement, its own error type.
 //! - `event_store/`: the Stripe event store.
+//! - `notify/`: account events POSTed, signed, to `NOTIFY_WEBHOOK_URL` (the delivery worker,
+//!   its client, signature, backoff and store), and their retention.
 //! - `catalog/`: credit packs: the file, the table, the sync to Stripe.
 //! - `ops/`: reconciliation, job leases, the scheduler of periodic jobs, the import files of
 //!   accounts and purchases from the Django app.
@@ -42,6 +44,7 @@ pub(crate) mod ledger;
 pub(crate) mod limits;
 pub(crate) mod metrics;
 pub mod net;
+pub(crate) mod notify;
 pub mod ops;
 pub mod report;
 pub(crate) mod shutdown;

@@ -96,6 +96,11 @@ struct Inner {
     db_pool_max: Gauge,
     account_events: Counter,
     top_up_steps: Family<StateLabels, Counter>,
+    notifications_delivered: Counter,
+    notifications_failures: Counter,
+    notifications_given_up: Counter,
+    notification_backlog: Gauge,
+    notification_oldest_pending: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -240,6 +245,36 @@ impl Metrics {
         // The series the chart's CreditsTopUpFailures alert watches, there from the start so
         // that its first count is an increase.
         let _ = top_up_steps.get_or_create(&StateLabels { state: "failed" });
+        let notifications_delivered = Counter::default();
+        registry.register(
+            "notifications_delivered",
+            "Account events a webhook receiver accepted (2xx)",
+            notifications_delivered.clone(),
+        );
+        let notifications_failures = Counter::default();
+        registry.register(
+            "notifications_failures",
+            "Account event deliveries that failed (non-2xx, timeout, connection error)",
+            notifications_failures.clone(),
+        );
+        let notifications_given_up = Counter::default();
+        registry.register(
+            "notifications_given_up",
+            "Account events whose delivery was given up after NOTIFY_GIVE_UP_AFTER",
+            notifications_given_up.clone(),
+        );
+        let notification_backlog = Gauge::default();
+        registry.register(
+            "notification_backlog",
+            "Account events neither delivered nor given up",
+            notification_backlog.clone(),
+        );
+        let notification_oldest_pending = Gauge::default();
+        registry.register(
+            "notification_oldest_pending_seconds",
+            "Age of the oldest account event neither delivered nor given up (0: none)",
+            notification_oldest_pending.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
             writer_batch_size,
@@ -261,6 +296,11 @@ impl Metrics {
             db_pool_max,
             account_events,
             top_up_steps,
+            notifications_delivered,
+            notifications_failures,
+            notifications_given_up,
+            notification_backlog,
+            notification_oldest_pending,
         }))
     }
 
@@ -337,6 +377,29 @@ impl Metrics {
     /// One auto top-up step that moved its attempt to `state`.
     pub(crate) fn top_up_step(&self, state: &'static str) {
         self.0.top_up_steps.get_or_create(&StateLabels { state }).inc();
+    }
+
+    /// One account event a webhook receiver accepted.
+    pub(crate) fn notification_delivered(&self) {
+        self.0.notifications_delivered.inc();
+    }
+
+    /// One failed delivery attempt.
+    pub(crate) fn notification_failed(&self) {
+        self.0.notifications_failures.inc();
+    }
+
+    /// One account event given up.
+    pub(crate) fn notification_given_up(&self) {
+        self.0.notifications_given_up.inc();
+    }
+
+    /// The events still to deliver, and the age of the oldest in seconds.
+    pub(crate) fn notification_backlog(&self, count: u64, oldest_age_secs: i64) {
+        self.0
+            .notification_backlog
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+        self.0.notification_oldest_pending.set(oldest_age_secs);
     }
 
     /// One finished reconciliation run, the sessions it credited and those it could not apply.

@@ -1,10 +1,12 @@
 //! The `credits` command line: what each subcommand takes (clap) and how it fails (exit codes);
-//! `commands` runs them, printing what the domain returns; `import_files` runs `credits import`.
+//! `commands` runs them, printing what the domain returns; `import_files` runs `credits import`,
+//! `notifications` runs `credits notifications`.
 
 mod accounts;
 mod commands;
 mod import_files;
 mod money_loop;
+mod notifications;
 
 use std::path::PathBuf;
 
@@ -56,6 +58,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// Account event deliveries to NOTIFY_WEBHOOK_URL: list them, send given-up ones again.
+    Notifications {
+        #[command(subcommand)]
+        command: NotificationsCommand,
+    },
     /// Credit paid Checkout Sessions whose webhook never arrived.
     Reconcile {
         /// How far back to look (e.g. 90m, 72h, 7d).
@@ -84,6 +91,36 @@ pub enum EventsCommand {
     },
     /// Delete processed events older than EVENT_RETENTION_DAYS now (serve does it hourly).
     Prune,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotificationsCommand {
+    /// Print account events with their delivery state, newest first (default: --pending).
+    List {
+        /// Neither delivered nor given up (pending and retrying).
+        #[arg(long, group = "state")]
+        pending: bool,
+        /// Given up after NOTIFY_GIVE_UP_AFTER.
+        #[arg(long, group = "state")]
+        failed: bool,
+        /// Every stored event, delivered ones included.
+        #[arg(long, group = "state")]
+        all: bool,
+        /// Only this account's events.
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    /// Send undelivered events again now: these ids, or every given-up one.
+    Retry {
+        /// Event ids (evt_…).
+        #[arg(required_unless_present = "all_given_up", conflicts_with = "all_given_up")]
+        event_ids: Vec<String>,
+        /// Every given-up event.
+        #[arg(long)]
+        all_given_up: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +264,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
         Command::Events { command } => commands::events(settings, command).await,
         Command::Accounts { command } => commands::accounts(settings, command).await,
         Command::Import { command } => import_files::run(settings, command).await,
+        Command::Notifications { command } => notifications::run(settings, command).await,
         Command::Reconcile { since } => commands::reconcile(settings, since).await,
     }
 }

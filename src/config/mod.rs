@@ -488,7 +488,41 @@ impl fmt::Display for Settings {
                 self.http.body_read_timeout.as_millis().to_string(),
             ),
         ];
-        for (n, (name, value)) in settings.iter().chain(http.iter()).enumerate() {
+        let events = &self.events;
+        let money_loop = [
+            ("LOW_BALANCE_THRESHOLD", events.low_balance_threshold.to_string()),
+            ("ACCOUNT_EVENTS_CONSUMED", events.consumed_events.to_string()),
+            ("ACCOUNT_EVENTS_RETENTION_DAYS", events.retention_days.to_string()),
+            (
+                "NOTIFY_WEBHOOK_URL",
+                or_unset(events.webhook_url.as_ref().map(redact_endpoint)),
+            ),
+            ("NOTIFY_WEBHOOK_SECRET", mask(&events.webhook_secret).to_owned()),
+            (
+                "NOTIFY_WEBHOOK_TIMEOUT_MS",
+                events.webhook_timeout.as_millis().to_string(),
+            ),
+            ("NOTIFY_RETRY_BASE_MS", events.retry_base.as_millis().to_string()),
+            (
+                "NOTIFY_GIVE_UP_AFTER",
+                format!("{}s", events.give_up_after.as_secs()),
+            ),
+            ("TOP_UP_INTERVAL_MS", self.top_up.interval.as_millis().to_string()),
+            (
+                "TOP_UP_RETRY_DELAY",
+                format!("{}s", self.top_up.retry_delay.as_secs()),
+            ),
+            (
+                "TOP_UP_UNKNOWN_DELAY",
+                format!("{}s", self.top_up.unknown_delay.as_secs()),
+            ),
+        ];
+        for (n, (name, value)) in settings
+            .iter()
+            .chain(http.iter())
+            .chain(money_loop.iter())
+            .enumerate()
+        {
             if n > 0 {
                 f.write_str(" ")?;
             }

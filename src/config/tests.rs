@@ -179,9 +179,15 @@ fn display_never_shows_secrets() {
         ("STRIPE_WEBHOOK_SECRET", "whsec_supersecret"),
         ("DATABASE_URL", "postgres://app:hunter2@db/credits"),
         ("GRPC_AUTH_TOKENS", "tok_supersecret"),
+        (
+            "NOTIFY_WEBHOOK_URL",
+            "https://hooks.example.com/credits?token=supersecret",
+        ),
+        ("NOTIFY_WEBHOOK_SECRET", "notify_supersecret"),
     ])
     .expect("valid");
     let shown = s.to_string();
+    assert!(shown.contains("NOTIFY_WEBHOOK_SECRET=set"), "{shown}");
     assert!(!shown.contains("supersecret"), "{shown}");
     assert!(!shown.contains("hunter2"), "{shown}");
 }

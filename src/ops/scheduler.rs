@@ -1,5 +1,6 @@
-//! Background jobs of `serve`: the expiry sweep, event retention, the auto top-up worker, and
-//! reconciliation when `RECONCILE_INTERVAL` is set. Each run takes its job's lease first, so N replicas run each
+//! Background jobs of `serve`: the expiry sweep, event retention (Stripe events and account
+//! events), the auto top-up worker, the account event webhook worker when `NOTIFY_WEBHOOK_URL`
+//! is set, and reconciliation when `RECONCILE_INTERVAL` is set. Each run takes its job's lease first, so N replicas run each
 //! job once per period.
 
 use std::{future::Future, time::Duration};
@@ -14,6 +15,7 @@ use crate::{
     event_store::EventLog,
     ledger::{Extension, Ledger},
     metrics::Metrics,
+    notify::{Notifications, Notifier},
 };
 
 const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
@@ -25,6 +27,9 @@ pub(crate) struct Jobs<X: Extension> {
     pub events: EventLog,
     pub leases: Leases,
     pub metrics: Metrics,
+    pub notifications: Notifications,
+    /// The webhook worker; `None` without `NOTIFY_WEBHOOK_URL`.
+    pub notifier: Option<Notifier>,
 }
 
 /// Starts the jobs; they stop when `stop` fires.
@@ -40,6 +45,8 @@ pub(crate) fn spawn<X: Extension>(
         events,
         leases,
         metrics,
+        notifications,
+        notifier,
     } = jobs;
     let holder = uuid::Uuid::now_v7().to_string();
     let mut tasks = Vec::new();
@@ -84,6 +91,39 @@ pub(crate) fn spawn<X: Extension>(
             }
         }
     }));
+
+    let account_retention_days = settings.events.retention_days;
+    // Events still waiting for their webhook are kept while one is configured; without one
+    // nothing would ever deliver them.
+    let keep_pending = notifier.is_some();
+    tasks.push(every(RETENTION_PERIOD, Start::AfterPeriod, stop.clone(), {
+        let (leases, holder) = (leases.clone(), holder.clone());
+        move || {
+            let (notifications, leases, holder) = (notifications.clone(), leases.clone(), holder.clone());
+            async move {
+                if !lease(&leases, "account_event_retention", &holder, RETENTION_PERIOD).await {
+                    return;
+                }
+                match notifications.prune(account_retention_days, keep_pending).await {
+                    Ok(0) => {}
+                    Ok(pruned) => {
+                        tracing::info!(pruned, account_retention_days, "old account events pruned");
+                    }
+                    Err(err) => tracing::warn!(error = %err, "account event retention failed"),
+                }
+            }
+        }
+    }));
+
+    if let Some(notifier) = notifier {
+        tasks.push(notify(
+            notifier,
+            ledger.signals().events(),
+            leases.clone(),
+            holder.clone(),
+            stop.clone(),
+        ));
+    }
 
     tasks.push(top_ups(
         billing.clone(),
@@ -163,6 +203,79 @@ fn top_ups(
                 () = stop.cancelled() => return,
                 _ = started.changed() => {}
                 () = tokio::time::sleep(settings.interval) => {}
+            }
+        }
+    })
+}
+
+/// How often the webhook worker looks for events other replicas wrote, besides being woken by
+/// its own replica's commits and by the next retry falling due.
+const NOTIFY_POLL: Duration = Duration::from_secs(1);
+
+/// How often a replica refreshes the backlog gauges.
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
+
+/// How long one webhook pass holds its lease: four delivery timeouts, at least 10 s. A pass
+/// starts no delivery after the lease's length less two timeouts, so it ends while it holds it.
+fn notify_lease(timeout: Duration) -> Duration {
+    (timeout * 4).max(Duration::from_secs(10))
+}
+
+/// The webhook worker: a pass whenever this replica's writer commits events, when the next
+/// retry falls due, and every second for other replicas' events. One replica at a time (the
+/// `notify` lease), so receivers see each account's events in order.
+// Long on purpose: the loop's lease, pass, wait and gauges in one place.
+fn notify(
+    notifier: Notifier,
+    mut committed: tokio::sync::watch::Receiver<u64>,
+    leases: Leases,
+    holder: String,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let ttl = notify_lease(notifier.timeout());
+        let budget = ttl.saturating_sub(notifier.timeout() * 2);
+        let mut gauges_at: Option<std::time::Instant> = None;
+        loop {
+            let mut wait = NOTIFY_POLL;
+            if lease(&leases, "notify", &holder, ttl).await {
+                // Marked seen before the pass: a commit during it wakes the wait below.
+                committed.borrow_and_update();
+                let passed = tokio::select! {
+                    () = stop.cancelled() => None,
+                    ran = notifier.run_pass(budget) => Some(ran),
+                };
+                let Some(ran) = passed else {
+                    // Attempts cut short are sent again by the next holder: at least once.
+                    let _ = leases.release("notify", &holder).await;
+                    return;
+                };
+                match ran {
+                    Ok(_) => match notifier.next_due().await {
+                        Ok(Some(at)) => {
+                            let until = (at - Utc::now()).to_std().unwrap_or_default();
+                            wait = until.clamp(Duration::from_millis(5), NOTIFY_POLL);
+                        }
+                        Ok(None) => {}
+                        Err(err) => tracing::warn!(error = %err, "could not read the next delivery time"),
+                    },
+                    Err(err) => tracing::warn!(error = %err, "webhook pass failed; the next one retries"),
+                }
+                if let Err(err) = leases.release("notify", &holder).await {
+                    tracing::warn!(error = %err, "could not release the notify lease");
+                }
+            }
+            // Every replica reports the backlog, whichever delivers.
+            if gauges_at.is_none_or(|at| at.elapsed() >= BACKLOG_EVERY) {
+                gauges_at = Some(std::time::Instant::now());
+                if let Err(err) = notifier.refresh_backlog().await {
+                    tracing::warn!(error = %err, "could not read the webhook backlog");
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = committed.changed() => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
     })

@@ -24,6 +24,7 @@ mod load_shedding;
 mod logging;
 mod metrics;
 mod monitoring_queries;
+mod notify;
 mod operations;
 mod packs_sync;
 mod settlement_races;

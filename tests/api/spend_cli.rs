@@ -301,7 +301,21 @@ async fn accounts_show_prints_settings_and_accounts_events_pages_the_events() {
         .skip(1)
         .filter_map(|line| line.split_whitespace().nth(4))
         .collect();
-    assert_eq!(types, ["credits.granted", "balance.low"], "{all}");
+    assert_eq!(
+        types,
+        ["credits.granted", "settings.changed", "balance.low"],
+        "{all}"
+    );
+    let low = all
+        .lines()
+        .find(|l| l.contains("balance.low"))
+        .expect("balance.low");
+    let debit = app.entries("alerted").await[0].id.to_string();
+    assert_eq!(
+        low.split_whitespace().nth(7),
+        Some(debit.as_str()),
+        "the debit's entry: {low}"
+    );
     let first = all
         .lines()
         .nth(1)
@@ -311,7 +325,11 @@ async fn accounts_show_prints_settings_and_accounts_events_pages_the_events() {
         &app.run_cli(&["accounts", "events", "alerted", "--after", first])
             .await,
     );
-    assert_eq!(rest.lines().count(), 3, "header, balance.low, next: {rest}");
+    assert_eq!(
+        rest.lines().count(),
+        4,
+        "header, settings.changed, balance.low, next: {rest}"
+    );
     assert!(
         rest.contains("balance.low") && !rest.contains("credits.granted"),
         "{rest}"

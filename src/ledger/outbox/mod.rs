@@ -123,13 +123,16 @@ fn plan_book(
     let mut before = book.available_before;
     let mut top_up_started = false;
     for happening in &book.happenings {
+        // The entry the change wrote, if it wrote one: its alerts name it too.
+        let mut caused_by = None;
         match &happening.what {
             What::Entry(n) => {
                 let Some(entry) = book.entries.get(*n) else {
                     continue;
                 };
+                let id = ids.get(&(entry.account_id.clone(), entry.kind, entry.reference.clone()))?;
+                caused_by = Some(id);
                 if let Some((kind, payload)) = entry_event(book, entry, policy) {
-                    let id = ids.get(&(entry.account_id.clone(), entry.kind, entry.reference.clone()))?;
                     outbox
                         .events
                         .push(NewEvent::new(book, kind, happening, Some(id), payload, now));
@@ -177,7 +180,7 @@ fn plan_book(
                 let payload = json!({ "threshold": alert_at, "available_before": was });
                 outbox
                     .events
-                    .push(NewEvent::new(book, kind, happening, None, payload, now));
+                    .push(NewEvent::new(book, kind, happening, caused_by, payload, now));
             }
         }
         if let Some(pack_id) = top_up {

@@ -92,11 +92,6 @@ impl FakePayments {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// How the next new keys are answered.
-    pub fn then(&self, plan: &[Charge]) {
-        self.lock().plan.extend(plan.iter().copied());
-    }
-
     /// Every PaymentIntent created, oldest first.
     pub fn intents(&self) -> Vec<Value> {
         self.lock().intents.clone()
