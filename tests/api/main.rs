@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod account_events;
 mod auto_top_up;
 mod cli;
 mod cli_exit_codes;
