@@ -342,9 +342,6 @@ async fn a_new_account_sets_its_level_with_its_first_change_without_an_alert() {
         ["credits.granted", "balance.low"],
         "the first credit sets the level; the default threshold applies"
     );
-    // An account opened by its first grant, too.
-    app.grant("opened", 20, "g1").await;
-    assert_eq!(types(&app.account_events("opened").await), ["credits.granted"]);
     // Setting a threshold moves no balance: the first credit after it still sets the level.
     app.ensure("configured").await;
     app.set_threshold("configured", 50).await;
