@@ -6,6 +6,7 @@
 mod helpers;
 
 mod account_event_races;
+mod account_event_stream;
 mod account_events;
 mod auto_top_up;
 mod cli;
