@@ -28,6 +28,7 @@ mod logging;
 mod metrics;
 mod monitoring_queries;
 mod operations;
+mod overdraft;
 mod packs_sync;
 mod settlement_races;
 mod shutdown_drain;
