@@ -291,7 +291,7 @@ async fn balance_alerts_fire_once_per_crossing_of_the_threshold() {
     let alerts: Vec<_> = events
         .iter()
         .filter(|e| e.r#type.starts_with("balance."))
-        .map(|e| shape(e))
+        .map(shape)
         .collect();
     assert_eq!(
         alerts,
