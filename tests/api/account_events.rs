@@ -14,7 +14,7 @@ use crate::helpers::{
     TestApp,
     events::{count, list_request, payload, types},
     spawn_app,
-    spend::{Paid, assert_refused, completed_event, refunded_event},
+    spend::{Paid, assert_refused, completed_event, dispute_event, refunded_event},
 };
 
 /// The id of the account's only ledger entry of `kind`.
@@ -469,4 +469,148 @@ async fn list_and_watch_refuse_what_they_cannot_serve() {
     };
     assert_refused(watch("valid", -1).await, Code::InvalidArgument, "after_sequence");
     assert_refused(watch(&too_long, 0).await, Code::InvalidArgument, "account_id");
+}
+
+#[tokio::test]
+async fn a_dispute_claws_back_once_and_a_won_one_restores_once() {
+    let app = spawn_app().await;
+    app.mock_checkout_sessions().await;
+    app.ensure("disputed").await;
+    let paid = app.buy_standard("disputed", "disputed").await;
+    let opened = dispute_event("evt_dp_open", &paid, "charge.dispute.created", "needs_response");
+    app.deliver(&opened).await;
+    app.deliver(&opened).await;
+    app.deliver(&dispute_event(
+        "evt_dp_update",
+        &paid,
+        "charge.dispute.updated",
+        "under_review",
+    ))
+    .await;
+    let won = dispute_event("evt_dp_won", &paid, "charge.dispute.closed", "won");
+    app.deliver(&won).await;
+    app.deliver(&won).await;
+    assert_eq!(app.credit_balance("disputed").await, 1000);
+
+    let events = app.account_events("disputed").await;
+    assert_eq!(
+        types(&events),
+        ["credits.purchased", "credits.clawed_back", "credits.restored"]
+    );
+    let entries: Vec<pb::LedgerEntry> = app
+        .entries("disputed")
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "dispute")
+        .collect();
+    // Newest first.
+    let (restore_entry, claw_entry) = (&entries[0], &entries[1]);
+    let clawed = &events[1];
+    assert_eq!(clawed.entry_id.to_string(), claw_entry.id);
+    assert_eq!((clawed.balance_after, clawed.available_after), (0, 0));
+    let body = payload(clawed);
+    assert_eq!(
+        (body["credits"].as_i64(), body["reason"].as_str()),
+        (Some(1000), Some("dispute"))
+    );
+    let restored = &events[2];
+    assert_eq!(restored.entry_id.to_string(), restore_entry.id);
+    assert_eq!((restored.balance_after, restored.available_after), (1000, 1000));
+    assert_eq!(payload(restored)["credits"], 1000);
+    app.assert_spend_invariants().await;
+}
+
+#[tokio::test]
+async fn without_a_sweep_the_next_change_writes_what_ran_out_before_its_own_event() {
+    // The sweep is an hour away: only the next change can notice.
+    let app = TestApp::builder()
+        .env("EXPIRY_INTERVAL", "1h")
+        .env("ACCOUNT_EVENTS_CONSUMED", "true")
+        .spawn()
+        .await;
+    app.ensure("lazy").await;
+    let lot = app
+        .grant_expiring("lazy", 40, "short", Utc::now() + chrono::Duration::seconds(1))
+        .await;
+    app.grant("lazy", 100, "forever").await;
+    let hold = app.reserve("lazy", 30, "h1", 1).await.expect("reserve");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(
+        types(&app.account_events("lazy").await),
+        ["credits.granted", "credits.granted"],
+        "nothing is written by time alone"
+    );
+    let consumed = app.consume("lazy", 10, "c1").await.expect("consume");
+    assert_eq!((consumed.credit_balance, consumed.available_balance), (90, 90));
+    app.consume("lazy", 10, "c2").await.expect("consume");
+
+    let events = app.account_events("lazy").await;
+    assert_eq!(
+        types(&events),
+        [
+            "credits.granted",
+            "credits.granted",
+            "hold.expired",
+            "lot.expired",
+            "credits.consumed",
+            "credits.consumed"
+        ],
+        "each once, in the order they were applied"
+    );
+    assert_eq!(payload(&events[2])["hold_id"], hold.hold_id.as_str());
+    assert_eq!(payload(&events[3])["lot_id"], lot.lot_id.as_str());
+    assert_eq!((events[3].balance_after, events[3].available_after), (100, 100));
+    assert_eq!(events[4].entry_id.to_string(), consumed.ledger_entry_id);
+    assert_eq!((events[4].balance_after, events[4].available_after), (90, 90));
+    app.assert_spend_invariants().await;
+}
+
+#[tokio::test]
+async fn a_lot_running_out_or_a_hold_being_reserved_crosses_the_threshold_like_a_debit() {
+    let app = TestApp::builder()
+        .env("EXPIRY_INTERVAL", "1s")
+        .env("LOW_BALANCE_THRESHOLD", "50")
+        .spawn()
+        .await;
+    // 40 expiring + 30 forever = 70, above 50; the expiry leaves 30: low.
+    app.ensure("ebbing").await;
+    app.grant("ebbing", 30, "forever").await;
+    app.grant_expiring("ebbing", 40, "short", Utc::now() + chrono::Duration::seconds(1))
+        .await;
+    let events = app.until_events("ebbing", &["lot.expired", "balance.low"]).await;
+    assert_eq!(
+        types(&events),
+        [
+            "credits.granted",   // 30: the first change sets the level (low), no alert
+            "credits.granted",   // 70
+            "balance.recovered", // from low to above
+            "lot.expired",
+            "balance.low"
+        ]
+    );
+    let low = &events[4];
+    assert_eq!(
+        (low.balance_after, low.available_after, low.entry_id),
+        (30, 30, 0)
+    );
+    assert_eq!(payload(low)["available_before"], 70);
+
+    // A hold of 60 of 100 leaves 40 available: low; it running out: recovered.
+    app.ensure("reserving").await;
+    app.grant("reserving", 100, "fund").await;
+    app.reserve("reserving", 60, "h1", 1).await.expect("reserve");
+    let events = app
+        .until_events("reserving", &["hold.expired", "balance.recovered"])
+        .await;
+    assert_eq!(
+        types(&events),
+        [
+            "credits.granted",
+            "balance.low",
+            "hold.expired",
+            "balance.recovered"
+        ]
+    );
+    assert_eq!((events[1].balance_after, events[1].available_after), (100, 40));
+    assert_eq!((events[3].balance_after, events[3].available_after), (100, 100));
 }
