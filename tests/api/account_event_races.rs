@@ -1,8 +1,9 @@
-//! Balance alerts under racing debits: 32 ConsumeCredits released at once across a low-balance
+//! Events under races. Balance alerts under racing debits: 32 ConsumeCredits released at once across a low-balance
 //! threshold write exactly one `balance.low` (and one `balance.depleted` when they reach zero),
 //! round after round; on PostgreSQL the racers are split over two replicas of one database.
 //! After every round the ledger matches the balances, the events of the account follow its
-//! changes in order, and the last event is where GetBalance says the account is.
+//! changes in order, and the last event is where GetBalance says the account is. And a
+//! purchase and its refund delivered many times at once write one event each.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use tonic::{Code, Status};
 use crate::helpers::{
     TestApp, TestDatabase,
     events::{count, payload, types},
+    spend::{Paid, STANDARD_AMOUNT, completed_event, refunded_event},
 };
 
 const ROUNDS: usize = 21;
@@ -127,4 +129,83 @@ async fn thirty_two_racing_debits_across_the_threshold_write_one_alert_per_cross
         );
     }
     first.assert_spend_invariants().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_redeliveries_of_a_purchase_and_its_refund_write_one_event_each() {
+    let first = Arc::new(TestApp::builder().spawn().await);
+    first.mock_checkout_sessions().await;
+    let mut apps = vec![first.clone()];
+    if TestDatabase::is_postgres() {
+        apps.push(Arc::new(
+            TestApp::builder().database(first.db.clone()).spawn().await,
+        ));
+    }
+    for round in 0..5 {
+        let account = format!("redelivered-{round}");
+        first.ensure(&account).await;
+        let started = first
+            .purchase(
+                &account,
+                &format!("{account}@example.com"),
+                crate::helpers::STANDARD_PRICE,
+            )
+            .await
+            .expect("PurchaseCredits");
+        let paid = Paid {
+            session: started.checkout_session_id,
+            intent: format!("pi_redelivered_{round}"),
+        };
+        // 24 deliveries at once: the same event 16 times, and 8 copies under other ids.
+        let bodies: Vec<String> = (0..24)
+            .map(|n| {
+                let id = if n % 3 == 0 {
+                    format!("evt_copy_{round}_{n}")
+                } else {
+                    format!("evt_paid_{round}")
+                };
+                completed_event(&id, &paid, &account)
+            })
+            .collect();
+        deliver_all(&apps, bodies).await;
+        let refunds: Vec<String> = (0..24)
+            .map(|n| {
+                let id = if n % 3 == 0 {
+                    format!("evt_refund_copy_{round}_{n}")
+                } else {
+                    format!("evt_refund_{round}")
+                };
+                refunded_event(&id, &paid, STANDARD_AMOUNT)
+            })
+            .collect();
+        deliver_all(&apps, refunds).await;
+
+        let events = first.account_events(&account).await;
+        assert_eq!(
+            types(&events),
+            ["credits.purchased", "credits.clawed_back"],
+            "round {round}"
+        );
+        assert_eq!(
+            (events[0].balance_after, events[1].balance_after),
+            (1000, 0),
+            "round {round}"
+        );
+        assert_eq!(first.credit_balance(&account).await, 0);
+        first.assert_ledger_matches_balances().await;
+    }
+}
+
+/// Posts every body at once, spread over `apps`, each until acknowledged.
+async fn deliver_all(apps: &[Arc<TestApp>], bodies: Vec<String>) {
+    let barrier = Arc::new(Barrier::new(bodies.len()));
+    let mut tasks = JoinSet::new();
+    for (n, body) in bodies.into_iter().enumerate() {
+        let (app, barrier) = (apps[n % apps.len()].clone(), barrier.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            app.deliver(&body).await;
+        });
+    }
+    tasks.join_all().await;
 }
