@@ -200,6 +200,10 @@ async fn a_watch_on_another_replica_resumes_without_gap_while_the_first_writes()
     let writer = Arc::new(
         TestApp::builder()
             .env("ACCOUNT_EVENTS_CONSUMED", "true")
+            // Four writer connections: batches commit concurrently, so sequences could only
+            // become visible out of order if the events lock did not serialise them.
+            .env("DATABASE_WRITER_CONNECTIONS", "4")
+            .env("DATABASE_MAX_CONNECTIONS", "8")
             .spawn()
             .await,
     );
@@ -222,6 +226,10 @@ async fn a_watch_of_one_account_on_another_replica_resumes_without_gap_while_the
     let writer = Arc::new(
         TestApp::builder()
             .env("ACCOUNT_EVENTS_CONSUMED", "true")
+            // Four writer connections: batches commit concurrently, so sequences could only
+            // become visible out of order if the events lock did not serialise them.
+            .env("DATABASE_WRITER_CONNECTIONS", "4")
+            .env("DATABASE_MAX_CONNECTIONS", "8")
             .spawn()
             .await,
     );
