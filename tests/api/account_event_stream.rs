@@ -177,7 +177,7 @@ async fn a_resumed_watch_of_one_account_gets_every_event_once_while_writes_conti
             .spawn()
             .await,
     );
-    resume_while_writing(&[app.clone()], app, "watched").await;
+    resume_while_writing(std::slice::from_ref(&app), app.clone(), "watched").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -188,7 +188,7 @@ async fn a_resumed_watch_of_every_account_gets_every_event_once_while_writes_con
             .spawn()
             .await,
     );
-    resume_while_writing(&[app.clone()], app, "").await;
+    resume_while_writing(std::slice::from_ref(&app), app.clone(), "").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
