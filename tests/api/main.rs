@@ -5,6 +5,9 @@
 
 mod helpers;
 
+mod account_event_races;
+mod account_event_stream;
+mod account_events;
 mod auto_top_up;
 mod cli;
 mod cli_exit_codes;
@@ -26,6 +29,7 @@ mod metrics;
 mod monitoring_queries;
 mod notify;
 mod operations;
+mod overdraft;
 mod packs_sync;
 mod settlement_races;
 mod shutdown_drain;

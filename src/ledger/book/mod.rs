@@ -188,7 +188,12 @@ impl Book {
 
     /// Records a command's own event (an auto top-up's outcome), in order with the rest.
     pub(crate) fn signal(&mut self, kind: EventType, payload: serde_json::Value, now: DateTime<Utc>) {
+        let level = self.account.last_available;
         self.happened(What::Signal { kind, payload }, now);
+        // A signal moves no balance: an account without a level yet still has none.
+        if level.is_none() {
+            self.account.last_available = None;
+        }
     }
 
     /// Changes the account's settings (balance alerts, auto top-up, overdraft, saved card).

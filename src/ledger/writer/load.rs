@@ -66,8 +66,12 @@ pub(super) async fn books(
         let own_holds = drain_where(&mut holds, |h| h.account_id == id);
         let mut book = Book::load(account, own_lots, own_holds);
         book.add_top_ups(drain_where(&mut top_ups, |a| a.account_id == id));
-        // Unchanged since before account events: its level is what it has now.
-        book.available_before = book.available_before.or_else(|| Some(book.available(now)));
+        // Unchanged since before account events: its level is what it has now. One that holds
+        // nothing (just opened, never credited) sets its level with its first change instead.
+        let holds_something = book.account.balance != 0 || book.account.debt != 0 || !book.lots().is_empty();
+        if book.available_before.is_none() && holds_something {
+            book.available_before = Some(book.available(now));
+        }
         books.insert(id, book);
     }
     for account in opened {
