@@ -251,13 +251,15 @@ async fn balance_alerts_fire_once_per_crossing_of_the_threshold() {
         let app = &app;
         async move { app.consume("alerts", credits, key).await.expect("consume") }
     };
+    // An alert names the entry of the change that crossed (a hold has none: 0).
+    let entry = |id: &str| id.parse::<i64>().expect("an entry id");
     step(150, "c1").await; // 300 → 150: above
-    step(100, "c2").await; // → 50: low
+    let c2 = entry(&step(100, "c2").await.ledger_entry_id); // → 50: low
     step(20, "c3").await; // → 30: still low
-    step(30, "c4").await; // → 0: depleted
-    app.grant("alerts", 200, "g2").await; // → 200: recovered
-    step(200, "c5").await; // → 0 from above: low and depleted
-    app.grant("alerts", 150, "g3").await; // → 150: recovered
+    let c4 = entry(&step(30, "c4").await.ledger_entry_id); // → 0: depleted
+    let g2 = entry(&app.grant("alerts", 200, "g2").await.ledger_entry_id); // → 200: recovered
+    let c5 = entry(&step(200, "c5").await.ledger_entry_id); // → 0 from above: low and depleted
+    let g3 = entry(&app.grant("alerts", 150, "g3").await.ledger_entry_id); // → 150: recovered
     let hold = app.reserve("alerts", 100, "h1", 60).await.expect("reserve"); // available 50: low
     app.release(&hold.hold_id).await.expect("release"); // available 150: recovered
 
@@ -296,12 +298,12 @@ async fn balance_alerts_fire_once_per_crossing_of_the_threshold() {
     assert_eq!(
         alerts,
         [
-            ("balance.low", 50, 50, 0, Some(100), Some(150)),
-            ("balance.depleted", 0, 0, 0, Some(100), Some(30)),
-            ("balance.recovered", 200, 200, 0, Some(100), Some(0)),
-            ("balance.low", 0, 0, 0, Some(100), Some(200)),
-            ("balance.depleted", 0, 0, 0, Some(100), Some(200)),
-            ("balance.recovered", 150, 150, 0, Some(100), Some(0)),
+            ("balance.low", 50, 50, c2, Some(100), Some(150)),
+            ("balance.depleted", 0, 0, c4, Some(100), Some(30)),
+            ("balance.recovered", 200, 200, g2, Some(100), Some(0)),
+            ("balance.low", 0, 0, c5, Some(100), Some(200)),
+            ("balance.depleted", 0, 0, c5, Some(100), Some(200)),
+            ("balance.recovered", 150, 150, g3, Some(100), Some(0)),
             ("balance.low", 150, 50, 0, Some(100), Some(150)),
             ("balance.recovered", 150, 150, 0, Some(100), Some(50)),
         ]
@@ -591,8 +593,10 @@ async fn a_lot_running_out_or_a_hold_being_reserved_crosses_the_threshold_like_a
     let low = &events[4];
     assert_eq!(
         (low.balance_after, low.available_after, low.entry_id),
-        (30, 30, 0)
+        (30, 30, events[3].entry_id),
+        "named by the expiry's entry"
     );
+    assert_ne!(low.entry_id, 0);
     assert_eq!(payload(low)["available_before"], 70);
 
     // A hold of 60 of 100 leaves 40 available: low; it running out: recovered.
