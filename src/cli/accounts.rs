@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use super::{AccountsCommand, CliError, money_loop};
+use super::{AccountsCommand, CliError, money_loop, print::when};
 use crate::{
     app::{AppLedger, Services},
     billing::Billing,
@@ -85,13 +85,6 @@ async fn resolve(ledger: &AppLedger, raw: &str) -> Result<AccountRef, CliError> 
 
 /// How many purchases `accounts show` lists.
 const SHOWN_PURCHASES: u64 = 20;
-
-pub(super) fn when(at: Option<DateTime<Utc>>) -> String {
-    at.map_or_else(
-        || "never".to_owned(),
-        |at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-    )
-}
 
 async fn show(ledger: &AppLedger, billing: &Billing, raw: &str) -> Result<(), CliError> {
     let by = resolve(ledger, raw).await?;

@@ -7,6 +7,7 @@ mod commands;
 mod import_files;
 mod money_loop;
 mod notifications;
+mod print;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! What `credits accounts show` prints of the money loop (settings and recent top-ups), and
 //! `credits accounts events`.
 
-use super::accounts::when;
+use super::print::when;
 use crate::{
     app::AppLedger,
     ledger::{AccountRef, InvalidInput, LedgerError, SettingsRead},

@@ -1,9 +1,7 @@
 //! `credits notifications list|retry`: the outbound webhook's deliveries as operators look at
 //! them, and sending given-up events again.
 
-use chrono::{DateTime, Utc};
-
-use super::{CliError, NotificationsCommand};
+use super::{CliError, NotificationsCommand, print::when};
 use crate::{
     config::Settings,
     db,
@@ -61,13 +59,6 @@ pub(super) async fn run(settings: Settings, command: NotificationsCommand) -> Re
         }
     }
     Ok(())
-}
-
-fn when(at: Option<DateTime<Utc>>) -> String {
-    at.map_or_else(
-        || "-".to_owned(),
-        |at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-    )
 }
 
 async fn list(

@@ -157,35 +157,6 @@ impl Book {
         free - self.account.debt - overdrawn
     }
 
-    /// Adds the stored top-up attempts the batch names.
-    pub(crate) fn add_top_ups(&mut self, attempts: impl IntoIterator<Item = TopUpAttempt>) {
-        self.top_ups
-            .extend(attempts.into_iter().map(|a| (a.id.clone(), a)));
-    }
-
-    pub(crate) fn top_up(&self, id: &str) -> Option<&TopUpAttempt> {
-        self.top_ups.get(id)
-    }
-
-    /// Changes a stored attempt (its state, its PaymentIntent, its error).
-    pub(crate) fn change_top_up(
-        &mut self,
-        id: &str,
-        now: DateTime<Utc>,
-        change: impl FnOnce(&mut TopUpAttempt),
-    ) {
-        if let Some(attempt) = self.top_ups.get_mut(id) {
-            change(attempt);
-            attempt.updated_at = now;
-            self.changed_top_ups.insert(id.to_owned());
-        }
-    }
-
-    /// Starts another attempt; the database refuses it if one is still in flight.
-    pub(crate) fn start_top_up(&mut self, attempt: TopUpAttempt) {
-        self.new_top_ups.push(attempt);
-    }
-
     /// Records a command's own event (an auto top-up's outcome), in order with the rest.
     pub(crate) fn signal(&mut self, kind: EventType, payload: serde_json::Value, now: DateTime<Utc>) {
         let level = self.account.last_available;

@@ -29,6 +29,38 @@ use crate::ledger::kinds::{EventType, TopUpState};
 /// How many attempts a crossing gets: the first and two more after declines.
 pub(crate) const MAX_TOP_UP_ATTEMPTS: i32 = 3;
 
+/// The attempts a book holds.
+impl Book {
+    /// Adds the stored top-up attempts the batch names.
+    pub(crate) fn add_top_ups(&mut self, attempts: impl IntoIterator<Item = TopUpAttempt>) {
+        self.top_ups
+            .extend(attempts.into_iter().map(|a| (a.id.clone(), a)));
+    }
+
+    pub(crate) fn top_up(&self, id: &str) -> Option<&TopUpAttempt> {
+        self.top_ups.get(id)
+    }
+
+    /// Changes a stored attempt (its state, its PaymentIntent, its error).
+    pub(crate) fn change_top_up(
+        &mut self,
+        id: &str,
+        now: DateTime<Utc>,
+        change: impl FnOnce(&mut TopUpAttempt),
+    ) {
+        if let Some(attempt) = self.top_ups.get_mut(id) {
+            change(attempt);
+            attempt.updated_at = now;
+            self.changed_top_ups.insert(id.to_owned());
+        }
+    }
+
+    /// Starts another attempt; the database refuses it if one is still in flight.
+    pub(crate) fn start_top_up(&mut self, attempt: TopUpAttempt) {
+        self.new_top_ups.push(attempt);
+    }
+}
+
 /// How long a created PaymentIntent waits for `payment_intent.succeeded` before the worker
 /// asks Stripe about it.
 pub(crate) const AWAIT_WEBHOOK_MINUTES: i64 = 10;
