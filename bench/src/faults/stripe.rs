@@ -8,7 +8,9 @@
 //!   is refused, a repeat while the first request is still being answered is a 409, as Stripe
 //!   does). A PaymentIntent is created as soon as its request arrives and answered only after
 //!   `intent_delay`, so a `kill -9` lands between Stripe creating it and the service recording
-//!   it. Each created PaymentIntent is then delivered as a signed `payment_intent.succeeded`
+//!   it (every few, after longer than the service waits: its outcome unknown, it searches, and
+//!   search shows a PaymentIntent only a while after its creation, as Stripe's index lags). Each
+//!   created PaymentIntent is then delivered as a signed `payment_intent.succeeded`
 //!   until the service answers 200 (sometimes twice at once); every delivery is recorded, and
 //!   so is when the first one was sent. Search (`metadata['top_up_attempt_id']`) and retrieve
 //!   answer from what was created. Shapes come from the repository's fixtures
@@ -107,13 +109,7 @@ struct Ledger {
     intents: Vec<Created>,
     /// `Idempotency-Key` → its stored answer (PaymentIntents and Customers).
     answers: HashMap<String, Stored>,
-    /// POSTs per PaymentIntent key, the first included.
-    requests: HashMap<String, u32>,
-    /// PaymentIntents created per key.
-    creations: HashMap<String, u32>,
-    /// Repeats refused: in progress (409) and other parameters (400).
-    conflicts: u32,
-    mismatches: Vec<String>,
+    counts: Counts,
     customers: HashMap<String, String>,
     /// Creation answers being held back now.
     in_flight: usize,
@@ -130,14 +126,40 @@ struct Receiver {
 struct Inner {
     ledger: Mutex<Ledger>,
     receiver: Mutex<Option<Receiver>>,
-    intent_delay: Duration,
-    /// Before the first delivery of a created PaymentIntent; every other one waits `late_lag`
-    /// instead (Stripe's deliveries lag at times), so a restarted worker finds its attempt still
-    /// `charging` and asks again under the same key before the event comes.
-    delivery_lag: Duration,
-    late_lag: Duration,
+    timing: Timing,
     intent_template: Value,
     customer_template: Value,
+}
+
+/// How the auto top-up fake answers and delivers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timing {
+    /// How long a PaymentIntent's creation is answered after it was created.
+    pub answer: Duration,
+    /// Every `slow_every`-th creation is answered after `slow_answer` instead: longer than the
+    /// service waits, so its outcome is unknown to it and it searches.
+    pub slow_answer: Duration,
+    pub slow_every: u64,
+    /// Before the first delivery of a created PaymentIntent's event, after its answer; every
+    /// other one waits `late_lag` instead (Stripe's deliveries lag at times), so a restarted
+    /// worker finds its attempt still `charging` and asks again under the same key first.
+    pub delivery_lag: Duration,
+    pub late_lag: Duration,
+    /// Search shows a PaymentIntent only this long after its creation (Stripe's index lags).
+    pub search_lag: Duration,
+}
+
+/// What the fake was asked.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Counts {
+    /// POSTs per PaymentIntent key, the first included.
+    pub requests: HashMap<String, u32>,
+    /// PaymentIntents created per key.
+    pub creations: HashMap<String, u32>,
+    /// Repeats refused: in progress (409) or with other parameters (400).
+    pub conflicts: u32,
+    pub mismatches: Vec<String>,
+    pub searches: u32,
 }
 
 /// The auto top-up fake; cheap to clone.
@@ -204,20 +226,12 @@ fn metadata(form: &HashMap<String, String>) -> serde_json::Map<String, Value> {
 }
 
 impl Fake {
-    /// Serves until the runtime ends. PaymentIntent creations are answered after
-    /// `intent_delay`; each is first delivered `delivery_lag` after that, every other one
-    /// `late_lag` after it.
-    pub(super) async fn start(
-        intent_delay: Duration,
-        delivery_lag: Duration,
-        late_lag: Duration,
-    ) -> anyhow::Result<Self> {
+    /// Serves until the runtime ends, answering and delivering as `timing` says.
+    pub(super) async fn start(timing: Timing) -> anyhow::Result<Self> {
         let inner = Arc::new(Inner {
             ledger: Mutex::default(),
             receiver: Mutex::default(),
-            intent_delay,
-            delivery_lag,
-            late_lag,
+            timing,
             intent_template: template(PAYMENT_INTENT, "payment_intent", "api_payment_intent.json")?,
             customer_template: template(CUSTOMER, "customer", "api_customer.json")?,
         });
@@ -262,15 +276,9 @@ impl Fake {
         lock(&self.inner.ledger).intents.clone()
     }
 
-    /// POSTs per key, PaymentIntents created per key, repeats refused, parameter mismatches.
-    pub(super) fn counts(&self) -> (HashMap<String, u32>, HashMap<String, u32>, u32, Vec<String>) {
-        let ledger = lock(&self.inner.ledger);
-        (
-            ledger.requests.clone(),
-            ledger.creations.clone(),
-            ledger.conflicts,
-            ledger.mismatches.clone(),
-        )
+    /// What the fake was asked.
+    pub(super) fn counts(&self) -> Counts {
+        lock(&self.inner.ledger).counts.clone()
     }
 
     /// Created PaymentIntents not yet acknowledged by the service.
@@ -358,14 +366,6 @@ async fn deliver_until_acknowledged(inner: Arc<Inner>, intent_id: String) {
     }
 }
 
-/// The fake's serial number of a PaymentIntent it created.
-fn ledger_number(intent_id: &str) -> u64 {
-    intent_id
-        .trim_start_matches("pi_faults")
-        .parse()
-        .unwrap_or_default()
-}
-
 fn event_id(intent_id: &str) -> String {
     format!("evt_faults_{intent_id}")
 }
@@ -405,14 +405,14 @@ async fn create_intent(State(inner): State<Arc<Inner>>, headers: HeaderMap, body
         return stripe_error(400, "invalid_request_error", "the fake wants an Idempotency-Key");
     };
     let form = form(&body);
-    let (created, holding) = {
+    let (created, holding, number, hold) = {
         let mut ledger = lock(&inner.ledger);
-        *ledger.requests.entry(key.clone()).or_insert(0) += 1;
+        *ledger.counts.requests.entry(key.clone()).or_insert(0) += 1;
         if let Some(stored) = ledger.answers.get(&key) {
             if stored.form != form {
                 let what = format!("key {key} repeated with other parameters");
-                ledger.mismatches.push(what);
-                ledger.conflicts += 1;
+                ledger.counts.mismatches.push(what);
+                ledger.counts.conflicts += 1;
                 return stripe_error(
                     400,
                     "idempotency_error",
@@ -420,7 +420,7 @@ async fn create_intent(State(inner): State<Arc<Inner>>, headers: HeaderMap, body
                 );
             }
             if stored.answered_at > Instant::now() {
-                ledger.conflicts += 1;
+                ledger.counts.conflicts += 1;
                 return stripe_error(
                     409,
                     "idempotency_error",
@@ -429,7 +429,14 @@ async fn create_intent(State(inner): State<Arc<Inner>>, headers: HeaderMap, body
             }
             return json_answer(stored.status, stored.body.clone());
         }
-        let id = format!("pi_faults{:06}", ledger.intents.len() + 1);
+        let number = ledger.intents.len() as u64 + 1;
+        let id = format!("pi_faults{number:06}");
+        let timing = inner.timing;
+        let hold = if number.is_multiple_of(timing.slow_every.max(1)) {
+            timing.slow_answer
+        } else {
+            timing.answer
+        };
         let mut intent = inner.intent_template.clone();
         let amount: i64 = form.get("amount").and_then(|a| a.parse().ok()).unwrap_or(0);
         intent["id"] = Value::from(id.as_str());
@@ -453,10 +460,10 @@ async fn create_intent(State(inner): State<Arc<Inner>>, headers: HeaderMap, body
                 status: 200,
                 body: body.clone(),
                 form: form.clone(),
-                answered_at: Instant::now() + inner.intent_delay,
+                answered_at: Instant::now() + hold,
             },
         );
-        *ledger.creations.entry(key.clone()).or_insert(0) += 1;
+        *ledger.counts.creations.entry(key.clone()).or_insert(0) += 1;
         let created = Created {
             id: id.clone(),
             key,
@@ -473,16 +480,16 @@ async fn create_intent(State(inner): State<Arc<Inner>>, headers: HeaderMap, body
         };
         ledger.intents.push(created.clone());
         ledger.in_flight += 1;
-        (created, Holding(inner.clone()))
+        (created, Holding(inner.clone()), number, hold)
     };
     // Stripe's own delivery: after the answer and a lag (a long one every other time), until
     // acknowledged; one time in three a second delivery of the same event races the first.
-    let number = ledger_number(&created.id);
-    let lag = inner.intent_delay
+    let timing = inner.timing;
+    let lag = hold
         + if number.is_multiple_of(2) {
-            inner.late_lag
+            timing.late_lag
         } else {
-            inner.delivery_lag
+            timing.delivery_lag
         };
     let twice = number.is_multiple_of(3);
     tokio::spawn({
@@ -495,7 +502,7 @@ async fn create_intent(State(inner): State<Arc<Inner>>, headers: HeaderMap, body
             deliver_until_acknowledged(inner, id).await;
         }
     });
-    tokio::time::sleep(inner.intent_delay).await;
+    tokio::time::sleep(hold).await;
     drop(holding);
     json_answer(200, created.intent.to_string())
 }
@@ -512,10 +519,12 @@ async fn search_intents(State(inner): State<Arc<Inner>>, RawQuery(query): RawQue
         .unwrap_or_default()
         .trim_end_matches('\'')
         .to_owned();
-    let data: Vec<Value> = lock(&inner.ledger)
+    let mut ledger = lock(&inner.ledger);
+    ledger.counts.searches += 1;
+    let data: Vec<Value> = ledger
         .intents
         .iter()
-        .filter(|i| i.attempt == wanted)
+        .filter(|i| i.attempt == wanted && i.created.elapsed() >= inner.timing.search_lag)
         .map(|i| i.intent.clone())
         .collect();
     json_answer(

@@ -33,16 +33,25 @@ use super::{
     rig::{Rig, SECRET, store},
     scenarios::Moments,
     service::PRICE,
-    stripe::Fake,
+    stripe::{Fake, Timing},
 };
 use crate::webhook::{Events, sign};
 
 /// How long Stripe holds back each PaymentIntent's answer: the window the kills aim at.
 const INTENT_DELAY: Duration = Duration::from_millis(600);
-/// Between an answer and the first delivery of its event; every other event comes late, after
-/// a restarted worker has taken its lease (5 s) and resumed the attempts left `charging`.
-const DELIVERY_LAG: Duration = Duration::from_millis(100);
-const LATE_LAG: Duration = Duration::from_secs(8);
+/// How the fake Stripe answers: every fifth creation after 2.5 s, past the service's Stripe
+/// timeout (`STRIPE_TIMEOUT`), so the outcome is unknown and the attempt searched for (search
+/// lagging 1 s); every other event comes late, after a restarted worker has taken its lease
+/// (5 s) and resumed the attempts left `charging` under their keys.
+const TIMING: Timing = Timing {
+    answer: INTENT_DELAY,
+    slow_answer: Duration::from_millis(2_500),
+    slow_every: 5,
+    delivery_lag: Duration::from_millis(100),
+    late_lag: Duration::from_secs(8),
+    search_lag: Duration::from_secs(1),
+};
+const STRIPE_TIMEOUT: &str = "1500";
 /// Auto top-up starts this far below each account's balance after the card purchase.
 const BELOW_START: i64 = 10;
 /// The states of an attempt in flight.
@@ -59,11 +68,11 @@ struct Debit {
 
 /// Runs the scenario: kills, and the tally.
 pub(super) async fn run(args: &FaultArgs, moments: &mut Moments) -> anyhow::Result<(u32, Tally)> {
-    let fake = Fake::start(INTENT_DELAY, DELIVERY_LAG, LATE_LAG).await?;
+    let fake = Fake::start(TIMING).await?;
     let extra = vec![
         ("STRIPE_SECRET_KEY", "sk_test_faults".to_owned()),
         ("STRIPE_API_BASE", format!("http://{}", fake.addr)),
-        ("STRIPE_TIMEOUT_MS", "10000".to_owned()),
+        ("STRIPE_TIMEOUT_MS", STRIPE_TIMEOUT.to_owned()),
         ("TOP_UP_INTERVAL_MS", "50".to_owned()),
         ("TOP_UP_UNKNOWN_DELAY", "1s".to_owned()),
         ("TOP_UP_RETRY_DELAY", "1s".to_owned()),
@@ -220,11 +229,11 @@ pub(super) async fn run(args: &FaultArgs, moments: &mut Moments) -> anyhow::Resu
     }
 
     let intents = fake.intents();
-    let (requests, creations, conflicts, mismatches) = fake.counts();
-    for mismatch in mismatches {
-        tally.violation(mismatch);
+    let counts = fake.counts();
+    for mismatch in &counts.mismatches {
+        tally.violation(mismatch.clone());
     }
-    for (key, count) in &creations {
+    for (key, count) in &counts.creations {
         if *count != 1 {
             tally.doubled += u64::from(count.saturating_sub(1));
             tally.violation(format!("{count} PaymentIntents for key {key}"));
@@ -333,7 +342,7 @@ pub(super) async fn run(args: &FaultArgs, moments: &mut Moments) -> anyhow::Resu
     }
     db.close().await?;
 
-    let resumed = requests.values().filter(|r| **r > 1).count();
+    let resumed = counts.requests.values().filter(|r| **r > 1).count();
     let deliveries: u32 = intents.iter().map(|i| i.deliveries).sum();
     let states = states
         .iter()
@@ -341,8 +350,10 @@ pub(super) async fn run(args: &FaultArgs, moments: &mut Moments) -> anyhow::Resu
         .collect::<Vec<_>>()
         .join(",");
     println!(
-        "top-up intents={} keys_asked_again={resumed} conflicts={conflicts} kills_with_creation_in_flight={kills_in_flight}/{} creations_held_at_kills={held_at_kills} attempts={} states={states} deliveries={deliveries} debits={} samples={samples} load_seconds={:.1}",
+        "top-up intents={} keys_asked_again={resumed} conflicts={} searches={} kills_with_creation_in_flight={kills_in_flight}/{} creations_held_at_kills={held_at_kills} attempts={} states={states} deliveries={deliveries} debits={} samples={samples} load_seconds={:.1}",
         intents.len(),
+        counts.conflicts,
+        counts.searches,
         args.runs,
         attempts.len(),
         debits.len(),
