@@ -39,17 +39,20 @@ use crate::webhook::{Events, sign};
 
 /// How long Stripe holds back each PaymentIntent's answer: the window the kills aim at.
 const INTENT_DELAY: Duration = Duration::from_millis(600);
-/// How the fake Stripe answers: every fifth creation after 2.5 s, past the service's Stripe
-/// timeout (`STRIPE_TIMEOUT`), so the outcome is unknown and the attempt searched for (search
-/// lagging 1 s); every other event comes late, after a restarted worker has taken its lease
-/// (5 s) and resumed the attempts left `charging` under their keys.
+/// How the fake Stripe answers: every fifth creation after 4 s, past the service's Stripe
+/// timeout (`STRIPE_TIMEOUT`), so the outcome is unknown to it; a second later (the unknown
+/// delay) search does not show it yet (it lags 3 s), so the worker asks again under the same
+/// key while the first request is still being answered (409), and finds it by search the next
+/// time, well before it would give up on it (two unknown delays). Every other event comes late,
+/// after a restarted worker has taken its lease (5 s) and resumed the attempts left `charging`
+/// under their keys.
 const TIMING: Timing = Timing {
     answer: INTENT_DELAY,
-    slow_answer: Duration::from_millis(2_500),
+    slow_answer: Duration::from_secs(4),
     slow_every: 5,
     delivery_lag: Duration::from_millis(100),
     late_lag: Duration::from_secs(8),
-    search_lag: Duration::from_secs(1),
+    search_lag: Duration::from_secs(3),
 };
 const STRIPE_TIMEOUT: &str = "1500";
 /// Auto top-up starts this far below each account's balance after the card purchase.
