@@ -8,6 +8,8 @@
 //! - `sigterm`: SIGTERM under load (with holds, purchases waiting on a slow Stripe, and callers
 //!   that write HTTP/2 like grpc-core): every call in flight answered, never cut, exit 0.
 //! - `replicas`: two replicas on one PostgreSQL database, one killed under load.
+//! - `top-up-kill`: `kill -9` while auto top-ups' PaymentIntents are being created by a slow
+//!   fake Stripe; each PaymentIntent once per key, credited once, nothing left charging.
 //!
 //! After each: every event is redelivered and every key replayed, and the invariants checked
 //! through gRPC (`check`).
@@ -19,6 +21,7 @@ mod rig;
 mod scenarios;
 mod service;
 mod stripe;
+mod top_up;
 mod traffic;
 
 use std::{path::PathBuf, time::Duration};
@@ -32,6 +35,7 @@ pub(crate) enum Scenario {
     DiskFull,
     Sigterm,
     Replicas,
+    TopUpKill,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,7 +54,7 @@ pub(crate) struct FaultArgs {
     pub scenario: Scenario,
     #[arg(long, value_enum, default_value = "sqlite")]
     pub database: Database,
-    /// Kills (`kill`) or repetitions (the other scenarios).
+    /// Kills (`kill`, `top-up-kill`) or repetitions (the other scenarios).
     #[arg(long, default_value_t = 5)]
     pub runs: u32,
     /// Seconds of load around each fault.

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{scenarios::Target, webhook::Events};
 
-const SECRET: &str = "whsec_faults";
+pub(super) const SECRET: &str = "whsec_faults";
 /// Each account's start: enough for every debit a run can make.
 const FUNDS: i64 = 10_000_000;
 

@@ -17,10 +17,10 @@ use super::{
 };
 
 /// xorshift64: the random moments, reproducible with `--seed`.
-struct Moments(u64);
+pub(super) struct Moments(pub u64);
 
 impl Moments {
-    fn between(&mut self, low: Duration, high: Duration) -> Duration {
+    pub(super) fn between(&mut self, low: Duration, high: Duration) -> Duration {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -40,8 +40,11 @@ pub(super) async fn run(args: &FaultArgs) -> anyhow::Result<(u32, Tally)> {
     });
     eprintln!("seed {seed}");
     let mut moments = Moments(seed.max(1));
+    if args.scenario == Scenario::TopUpKill {
+        return super::top_up::run(args, &mut moments).await;
+    }
     let (replicas, store) = match args.scenario {
-        Scenario::Kill | Scenario::Sigterm => (1, store(args.database)),
+        Scenario::Kill | Scenario::Sigterm | Scenario::TopUpKill => (1, store(args.database)),
         Scenario::PgOutage => (1, Store::Postgres),
         Scenario::Replicas => (2, Store::Postgres),
         Scenario::DiskFull => (
@@ -90,7 +93,7 @@ pub(super) async fn run(args: &FaultArgs) -> anyhow::Result<(u32, Tally)> {
     for _ in 0..args.runs {
         tokio::time::sleep(moments.between(Duration::from_millis(300), args.load())).await;
         match args.scenario {
-            Scenario::Kill => {
+            Scenario::Kill | Scenario::TopUpKill => {
                 services.remove(0).kill().await?;
                 services.insert(0, rig.launches[0].start(&rig.http).await?);
             }
@@ -234,7 +237,7 @@ fn judge_answers(scenario: Scenario, records: &[Record], windows: &[(Instant, In
                     .count();
                 eprintln!("disk full {n}: {failed} call(s) refused while it lasted");
             }
-            Scenario::Kill => {}
+            Scenario::Kill | Scenario::TopUpKill => {}
         }
     }
 }
