@@ -134,7 +134,8 @@ async fn measured(
         .trim_end_matches("/account/stripe-webhook/")
         .to_owned();
     let before = batches(&target.http, &base).await;
-    let target = &target.for_scenario(&format!("{scenario:?}").to_lowercase()[..3]);
+    // The whole name: `consume` and `consume-loop` must not share accounts (or keys).
+    let target = &target.for_scenario(&format!("{scenario:?}").to_lowercase());
     let mut outcome = match scenario {
         Scenario::Webhook => scenarios::webhook(target).await?,
         Scenario::Duplicates => scenarios::duplicates(target, copies).await?,
