@@ -16,6 +16,7 @@
 
 mod check;
 mod core_like;
+mod moments;
 mod pg;
 mod rig;
 mod scenarios;

@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 use super::{
     FaultArgs,
     check::{self, Tally},
+    moments::Moments,
     rig::{Rig, SECRET, store},
-    scenarios::Moments,
     service::PRICE,
     stripe::{Fake, Timing},
 };
