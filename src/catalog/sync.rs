@@ -184,11 +184,17 @@ pub(crate) async fn sync_catalog(
     file: &CatalogSpec,
     dry_run: bool,
 ) -> Result<SyncReport, SyncError> {
-    let (stored, stored_plans) = match (store::all_packs(db).await, plan_store::all_plans(db).await) {
-        (Ok(packs), Ok(plans)) => (packs, plans),
+    let stored = match store::all_packs(db).await {
+        Ok(stored) => stored,
         // A dry run may look at a database that was never migrated.
-        _ if dry_run => (Vec::new(), Vec::new()),
-        (Err(err), _) | (_, Err(err)) => return Err(err.into()),
+        Err(_) if dry_run => Vec::new(),
+        Err(err) => return Err(err.into()),
+    };
+    let stored_plans = match plan_store::all_plans(db).await {
+        Ok(stored) => stored,
+        // Nor migrated to 0.3.0 (no `plans` table yet).
+        Err(_) if dry_run => Vec::new(),
+        Err(err) => return Err(err.into()),
     };
     let stored: HashMap<String, Option<String>> =
         stored.into_iter().map(|p| (p.id, p.stripe_price_id)).collect();

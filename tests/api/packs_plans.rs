@@ -333,3 +333,53 @@ async fn a_bad_plan_exits_2_naming_the_plan_and_field() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_plan_whose_interval_changes_gets_a_new_recurring_price_and_the_old_one_is_archived() {
+    let app = TestApp::builder().packs(PLAN_PACKS).spawn().await;
+    mount(&app.stripe, vec![], false).await;
+    let first = sync(&app, &[]).await;
+    assert!(first.status.success(), "{}", out(&first));
+
+    let file = app.settings.get("CREDIT_PACKS_FILE").expect("packs file");
+    std::fs::write(
+        file,
+        PLAN_PACKS.replace("interval = \"month\"", "interval = \"year\""),
+    )
+    .expect("write");
+    app.stripe.reset().await;
+    mount(&app.stripe, vec![PLAN_KEY], true).await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/v1/prices/price_[a-z0-9_-]+$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(priced(PLAN_KEY)))
+        .mount(&app.stripe)
+        .await;
+    let changed = sync(&app, &[]).await;
+    assert!(changed.status.success(), "{}", out(&changed));
+    let sent = requests(&app.stripe).await;
+    let writes: Vec<_> = sent.iter().filter(|(l, _)| l.starts_with("POST")).collect();
+    let yearly = "credits_plan_pro-monthly_usd_2000_year";
+    assert_eq!(writes.len(), 2, "{sent:?}");
+    assert_eq!(writes[0].0, "POST /v1/prices");
+    assert!(
+        writes[0]
+            .1
+            .contains(&("recurring[interval]".to_owned(), "year".to_owned()))
+    );
+    assert!(
+        writes[0]
+            .1
+            .contains(&("lookup_key".to_owned(), yearly.to_owned()))
+    );
+    assert_eq!(writes[1].0, format!("POST /v1/prices/{PLAN_PRICE}"));
+    assert_eq!(writes[1].1, fields(&[("active", "false")]));
+    assert_eq!(
+        idempotency_keys(&app.stripe).await[0],
+        Some(format!("credits-sync-{yearly}_10000")),
+        "new terms, new key"
+    );
+    assert_eq!(
+        stored_plans(&app).await,
+        [("pro-monthly".to_owned(), Some(format!("price_{yearly}")), true)]
+    );
+}
