@@ -178,13 +178,13 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let packs = catalog::load_pack_file(&settings.credit_packs_file)?;
+        let catalog_file = catalog::load_catalog_file(&settings.credit_packs_file)?;
         let grpc_tls = settings.grpc.tls.as_ref().map(tls::server_config).transpose()?;
         let db = db::connect(&settings).await?;
         if settings.migrate_on_start {
             db::migrate(&db).await?;
         }
-        Catalog::new(db.clone()).store_pack_file(&packs).await?;
+        Catalog::new(db.clone()).store_catalog_file(&catalog_file).await?;
         let services = Services::start(&settings, db).await?;
         let notifier = Notifier::new(&settings.events, services.reads.clone(), services.metrics.clone())?;
 

@@ -16,7 +16,7 @@
 //! - `event_store/`: the Stripe event store.
 //! - `notify/`: account events POSTed, signed, to `NOTIFY_WEBHOOK_URL` (the delivery worker,
 //!   its client, signature, backoff and store), and their retention.
-//! - `catalog/`: credit packs: the file, the table, the sync to Stripe.
+//! - `catalog/`: credit packs and subscription plans: the file, the tables, the sync to Stripe.
 //! - `ops/`: reconciliation, job leases, the scheduler of periodic jobs, the import files of
 //!   accounts and purchases from the Django app.
 //! - `stripe/`: the Stripe API calls, over async-stripe.

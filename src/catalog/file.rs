@@ -6,6 +6,8 @@ use std::{collections::HashSet, ops::Range, path::Path};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::plan_file::{PlanSpec, RawPlan, check_plan};
+
 /// A pack as the file declares it, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackSpec {
@@ -42,6 +44,15 @@ pub enum PackFileError {
 struct PackFile {
     #[serde(default)]
     pack: Vec<Spanned<RawPack>>,
+    #[serde(default)]
+    plan: Vec<Spanned<RawPlan>>,
+}
+
+/// Everything the packs file declares: packs, and subscription plans (none in older files).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogSpec {
+    pub packs: Vec<PackSpec>,
+    pub plans: Vec<PlanSpec>,
 }
 
 #[derive(Deserialize)]
@@ -61,18 +72,28 @@ struct RawPack {
 /// At most a hundred years: enough for any offer, small enough for date arithmetic.
 const MAX_EXPIRES_AFTER_DAYS: i64 = 36_500;
 
-/// Reads and validates a packs file.
+/// Reads and validates a packs file: its packs (its plans are checked too).
 pub(crate) fn load_pack_file(path: &Path) -> Result<Vec<PackSpec>, PackFileError> {
+    Ok(load_catalog_file(path)?.packs)
+}
+
+/// Reads and validates a packs file: packs and plans.
+pub(crate) fn load_catalog_file(path: &Path) -> Result<CatalogSpec, PackFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| PackFileError::Read {
         path: path.display().to_string(),
         source,
     })?;
-    parse_packs(&path.display().to_string(), &text)
+    parse_catalog(&path.display().to_string(), &text)
 }
 
-/// Parses pack TOML; `path` only labels errors.
-// Long on purpose: one check per pack field, each with its own message.
+/// Parses pack TOML and returns its packs; `path` only labels errors.
 pub fn parse_packs(path: &str, text: &str) -> Result<Vec<PackSpec>, PackFileError> {
+    Ok(parse_catalog(path, text)?.packs)
+}
+
+/// Parses pack TOML (packs and plans); `path` only labels errors.
+// Long on purpose: one check per pack field, each with its own message.
+pub fn parse_catalog(path: &str, text: &str) -> Result<CatalogSpec, PackFileError> {
     let invalid = |span: Option<Range<usize>>, field: &str, reason: String| PackFileError::Invalid {
         path: path.to_owned(),
         line: span.map_or(1, |s| line_of(text, s.start)),
@@ -178,7 +199,11 @@ pub fn parse_packs(path: &str, text: &str) -> Result<Vec<PackSpec>, PackFileErro
             expires_after_days,
         });
     }
-    Ok(packs)
+    let mut plans = Vec::with_capacity(file.plan.len());
+    for raw in file.plan {
+        plans.push(check_plan(raw.into_inner(), &invalid, &mut ids, &mut price_ids)?);
+    }
+    Ok(CatalogSpec { packs, plans })
 }
 
 /// The key of a `key = value` line that an error span points into.

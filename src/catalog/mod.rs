@@ -1,15 +1,19 @@
-//! Credit packs, what is sold: the packs file (`file`), its table (`store`) and the sync of
-//! packs to Stripe Products and Prices (`sync`).
+//! What is sold: credit packs and subscription plans. The packs file (`file`, its `[[plan]]`
+//! tables in `plan_file`), their tables (`store`, `plan_store`) and the sync of both to Stripe
+//! Products and Prices (`sync`).
 
 pub mod file;
+pub mod plan_file;
+pub(crate) mod plan_store;
 pub mod store;
 pub(crate) mod sync;
 
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, DbErr};
 
-pub use file::PackSpec;
-pub(crate) use file::{PackFileError, load_pack_file};
+pub use file::{CatalogSpec, PackSpec};
+pub(crate) use file::{PackFileError, load_catalog_file, load_pack_file};
+pub use plan_file::{Interval, PlanSpec};
 pub(crate) use sync::{SyncError, SyncReport};
 
 use crate::stripe::StripeGateway;
@@ -30,19 +34,29 @@ impl Catalog {
         store::store_pack_file(&self.db, packs, Utc::now()).await
     }
 
+    /// Upserts the file's packs and plans and deactivates the ones it no longer has (at start).
+    pub async fn store_catalog_file(&self, spec: &CatalogSpec) -> Result<(), DbErr> {
+        store::store_catalog_file(&self.db, spec, Utc::now()).await
+    }
+
+    /// Every plan stored, active or not.
+    pub async fn all_plans(&self) -> Result<Vec<Plan>, DbErr> {
+        plan_store::all_plans(&self.db).await
+    }
+
     /// Every pack stored, active or not.
     pub async fn all(&self) -> Result<Vec<Pack>, DbErr> {
         store::all_packs(&self.db).await
     }
 
-    /// Syncs the file's packs to Stripe Products and Prices (see `sync`).
+    /// Syncs the file's packs and plans to Stripe Products and Prices (see `sync`).
     pub async fn sync(
         &self,
         stripe: &StripeGateway,
-        packs: &[PackSpec],
+        file: &CatalogSpec,
         dry_run: bool,
     ) -> Result<SyncReport, SyncError> {
-        sync::sync_packs(&self.db, stripe, packs, dry_run).await
+        sync::sync_catalog(&self.db, stripe, file, dry_run).await
     }
 }
 
@@ -60,6 +74,54 @@ pub struct Pack {
     pub active: bool,
     /// A purchase's credits expire this many days after it completes; `None`: never.
     pub expires_after_days: Option<u32>,
+}
+
+/// A subscription plan as the service sells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub id: String,
+    pub name: String,
+    /// Credits granted each period.
+    pub credits: i64,
+    pub interval: Interval,
+    /// Minor units of `currency`, charged each period.
+    pub unit_amount: i64,
+    pub currency: String,
+    /// Unspent allowance carried into the next period, at most.
+    pub rollover_cap: i64,
+    /// `None` until the plan is synced to Stripe.
+    pub stripe_price_id: Option<String>,
+    pub active: bool,
+}
+
+/// The plans as the service sells them after its next start, as `as_sold` orders packs.
+pub fn plans_as_sold(file: &[PlanSpec], stored: Vec<Plan>) -> Vec<Plan> {
+    let mut plans: Vec<Plan> = file
+        .iter()
+        .map(|spec| Plan {
+            id: spec.id.clone(),
+            name: spec.name.clone(),
+            credits: spec.credits,
+            interval: spec.interval,
+            unit_amount: spec.unit_amount,
+            currency: spec.currency.clone(),
+            rollover_cap: spec.rollover_cap,
+            stripe_price_id: spec.stripe_price_id.clone().or_else(|| {
+                stored
+                    .iter()
+                    .find(|s| s.id == spec.id)
+                    .and_then(|s| s.stripe_price_id.clone())
+            }),
+            active: true,
+        })
+        .collect();
+    plans.extend(
+        stored
+            .into_iter()
+            .filter(|s| !file.iter().any(|f| f.id == s.id))
+            .map(|s| Plan { active: false, ..s }),
+    );
+    plans
 }
 
 /// The packs as the service sells them after its next start: the file's packs (a price pinned

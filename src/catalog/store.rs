@@ -7,7 +7,7 @@ use sea_orm::{
     sea_query::{Expr, OnConflict},
 };
 
-use super::{Pack, PackSpec};
+use super::{CatalogSpec, Pack, PackSpec, plan_store};
 use crate::{db, entities::credit_pack};
 
 fn pack(model: credit_pack::Model) -> Pack {
@@ -100,6 +100,18 @@ pub async fn store_pack_file(
 ) -> Result<(), DbErr> {
     let txn = db::begin_write(db).await?;
     upsert_packs(&txn, specs, now).await?;
+    txn.commit().await
+}
+
+/// Loads the packs file's packs and plans into the database in one transaction: all or nothing.
+pub async fn store_catalog_file(
+    db: &DatabaseConnection,
+    spec: &CatalogSpec,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let txn = db::begin_write(db).await?;
+    upsert_packs(&txn, &spec.packs, now).await?;
+    plan_store::upsert_plans(&txn, &spec.plans, now).await?;
     txn.commit().await
 }
 

@@ -130,31 +130,41 @@ async fn replay(services: &Services, event_id: &str) -> Result<(), CliError> {
 
 pub(super) async fn sync_packs(settings: Settings, dry_run: bool) -> Result<(), CliError> {
     settings.check_stripe_key()?;
-    let packs = catalog::load_pack_file(&settings.credit_packs_file)?;
+    let file = catalog::load_catalog_file(&settings.credit_packs_file)?;
     let db = db::connect(&settings).await?;
     if !dry_run && settings.migrate_on_start {
         db::migrate(&db).await?;
     }
     let stripe = StripeGateway::new(&settings.stripe).map_err(anyhow::Error::new)?;
     let report = Catalog::new(db)
-        .sync(&stripe, &packs, dry_run)
+        .sync(&stripe, &file, dry_run)
         .await
         .map_err(|err| anyhow::anyhow!("packs sync: {}; the database was not changed", error_chain(&err)))?;
-    for plan in &report.plans {
+    for plan in report.plans.iter().chain(&report.subscriptions) {
         println!("{}{}", if dry_run { "plan " } else { "" }, plan.describe());
     }
+    // Said only when the file has plans, so a packs-only file prints what it always did.
+    let plans = if report.subscriptions.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} plan(s), {} already in sync",
+            report.subscriptions.len(),
+            report.subscriptions_unchanged
+        )
+    };
     if dry_run {
         println!(
-            "dry run: nothing was written ({} of {} packs already in sync)",
+            "dry run: nothing was written ({} of {} packs already in sync){plans}",
             report.unchanged,
             report.plans.len()
         );
     } else {
-        for (pack, price) in &report.prices {
-            println!("{pack} -> {price}");
+        for (id, price) in report.prices.iter().chain(&report.subscription_prices) {
+            println!("{id} -> {price}");
         }
         println!(
-            "synced {} pack(s), {} already in sync",
+            "synced {} pack(s), {} already in sync{plans}",
             report.plans.len(),
             report.unchanged
         );
@@ -196,23 +206,24 @@ pub(super) async fn reconcile(settings: Settings, since: Duration) -> Result<(),
     Ok(())
 }
 
-/// The packs as the service sells them after its next start.
+/// The packs and plans as the service sells them after its next start.
 pub(super) async fn list_packs(settings: Settings) -> Result<(), CliError> {
-    let file_packs = catalog::load_pack_file(&settings.credit_packs_file)?;
+    let file = catalog::load_catalog_file(&settings.credit_packs_file)?;
     let db = db::connect(&settings).await?;
     let migrated = db::migration_status(&db)
         .await
         .is_ok_and(|s| s.iter().all(|(_, applied)| *applied));
-    let stored = if migrated {
-        Catalog::new(db).all().await?
+    let (stored, stored_plans) = if migrated {
+        let catalog = Catalog::new(db);
+        (catalog.all().await?, catalog.all_plans().await?)
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     println!(
         "{:<16} {:<24} {:>8} {:>10} {:<8} {:<32} ACTIVE",
         "ID", "NAME", "CREDITS", "AMOUNT", "CURRENCY", "STRIPE PRICE"
     );
-    for p in catalog::as_sold(&file_packs, stored) {
+    for p in catalog::as_sold(&file.packs, stored) {
         println!(
             "{:<16} {:<24} {:>8} {:>10} {:<8} {:<32} {}",
             p.id,
@@ -220,6 +231,35 @@ pub(super) async fn list_packs(settings: Settings) -> Result<(), CliError> {
             p.credits,
             p.unit_amount,
             p.currency,
+            p.stripe_price_id.as_deref().unwrap_or("-"),
+            p.active
+        );
+    }
+    let plans = catalog::plans_as_sold(&file.plans, stored_plans);
+    if !plans.is_empty() {
+        println!();
+        println!(
+            "{:<16} {:<24} {:>14} {:<8} {:>10} {:<8} {:>12} {:<32} ACTIVE",
+            "PLAN",
+            "NAME",
+            "CREDITS/PERIOD",
+            "INTERVAL",
+            "AMOUNT",
+            "CURRENCY",
+            "ROLLOVER CAP",
+            "STRIPE PRICE"
+        );
+    }
+    for p in plans {
+        println!(
+            "{:<16} {:<24} {:>14} {:<8} {:>10} {:<8} {:>12} {:<32} {}",
+            p.id,
+            p.name,
+            p.credits,
+            p.interval.as_str(),
+            p.unit_amount,
+            p.currency,
+            p.rollover_cap,
             p.stripe_price_id.as_deref().unwrap_or("-"),
             p.active
         );

@@ -10,6 +10,7 @@ pub mod credit_purchase;
 pub mod idempotency_key;
 pub mod job_lock;
 pub mod payment_refund_total;
+pub mod plan;
 pub mod stripe_dispute;
 pub mod stripe_event;
 pub mod stripe_refund;

@@ -30,6 +30,7 @@ mod monitoring_queries;
 mod notify;
 mod operations;
 mod overdraft;
+mod packs_plans;
 mod packs_sync;
 mod settlement_races;
 mod shutdown_drain;

@@ -35,11 +35,11 @@ currency = "usd"
 stripe_price_id = "price_pinned_by_file"
 "#;
 
-async fn sync(app: &TestApp, args: &[&str]) -> Output {
+pub(crate) async fn sync(app: &TestApp, args: &[&str]) -> Output {
     app.run_cli(&[&["packs", "sync"], args].concat()).await
 }
 
-fn price_json(id: &str, lookup_key: &str, unit_amount: i64) -> Value {
+pub(crate) fn price_json(id: &str, lookup_key: &str, unit_amount: i64) -> Value {
     let items: Value =
         serde_json::from_str(&fixture("api_checkout_session_line_items.json")).expect("fixture");
     let mut price = items["data"][0]["price"].clone();
@@ -50,7 +50,7 @@ fn price_json(id: &str, lookup_key: &str, unit_amount: i64) -> Value {
     price
 }
 
-fn product_json(id: &str) -> Value {
+pub(crate) fn product_json(id: &str) -> Value {
     json!({
         "id": id, "object": "product", "active": true, "created": 1792408000, "default_price": null,
         "description": null, "images": [], "livemode": false, "marketing_features": [], "metadata": {},
@@ -133,7 +133,7 @@ async fn mount_catalog(stripe: &MockServer, known_prices: Vec<&'static str>, exi
 }
 
 /// `METHOD path?query` plus sorted form fields, for comparing whole request sequences.
-async fn requests(stripe: &MockServer) -> Vec<(String, Vec<(String, String)>)> {
+pub(crate) async fn requests(stripe: &MockServer) -> Vec<(String, Vec<(String, String)>)> {
     stripe
         .received_requests()
         .await
@@ -158,7 +158,7 @@ fn urlencoding_decode(query: &str) -> String {
         .join("&")
 }
 
-fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -181,7 +181,7 @@ async fn stored_prices(app: &TestApp) -> Vec<(String, Option<String>)> {
     packs
 }
 
-fn out(output: &Output) -> String {
+pub(crate) fn out(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
