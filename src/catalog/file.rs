@@ -6,6 +6,7 @@ use std::{collections::HashSet, ops::Range, path::Path};
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use super::file_error::PackFileError;
 use super::plan_file::{PlanSpec, RawPlan, check_plan};
 
 /// A pack as the file declares it, validated.
@@ -19,24 +20,6 @@ pub struct PackSpec {
     pub stripe_price_id: Option<String>,
     /// A purchase's credits expire this many days after it completes; `None`: never.
     pub expires_after_days: Option<u32>,
-}
-
-/// Why the packs file cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum PackFileError {
-    #[error("cannot read packs file {path}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {field}: {reason}")]
-    Invalid {
-        path: String,
-        line: usize,
-        field: String,
-        reason: String,
-    },
 }
 
 #[derive(Deserialize)]

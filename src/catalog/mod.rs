@@ -3,6 +3,7 @@
 //! Products and Prices (`sync`).
 
 pub mod file;
+pub mod file_error;
 pub mod plan_file;
 pub(crate) mod plan_store;
 pub mod store;

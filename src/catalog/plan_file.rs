@@ -6,7 +6,7 @@ use std::{collections::HashSet, fmt, ops::Range};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::file::PackFileError;
+use super::file_error::PackFileError;
 
 /// How often a plan bills and grants its allowance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,7 +191,7 @@ pub(super) fn check_plan(
 
 #[cfg(test)]
 mod tests {
-    use crate::catalog::file::{PackFileError, parse_catalog};
+    use crate::catalog::{file::parse_catalog, file_error::PackFileError};
 
     use super::*;
 
