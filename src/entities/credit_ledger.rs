@@ -19,6 +19,10 @@ pub struct Model {
     #[sea_orm(column_type = "Text", nullable)]
     pub metadata: Option<String>,
     pub created_at: DateTimeUtc,
+    /// JSON moves `[[lot_id|null, credits, value, source|null, currency|null], …]`; NULL for
+    /// entries written before moves were kept.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub allocations: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,14 @@ pub struct Model {
     pub held: i64,
     pub expires_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
+    /// Money paid for `credits`, minor units of `currency` (0: free).
+    pub value: i64,
+    pub value_remaining: i64,
+    pub currency: Option<String>,
+    /// Written off at expiry, not yet accounted for by a refund.
+    pub expired: i64,
+    pub rollover_cap: Option<i64>,
+    pub rollover_until: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -14,6 +14,10 @@ text_enum!(
         Dispute => "dispute",
         Expiry => "expiry",
         Import => "import",
+        /// A subscription period's allowance.
+        Allowance => "allowance",
+        /// Unspent allowance moved into a rollover lot at its period's end (delta 0).
+        Rollover => "rollover",
     }
 );
 
@@ -25,6 +29,10 @@ text_enum!(
         Trial => "trial",
         Import => "import",
         TopUp => "top_up",
+        /// A subscription invoice's allowance for its period.
+        Allowance => "allowance",
+        /// Allowance carried over into the next period.
+        Rollover => "rollover",
     }
 );
 
@@ -89,9 +97,13 @@ text_enum!(
 );
 
 impl LotSource {
-    /// Paid for (Checkout or an auto top-up): a refund or a dispute takes it back.
+    /// Paid for (Checkout, an auto top-up, a subscription invoice and what rolled over from
+    /// it): a refund or a dispute takes it back.
     pub(crate) fn is_bought(self) -> bool {
-        matches!(self, Self::Purchase | Self::TopUp)
+        matches!(
+            self,
+            Self::Purchase | Self::TopUp | Self::Allowance | Self::Rollover
+        )
     }
 }
 

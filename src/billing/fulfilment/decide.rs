@@ -17,7 +17,7 @@ use crate::{
     event_store::EventOutcome,
     ledger::{
         Posting,
-        book::{Clawback, Credit, LotTerms, Metadata},
+        book::{Clawback, Credit, LotTerms, LotValue, Metadata},
         kinds::{EntryKind, LotSource},
     },
 };
@@ -207,6 +207,8 @@ impl Decisions {
                     },
                     reference: purchase.session_id.clone(),
                     expires_at: purchase.credits_expire_at,
+                    value: LotValue::paid(purchase.amount, &purchase.currency),
+                    rollover: None,
                 },
                 ends_trial: true,
             },
@@ -327,6 +329,12 @@ impl Decisions {
                             source: LotSource::Purchase,
                             reference: purchase.session_id.clone(),
                             expires_at: purchase.credits_expire_at,
+                            // Restored credits are worth what they were bought for.
+                            value: LotValue::paid(
+                                restored_value(purchase.amount, delta, purchase.credits),
+                                &purchase.currency,
+                            ),
+                            rollover: None,
                         },
                         ends_trial: false,
                     },
@@ -353,4 +361,10 @@ impl Decisions {
             EventOutcome::NoChange
         }
     }
+}
+
+/// The money `credits` of a purchase of `purchased` credits for `amount` are worth.
+fn restored_value(amount: i64, credits: i64, purchased: i64) -> i64 {
+    let share = i128::from(amount) * i128::from(credits) / i128::from(purchased.max(1));
+    i64::try_from(share).unwrap_or(amount).min(amount)
 }

@@ -27,7 +27,7 @@ pub(crate) use opening::{Differences, Imported};
 pub(crate) use parts::*;
 pub(crate) use top_up::TopUpStep;
 
-use super::kinds::{EntryKind, EventType, HoldStatus};
+use super::kinds::{EntryKind, EventType, HoldStatus, LotSource};
 
 /// One account's balance, debt, live lots and the holds a batch needs, with what changed.
 #[derive(Debug, Clone)]
@@ -214,14 +214,26 @@ impl Book {
             self.close_hold(&id, HoldStatus::Expired, now);
             self.happened(What::HoldExpired { hold_id: id, credits }, now);
         }
-        let expiring: Vec<(String, i64)> = self
+        let expiring: Vec<String> = self
             .lots
             .iter()
             .filter(|l| l.is_expired(now) && l.held == 0 && l.remaining > 0)
-            .map(|l| (l.id.clone(), l.remaining))
+            .map(|l| l.id.clone())
             .collect();
-        for (lot_id, credits) in expiring {
-            self.set_lot(&lot_id, |lot| lot.remaining = 0);
+        for lot_id in expiring {
+            self.roll_over(&lot_id, now);
+            let mut moves = Vec::new();
+            let mut credits = 0;
+            self.set_lot(&lot_id, |lot| {
+                credits = lot.remaining;
+                if lot.source.is_bought() {
+                    lot.expired += credits;
+                }
+                moves.push(lot.take(credits));
+            });
+            if credits == 0 {
+                continue;
+            }
             self.append(
                 EntryKind::Expiry,
                 -credits,
@@ -229,8 +241,70 @@ impl Book {
                 &lot_id,
                 Metadata::new(),
                 Some(lot_id.clone()),
+                moves,
                 now,
             );
+        }
+    }
+
+    /// Moves a lot's unspent credits, up to its rollover cap, into a new lot of their own
+    /// (one `rollover` entry naming both, delta 0) before the rest expires.
+    fn roll_over(&mut self, lot_id: &str, now: DateTime<Utc>) {
+        let Some(lot) = self.lots.iter().find(|l| l.id == lot_id) else {
+            return;
+        };
+        let Some(terms) = lot.rollover.clone().filter(|t| t.cap > 0 && t.until > now) else {
+            return;
+        };
+        let credits = lot.remaining.min(terms.cap);
+        let source_reference = lot.reference.clone();
+        let mut out = None;
+        self.set_lot(lot_id, |lot| out = Some(lot.take(credits)));
+        let Some(out) = out else { return };
+        let rolled = Lot {
+            id: uuid::Uuid::now_v7().to_string(),
+            account_id: self.account.id.clone(),
+            source: LotSource::Rollover,
+            reference: source_reference,
+            credits,
+            remaining: credits,
+            held: 0,
+            expires_at: Some(terms.until),
+            created_at: now,
+            value: LotValue {
+                minor: -out.value,
+                currency: out.currency.clone(),
+            },
+            value_remaining: -out.value,
+            expired: 0,
+            rollover: None,
+        };
+        let moves = vec![out, rolled.opening()];
+        let rolled_id = rolled.id.clone();
+        self.insert_lot(rolled);
+        self.append(
+            EntryKind::Rollover,
+            0,
+            "rollover",
+            lot_id,
+            Metadata::from([("to_lot_id".to_owned(), rolled_id.clone())]),
+            Some(rolled_id),
+            moves,
+            now,
+        );
+    }
+
+    /// Ends the rollover of the live lots opened for `reference` (a subscription that ended
+    /// has no next period to roll into).
+    pub(crate) fn stop_rollover(&mut self, reference: &str) {
+        let ids: Vec<String> = self
+            .lots
+            .iter()
+            .filter(|l| l.reference == reference && l.rollover.is_some())
+            .map(|l| l.id.clone())
+            .collect();
+        for id in ids {
+            self.set_lot(&id, |lot| lot.rollover = None);
         }
     }
 
@@ -239,23 +313,34 @@ impl Book {
         self.settle(now);
         let paid = credit.credits.min(self.account.debt).max(0);
         self.account.debt -= paid;
+        let remaining = credit.credits - paid;
+        let value = credit.lot.value.minor;
+        let kept = if paid == 0 {
+            value
+        } else {
+            let share = i128::from(value) * i128::from(remaining) / i128::from(credit.credits.max(1));
+            i64::try_from(share).unwrap_or(value)
+        };
         let lot = Lot {
             id: credit.lot.id.clone(),
             account_id: self.account.id.clone(),
             source: credit.lot.source,
             reference: credit.lot.reference,
             credits: credit.credits,
-            remaining: credit.credits - paid,
+            remaining,
             held: 0,
             expires_at: credit.lot.expires_at,
             created_at: now,
+            value_remaining: kept,
+            expired: 0,
+            rollover: credit.lot.rollover,
+            value: credit.lot.value,
         };
-        self.new_lots.insert(lot.id.clone());
-        let position = self
-            .lots
-            .binary_search_by(|l| burn_order(l, &lot))
-            .unwrap_or_else(|p| p);
-        self.lots.insert(position, lot);
+        let mut moves = vec![lot.opening()];
+        if paid > 0 {
+            moves.push(LotMove::debt(paid, value - kept, lot.value.currency.clone()));
+        }
+        self.insert_lot(lot);
         if credit.ends_trial {
             self.account.is_trial_user = false;
         }
@@ -266,6 +351,7 @@ impl Book {
             &credit.reference,
             credit.metadata,
             Some(credit.lot.id.clone()),
+            moves,
             now,
         );
         Posted {
@@ -273,6 +359,15 @@ impl Book {
             lot_id: Some(credit.lot.id),
             balance: self.account.balance,
         }
+    }
+
+    fn insert_lot(&mut self, lot: Lot) {
+        self.new_lots.insert(lot.id.clone());
+        let position = self
+            .lots
+            .binary_search_by(|l| burn_order(l, &lot))
+            .unwrap_or_else(|p| p);
+        self.lots.insert(position, lot);
     }
 
     /// Spends credits, never below what is spendable: the free credits, then (up to the
@@ -286,8 +381,12 @@ impl Book {
                 asked: debit.credits,
             });
         }
-        let overdrawn = self.take_free(debit.credits, now, |_| true);
-        self.account.debt += overdrawn;
+        let mut moves = Vec::new();
+        let overdrawn = self.take_free(debit.credits, now, |_| true, &mut moves);
+        if overdrawn > 0 {
+            self.account.debt += overdrawn;
+            moves.push(LotMove::debt(-overdrawn, 0, None));
+        }
         let entry = self.append(
             EntryKind::Consumption,
             -debit.credits,
@@ -295,6 +394,7 @@ impl Book {
             &debit.reference,
             debit.metadata,
             None,
+            moves,
             now,
         );
         Ok(Posted {
@@ -304,8 +404,9 @@ impl Book {
         })
     }
 
-    /// Takes credits back: the purchase's own lots first, then the rest in burn order, then
-    /// debt.
+    /// Takes credits back: what is left of the purchase's own lots first, then credits of its
+    /// lots that already expired (gone already: not taken again), then the other lots in burn
+    /// order, then debt. The entry's delta is what the balance lost.
     pub(crate) fn claw_back(
         &mut self,
         clawback: Clawback,
@@ -313,16 +414,27 @@ impl Book {
     ) -> Result<Posted, PostingError> {
         self.settle(now);
         let own = |lot: &Lot| lot.source.is_bought() && lot.reference == clawback.purchase_reference;
-        let left = self.take_free(clawback.credits, now, own);
-        let left = self.take_free(left, now, |_| true);
-        self.account.debt += left;
+        let mut moves = Vec::new();
+        let left = self.take_free(clawback.credits, now, own, &mut moves);
+        let left = self.forgive_expired(left, &clawback.purchase_reference);
+        let forgiven = clawback.credits - moves.iter().map(|m| -m.credits).sum::<i64>() - left;
+        let left = self.take_free(left, now, |_| true, &mut moves);
+        if left > 0 {
+            self.account.debt += left;
+            moves.push(LotMove::debt(-left, 0, None));
+        }
+        let mut metadata = clawback.metadata;
+        if forgiven > 0 {
+            metadata.insert("expired_credits".to_owned(), forgiven.to_string());
+        }
         let entry = self.append(
             clawback.kind,
-            -clawback.credits,
+            -(clawback.credits - forgiven),
             clawback.kind.as_str(),
             &clawback.reference,
-            clawback.metadata,
+            metadata,
             None,
+            moves,
             now,
         );
         Ok(Posted {
@@ -330,6 +442,26 @@ impl Book {
             lot_id: None,
             balance: self.account.balance,
         })
+    }
+
+    /// Accounts for up to `credits` of a clawback with the purchase's credits that already
+    /// expired (their expiry took them); returns what is left to take.
+    fn forgive_expired(&mut self, credits: i64, reference: &str) -> i64 {
+        let ids: Vec<String> = self
+            .lots
+            .iter()
+            .filter(|l| l.source.is_bought() && l.reference == reference && l.expired > 0)
+            .map(|l| l.id.clone())
+            .collect();
+        let mut left = credits;
+        for id in ids {
+            self.set_lot(&id, |lot| {
+                let take = lot.expired.min(left);
+                lot.expired -= take;
+                left -= take;
+            });
+        }
+        left
     }
 
     /// Reserves credits in a new hold: free credits of lots in burn order, the rest (up to the
@@ -411,16 +543,22 @@ impl Book {
             hold.allocations.clone(),
         );
         let mut left = credits;
+        let mut moves = Vec::new();
         for allocation in &allocations {
             let take = allocation.credits.min(left);
             left -= take;
             self.set_lot(&allocation.lot_id, |lot| {
                 lot.held -= allocation.credits;
-                lot.remaining -= take;
+                if take > 0 {
+                    moves.push(lot.take(take));
+                }
             });
         }
         // What the hold reserved against the overdraft becomes debt.
-        self.account.debt += left;
+        if left > 0 {
+            self.account.debt += left;
+            moves.push(LotMove::debt(-left, 0, None));
+        }
         self.set_hold(hold_id, |hold| {
             hold.status = HoldStatus::Captured;
             hold.captured_credits = Some(credits);
@@ -434,6 +572,7 @@ impl Book {
             &capture_reference(hold_id),
             entry_metadata,
             None,
+            moves,
             now,
         );
         // Lots past their expiry that only this hold kept alive expire now.
@@ -497,9 +636,15 @@ impl Book {
         }
     }
 
-    /// Takes up to `credits` free credits from unexpired lots matching `which`, in burn order;
-    /// returns what it could not find.
-    fn take_free(&mut self, credits: i64, now: DateTime<Utc>, which: impl Fn(&Lot) -> bool) -> i64 {
+    /// Takes up to `credits` free credits from unexpired lots matching `which`, in burn order,
+    /// recording each lot's move; returns what it could not find.
+    fn take_free(
+        &mut self,
+        credits: i64,
+        now: DateTime<Utc>,
+        which: impl Fn(&Lot) -> bool,
+        moves: &mut Vec<LotMove>,
+    ) -> i64 {
         let mut left = credits;
         let mut touched = Vec::new();
         for lot in self.lots.iter_mut().filter(|l| !l.is_expired(now) && which(l)) {
@@ -508,7 +653,7 @@ impl Book {
             }
             let take = lot.free().min(left);
             if take > 0 {
-                lot.remaining -= take;
+                moves.push(lot.take(take));
                 left -= take;
                 touched.push(lot.id.clone());
             }
@@ -540,6 +685,7 @@ impl Book {
         reference: &str,
         metadata: Metadata,
         lot_id: Option<String>,
+        moves: Vec<LotMove>,
         now: DateTime<Utc>,
     ) -> usize {
         self.account.balance += delta;
@@ -554,6 +700,7 @@ impl Book {
             metadata,
             created_at: now,
             lot_id,
+            moves,
         });
         let entry = self.entries.len() - 1;
         self.happened(What::Entry(entry), now);

@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Book, Credit, LotTerms, Metadata, Posted, PostingError};
+use super::{Book, Credit, LotMove, LotTerms, LotValue, Metadata, Posted, PostingError};
 use crate::ledger::kinds::{EntryKind, LotSource};
 
 /// The reference of an imported account's opening entry and lot.
@@ -70,6 +70,7 @@ impl Book {
             OPENING_REFERENCE,
             Metadata::new(),
             None,
+            Vec::new(),
             now,
         );
         Posted {
@@ -122,8 +123,12 @@ impl Book {
                 now,
             ))
         } else if delta < 0 {
-            let left = self.take_free(-delta, now, |_| true);
-            self.account.debt += left;
+            let mut moves = Vec::new();
+            let left = self.take_free(-delta, now, |_| true, &mut moves);
+            if left > 0 {
+                self.account.debt += left;
+                moves.push(LotMove::debt(-left, 0, None));
+            }
             let entry = self.append(
                 EntryKind::Import,
                 delta,
@@ -131,6 +136,7 @@ impl Book {
                 reference,
                 metadata,
                 None,
+                moves,
                 now,
             );
             Some(Posted {
@@ -164,6 +170,8 @@ fn import_credit(imported: &Imported, reference: &str, lot_id: String, metadata:
             source: LotSource::Import,
             reference: reference.to_owned(),
             expires_at: imported.expires_at,
+            value: LotValue::free(),
+            rollover: None,
         },
         ends_trial: false,
     }

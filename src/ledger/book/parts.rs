@@ -74,7 +74,7 @@ impl AutoTopUp {
     }
 }
 
-/// Credits from one purchase, grant, trial or import.
+/// Credits from one purchase, top-up, allowance, rollover, grant, trial or import.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Lot {
     pub id: String,
@@ -88,6 +88,68 @@ pub(crate) struct Lot {
     pub held: i64,
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// What was paid for `credits` (0 for free credits).
+    pub value: LotValue,
+    /// The part of `value` still owed: what `remaining` is worth.
+    pub value_remaining: i64,
+    /// Credits written off at expiry that no refund has accounted for yet.
+    pub expired: i64,
+    /// What happens to unspent credits at expiry instead of losing them all.
+    pub rollover: Option<RolloverTerms>,
+}
+
+/// Money paid for a lot's credits, in minor units of `currency`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LotValue {
+    pub minor: i64,
+    pub currency: Option<String>,
+}
+
+impl LotValue {
+    /// Credits nobody paid for (grants, trials, imports).
+    pub(crate) fn free() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn paid(minor: i64, currency: &str) -> Self {
+        Self {
+            minor,
+            currency: Some(currency.to_owned()),
+        }
+    }
+}
+
+/// At its lot's expiry, up to `cap` unspent credits move into a rollover lot that lives until
+/// `until`; the rest expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RolloverTerms {
+    pub cap: i64,
+    pub until: DateTime<Utc>,
+}
+
+/// What an entry did to one lot, or (no lot) to the debt: `credits` is the change of the lot's
+/// remaining credits (of `-debt`), `value` the money those credits are worth. An entry's
+/// moves add up to its delta.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LotMove {
+    pub lot_id: Option<String>,
+    pub credits: i64,
+    pub value: i64,
+    pub source: Option<LotSource>,
+    pub currency: Option<String>,
+}
+
+impl LotMove {
+    /// A change of the debt (`credits` > 0: debt paid).
+    pub(crate) fn debt(credits: i64, value: i64, currency: Option<String>) -> Self {
+        Self {
+            lot_id: None,
+            credits,
+            value,
+            source: None,
+            currency,
+        }
+    }
 }
 
 impl Lot {
@@ -97,6 +159,38 @@ impl Lot {
 
     pub(super) fn free(&self) -> i64 {
         self.remaining - self.held
+    }
+
+    /// Takes `credits` (at most `remaining`) out of the lot with their share of its value; the
+    /// last credit takes what is left of it, so a lot's moves add up to its value exactly.
+    pub(super) fn take(&mut self, credits: i64) -> LotMove {
+        let value = if credits >= self.remaining {
+            self.value_remaining
+        } else {
+            let share =
+                i128::from(self.value_remaining) * i128::from(credits) / i128::from(self.remaining.max(1));
+            i64::try_from(share).unwrap_or(self.value_remaining)
+        };
+        self.remaining -= credits;
+        self.value_remaining -= value;
+        LotMove {
+            lot_id: Some(self.id.clone()),
+            credits: -credits,
+            value: -value,
+            source: Some(self.source),
+            currency: self.value.currency.clone(),
+        }
+    }
+
+    /// The move that opened the lot with `credits` of its value.
+    pub(super) fn opening(&self) -> LotMove {
+        LotMove {
+            lot_id: Some(self.id.clone()),
+            credits: self.remaining,
+            value: self.value_remaining,
+            source: Some(self.source),
+            currency: self.value.currency.clone(),
+        }
     }
 }
 
@@ -163,6 +257,8 @@ pub(crate) struct Entry {
     pub created_at: DateTime<Utc>,
     /// The lot a credit opened, or the lot an expiry wrote off.
     pub lot_id: Option<String>,
+    /// The lots (and debt) the entry moved, in order.
+    pub moves: Vec<LotMove>,
 }
 
 /// Something that happened to a book, in order, with where it left the balance: what the
@@ -249,6 +345,8 @@ pub(crate) struct LotTerms {
     pub source: LotSource,
     pub reference: String,
     pub expires_at: Option<DateTime<Utc>>,
+    pub value: LotValue,
+    pub rollover: Option<RolloverTerms>,
 }
 
 /// Credits added to an account.

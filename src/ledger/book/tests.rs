@@ -33,6 +33,8 @@ fn credit(id: &str, credits: i64, expires_at: Option<DateTime<Utc>>) -> Credit {
             source: LotSource::Grant,
             reference: id.into(),
             expires_at,
+            value: LotValue::free(),
+            rollover: None,
         },
         ends_trial: false,
     }
@@ -43,6 +45,7 @@ fn purchase(id: &str, credits: i64) -> Credit {
         kind: EntryKind::Purchase,
         lot: LotTerms {
             source: LotSource::Purchase,
+            value: LotValue::paid(credits * 10, "usd"),
             ..credit(id, credits, None).lot
         },
         ends_trial: true,
@@ -73,6 +76,165 @@ fn assert_invariants(book: &Book) {
         assert!(lot.remaining >= lot.held && lot.held >= 0, "{lot:?}");
     }
     assert!(book.account.debt >= 0);
+}
+
+/// A subscription period's allowance worth 7 per credit, rolling up to `cap` credits into a
+/// lot that lives 300 s past its expiry.
+fn allowance(id: &str, credits: i64, expires_at: DateTime<Utc>, cap: i64) -> Credit {
+    Credit {
+        kind: EntryKind::Allowance,
+        lot: LotTerms {
+            source: LotSource::Allowance,
+            value: LotValue::paid(credits * 7, "usd"),
+            rollover: Some(RolloverTerms {
+                cap,
+                until: expires_at + Duration::seconds(300),
+            }),
+            ..credit(id, credits, Some(expires_at)).lot
+        },
+        ..credit(id, credits, Some(expires_at))
+    }
+}
+
+/// Every entry's moves add up to its delta; every lot's moves add up to what is left of its
+/// credits and of its value, which never goes below zero or above what was paid.
+fn assert_moves(book: &Book) {
+    for entry in &book.entries {
+        let moved: i64 = entry.moves.iter().map(|m| m.credits).sum();
+        assert_eq!(moved, entry.delta, "{entry:?}");
+    }
+    for lot in book.lots() {
+        let moves = book
+            .entries
+            .iter()
+            .flat_map(|e| &e.moves)
+            .filter(|m| m.lot_id.as_deref() == Some(lot.id.as_str()));
+        let (credits, value) = moves.fold((0, 0), |(c, v), m| (c + m.credits, v + m.value));
+        assert_eq!(credits, lot.remaining, "credits moved of {lot:?}");
+        assert_eq!(value, lot.value_remaining, "value moved of {lot:?}");
+        assert!(
+            lot.value_remaining >= 0 && lot.value_remaining <= lot.value.minor,
+            "{lot:?}"
+        );
+        if lot.remaining == 0 {
+            assert_eq!(lot.value_remaining, 0, "an empty lot is worth nothing: {lot:?}");
+        }
+    }
+}
+
+#[test]
+fn a_debit_spanning_three_lots_of_different_sources_names_all_three() {
+    let mut book = book();
+    book.credit(allowance("allow", 10, t(100), 0), t(0));
+    book.credit(credit("promo", 10, Some(t(200))), t(0));
+    book.credit(purchase("bought", 10), t(0));
+    book.debit(debit(25, "call"), t(1)).expect("debit");
+    let entry = book.entries.last().expect("entry");
+    let named: Vec<(Option<&str>, Option<LotSource>, i64, i64)> = entry
+        .moves
+        .iter()
+        .map(|m| (m.lot_id.as_deref(), m.source, m.credits, m.value))
+        .collect();
+    assert_eq!(
+        named,
+        vec![
+            (Some("allow"), Some(LotSource::Allowance), -10, -70),
+            (Some("promo"), Some(LotSource::Grant), -10, 0),
+            (Some("bought"), Some(LotSource::Purchase), -5, -50),
+        ]
+    );
+    assert_moves(&book);
+}
+
+#[test]
+fn an_allowance_rolls_over_up_to_its_cap_and_the_rest_expires_with_its_value() {
+    let mut book = book();
+    book.credit(allowance("period1", 100, t(100), 30), t(0));
+    book.debit(debit(40, "call"), t(1)).expect("debit");
+    book.settle(t(100));
+    let kinds: Vec<(EntryKind, i64)> = book.entries.iter().map(|e| (e.kind, e.delta)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (EntryKind::Allowance, 100),
+            (EntryKind::Consumption, -40),
+            (EntryKind::Rollover, 0),
+            (EntryKind::Expiry, -30),
+        ]
+    );
+    let rolled = book
+        .lots()
+        .iter()
+        .find(|l| l.source == LotSource::Rollover)
+        .expect("a rollover lot");
+    assert_eq!((rolled.remaining, rolled.value_remaining), (30, 210));
+    assert_eq!(rolled.expires_at, Some(t(400)));
+    assert_eq!(rolled.reference, "period1");
+    let expiry = book.entries.last().expect("expiry");
+    assert_eq!(
+        expiry.moves[0].value, -210,
+        "the expired part is breakage worth its value"
+    );
+    assert_eq!(book.account.balance, 30);
+    assert_moves(&book);
+    // It never runs twice, and the rolled credits expire at the next period's end.
+    book.settle(t(101));
+    assert_eq!(book.entries.len(), 4);
+    book.settle(t(400));
+    assert_eq!(book.account.balance, 0);
+    assert_eq!(book.entries.len(), 5, "a rollover lot does not roll again");
+    assert_moves(&book);
+}
+
+#[test]
+fn a_stopped_rollover_expires_everything() {
+    let mut book = book();
+    book.credit(allowance("period1", 100, t(100), 30), t(0));
+    book.stop_rollover("period1");
+    book.settle(t(100));
+    assert_eq!(book.account.balance, 0);
+    assert!(book.entries.iter().all(|e| e.kind != EntryKind::Rollover));
+}
+
+#[test]
+fn a_refund_after_its_lot_expired_does_not_take_other_purchases_credits() {
+    let mut book = book();
+    let mut expiring = purchase("first", 100);
+    expiring.lot.expires_at = Some(t(100));
+    book.credit(expiring, t(0));
+    book.credit(purchase("second", 50), t(0));
+    book.debit(debit(30, "call"), t(1)).expect("debit");
+    book.settle(t(100));
+    assert_eq!(book.account.balance, 50, "70 expired");
+    let refund = Clawback {
+        credits: 100,
+        kind: EntryKind::Refund,
+        reference: "re_1".into(),
+        metadata: Metadata::new(),
+        purchase_reference: "first".into(),
+    };
+    book.claw_back(refund, t(101)).expect("refund");
+    // Only the 30 spent credits are taken back (from the other purchase); the expired 70 are
+    // gone already.
+    assert_eq!(book.account.balance, 20);
+    let entry = book.entries.last().expect("refund entry");
+    assert_eq!(entry.delta, -30);
+    assert_eq!(
+        entry.metadata.get("expired_credits").map(String::as_str),
+        Some("70")
+    );
+    assert_moves(&book);
+    assert_invariants(&book);
+    // A second refund of the same purchase finds no expired credits left to account for.
+    let again = Clawback {
+        credits: 10,
+        kind: EntryKind::Refund,
+        reference: "re_2".into(),
+        metadata: Metadata::new(),
+        purchase_reference: "first".into(),
+    };
+    book.claw_back(again, t(102)).expect("refund");
+    assert_eq!(book.account.balance, 10);
 }
 
 #[test]
@@ -292,6 +454,7 @@ enum Step {
     Release { hold: usize },
     ClawBack { purchase: usize, credits: i64 },
     Wait { seconds: i64 },
+    Allowance { credits: i64, expires_in: i64, cap: i64 },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -305,6 +468,11 @@ fn step() -> impl Strategy<Value = Step> {
         (0..8usize).prop_map(|hold| Step::Release { hold }),
         (0..8usize, 1..600i64).prop_map(|(purchase, credits)| Step::ClawBack { purchase, credits }),
         (1..200i64).prop_map(|seconds| Step::Wait { seconds }),
+        (1..500i64, 1..300i64, 0..300i64).prop_map(|(credits, expires_in, cap)| Step::Allowance {
+            credits,
+            expires_in,
+            cap
+        }),
     ]
 }
 
@@ -375,7 +543,12 @@ proptest! {
                     now += Duration::seconds(seconds);
                     book.settle(now);
                 }
+                Step::Allowance { credits, expires_in, cap } => {
+                    book.credit(allowance(&id, credits, now + Duration::seconds(expires_in), cap), now);
+                    purchases.push(id);
+                }
             }
+            assert_moves(&book);
             let lots: i64 = book.lots().iter().map(|l| l.remaining).sum();
             prop_assert_eq!(book.account.balance, lots - book.account.debt);
             let entries: i64 = book.entries.iter().map(|e| e.delta).sum();

@@ -10,7 +10,7 @@ use super::{
     recorded_reply,
 };
 use crate::ledger::{
-    book::{Credit, LotTerms, Metadata},
+    book::{Credit, LotTerms, LotValue, Metadata},
     commands::context::EntryKey,
     error::LedgerError,
     kinds::{EntryKind, LotSource},
@@ -89,6 +89,8 @@ impl Command for Grant {
                     source: LotSource::Grant,
                     reference: self.key.as_str().to_owned(),
                     expires_at: self.expires_at,
+                    value: LotValue::free(),
+                    rollover: None,
                 },
                 ends_trial: false,
             },

@@ -233,7 +233,9 @@ fn entry_event(book: &Book, entry: &Entry, policy: OutboxPolicy) -> Option<(Even
     }
     let kind = match entry.kind {
         EntryKind::Purchase => EventType::CreditsPurchased,
-        EntryKind::Grant | EntryKind::Trial => EventType::CreditsGranted,
+        EntryKind::Grant | EntryKind::Trial | EntryKind::Allowance => EventType::CreditsGranted,
+        // Credits only change lots: the balance stays.
+        EntryKind::Rollover => return None,
         EntryKind::Import => EventType::CreditsImported,
         EntryKind::Consumption if policy.consumed_events => EventType::CreditsConsumed,
         EntryKind::Consumption => return None,

@@ -7,7 +7,7 @@ use chrono::{Duration, TimeZone};
 
 use super::*;
 use crate::ledger::{
-    book::{AccountState, Credit, Debit, LotTerms, Metadata},
+    book::{AccountState, Credit, Debit, LotTerms, LotValue, Metadata},
     kinds::{EntryKind, LotSource},
 };
 
@@ -46,6 +46,8 @@ fn grant(id: &str, credits: i64, expires_at: Option<DateTime<Utc>>) -> Credit {
             source: LotSource::Grant,
             reference: id.into(),
             expires_at,
+            value: LotValue::free(),
+            rollover: None,
         },
         ends_trial: false,
     }

@@ -10,7 +10,10 @@ pub(crate) mod writes;
 use sea_orm::DbErr;
 
 use super::{
-    book::{AccountSettings, AccountState, Allocation, AutoTopUp, Hold, Lot, Metadata},
+    book::{
+        AccountSettings, AccountState, Allocation, AutoTopUp, Hold, Lot, LotMove, LotValue, Metadata,
+        RolloverTerms,
+    },
     kinds::{HoldStatus, LotSource},
 };
 use crate::entities::{account, credit_hold, credit_lot};
@@ -55,6 +58,16 @@ fn lot(model: credit_lot::Model) -> Result<Lot, DbErr> {
         held: model.held,
         expires_at: model.expires_at,
         created_at: model.created_at,
+        value: LotValue {
+            minor: model.value,
+            currency: model.currency,
+        },
+        value_remaining: model.value_remaining,
+        expired: model.expired,
+        rollover: match (model.rollover_cap, model.rollover_until) {
+            (Some(cap), Some(until)) => Some(RolloverTerms { cap, until }),
+            _ => None,
+        },
     })
 }
 
@@ -95,4 +108,51 @@ fn allocations_text(hold: &Hold) -> String {
         .map(|a| (a.lot_id.as_str(), a.credits))
         .collect();
     serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// One stored move: `[lot_id|null, credits, value, source|null, currency|null]`.
+type StoredMove = (Option<String>, i64, i64, Option<String>, Option<String>);
+
+/// An entry's moves as stored (NULL when it has none).
+fn moves_text(moves: &[LotMove]) -> Option<String> {
+    if moves.is_empty() {
+        return None;
+    }
+    let rows: Vec<StoredMove> = moves
+        .iter()
+        .map(|m| {
+            (
+                m.lot_id.clone(),
+                m.credits,
+                m.value,
+                m.source.map(|s| s.as_str().to_owned()),
+                m.currency.clone(),
+            )
+        })
+        .collect();
+    serde_json::to_string(&rows).ok()
+}
+
+/// An entry's stored moves; entries from before moves were kept have none.
+pub(crate) fn moves_from(raw: Option<&str>) -> Result<Vec<LotMove>, DbErr> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<StoredMove> =
+        serde_json::from_str(raw).map_err(|_| bad("credit_ledger.allocations", raw))?;
+    rows.into_iter()
+        .map(|(lot_id, credits, value, source, currency)| {
+            let source = match source {
+                Some(text) => Some(LotSource::parse(&text).ok_or_else(|| bad("allocation source", &text))?),
+                None => None,
+            };
+            Ok(LotMove {
+                lot_id,
+                credits,
+                value,
+                source,
+                currency,
+            })
+        })
+        .collect()
 }

@@ -10,7 +10,7 @@ use sea_orm::{
     sea_query::LockType,
 };
 
-use super::{account_state, allocations_text, hold, lot, metadata_text};
+use super::{account_state, allocations_text, hold, lot, metadata_text, moves_text};
 use crate::{
     db::sql::Sql,
     entities::{account, credit_hold, credit_lot},
@@ -128,14 +128,19 @@ pub(crate) async fn insert_accounts<C: ConnectionTrait>(
     rows.iter().map(|row| row.try_get::<String>("", "id")).collect()
 }
 
-/// The lots of these accounts that still hold credits.
+/// The lots of these accounts that still hold credits, and bought lots whose expired credits a
+/// refund may still account for.
 pub(crate) async fn live_lots<C: ConnectionTrait>(db: &C, account_ids: &[&str]) -> Result<Vec<Lot>, DbErr> {
     if account_ids.is_empty() {
         return Ok(Vec::new());
     }
     credit_lot::Entity::find()
         .filter(credit_lot::Column::AccountId.is_in(account_ids.iter().copied()))
-        .filter(credit_lot::Column::Remaining.gt(0))
+        .filter(
+            Condition::any()
+                .add(credit_lot::Column::Remaining.gt(0))
+                .add(credit_lot::Column::Expired.gt(0)),
+        )
         .all(db)
         .await?
         .into_iter()
@@ -241,7 +246,7 @@ pub(crate) async fn insert_lots<C: ConnectionTrait>(db: &C, lots: &[Lot]) -> Res
     let mut sql = Sql::new(db.get_database_backend());
     sql.push(
         "INSERT INTO credit_lots (id, account_id, source, reference, credits, remaining, held, expires_at, \
-         created_at) VALUES ",
+         created_at, value, value_remaining, currency, expired, rollover_cap, rollover_until) VALUES ",
     )
     .rows(lots, |l| {
         vec![
@@ -254,6 +259,12 @@ pub(crate) async fn insert_lots<C: ConnectionTrait>(db: &C, lots: &[Lot]) -> Res
             l.held.into(),
             l.expires_at.into(),
             l.created_at.into(),
+            l.value.minor.into(),
+            l.value_remaining.into(),
+            l.value.currency.clone().into(),
+            l.expired.into(),
+            l.rollover.as_ref().map(|r| r.cap).into(),
+            l.rollover.as_ref().map(|r| r.until).into(),
         ]
     });
     db.execute_raw(sql.build()).await?;
@@ -265,13 +276,20 @@ pub(crate) async fn update_lots<C: ConnectionTrait>(db: &C, lots: &[Lot]) -> Res
         return Ok(());
     }
     let mut sql = Sql::new(db.get_database_backend());
-    sql.push("WITH v(id, remaining, held) AS (VALUES ")
+    sql.push("WITH v(id, remaining, held, value_remaining, expired, rollover_cap) AS (VALUES ")
         .rows(lots, |l| {
-            vec![l.id.clone().into(), l.remaining.into(), l.held.into()]
+            vec![
+                l.id.clone().into(),
+                l.remaining.into(),
+                l.held.into(),
+                l.value_remaining.into(),
+                l.expired.into(),
+                l.rollover.as_ref().map(|r| r.cap).into(),
+            ]
         })
         .push(
-            ") UPDATE credit_lots SET remaining = v.remaining, held = v.held FROM v \
-             WHERE credit_lots.id = v.id",
+            ") UPDATE credit_lots SET remaining = v.remaining, held = v.held, value_remaining = v.value_remaining, \
+             expired = v.expired, rollover_cap = v.rollover_cap FROM v WHERE credit_lots.id = v.id",
         );
     db.execute_raw(sql.build()).await?;
     Ok(())
@@ -345,7 +363,7 @@ pub(crate) async fn insert_entries<C: ConnectionTrait>(
     let mut sql = Sql::new(db.get_database_backend());
     sql.push(
         "INSERT INTO credit_ledger (account_id, delta, balance_after, kind, reason, reference, metadata, \
-         created_at) VALUES ",
+         created_at, allocations) VALUES ",
     )
     .rows(entries, |e| {
         vec![
@@ -357,6 +375,7 @@ pub(crate) async fn insert_entries<C: ConnectionTrait>(
             e.reference.clone().into(),
             metadata_text(&e.metadata).into(),
             e.created_at.into(),
+            moves_text(&e.moves).into(),
         ]
     })
     .push(" RETURNING id, account_id, kind, reference");

@@ -11,7 +11,7 @@ use sea_orm::DatabaseTransaction;
 
 use super::extension::{Posting, TrialPolicy};
 use crate::ledger::{
-    book::{AccountState, Book, Credit, LotTerms, Metadata},
+    book::{AccountState, Book, Credit, LotTerms, LotValue, Metadata},
     commands::{Books, KeyId, KeyUse, LockSet, Opener},
     error::LedgerError,
     kinds::{EntryKind, LotSource},
@@ -141,6 +141,8 @@ fn trial_credit(account_id: &str, trial: TrialPolicy, now: DateTime<Utc>) -> Cre
             expires_at: trial
                 .expire_days
                 .map(|days| now + chrono::Duration::days(i64::from(days))),
+            value: LotValue::free(),
+            rollover: None,
         },
         ends_trial: false,
     }
