@@ -120,6 +120,7 @@ impl Target {
             .client()
             .get_balance(self.request(pb::GetBalanceRequest {
                 account: Some(pb::get_balance_request::Account::AccountId(account.to_owned())),
+                as_of: None,
             }))
             .await?
             .into_inner()
@@ -280,6 +281,7 @@ pub(crate) async fn grpc_balance(target: &Target) -> anyhow::Result<Outcome> {
                 .client()
                 .get_balance(target.request(pb::GetBalanceRequest {
                     account: Some(pb::get_balance_request::Account::AccountId(account)),
+                    as_of: None,
                 }))
                 .await
                 .is_ok()
