@@ -323,6 +323,22 @@ pub(crate) async fn consume(target: &Target) -> anyhow::Result<Outcome> {
     consume_from(target, "consume", accounts, start, json!({})).await
 }
 
+/// ConsumeCredits of 1 credit with distinct keys, every caller on the same account. The end
+/// balance must be exactly what it started with minus the debits answered OK.
+pub(crate) async fn hot_account(target: &Target) -> anyhow::Result<Outcome> {
+    let mut accounts = funded_accounts(target, FUNDS).await?;
+    accounts.truncate(1);
+    anyhow::ensure!(!accounts.is_empty(), "no account to spend from");
+    consume_from(
+        target,
+        "hot-account",
+        accounts,
+        vec![FUNDS],
+        json!({ "hot": true }),
+    )
+    .await
+}
+
 /// `consume` on accounts with the money loop on: a balance alert threshold and auto top-up,
 /// with a card kept by a signed Checkout, set just below what each account starts with, so every
 /// account crosses both early in the run (one `balance.low`, one top-up attempt charged through
