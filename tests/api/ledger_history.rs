@@ -38,8 +38,8 @@ async fn a_debit_spanning_three_lots_of_different_sources_names_all_three_with_t
     app.grant("mixed", 50, "support").await;
 
     // 100 free credits expiring first, then the purchase (1,000 credits for 1,500), then the
-    // newer grant.
-    app.consume("mixed", 150, "big-call").await.expect("consume");
+    // newer grant: one debit of 1,120 takes from all three.
+    app.consume("mixed", 1120, "big-call").await.expect("consume");
     let lots = app.lots("mixed", true).await;
     let bought = lots
         .iter()
@@ -54,7 +54,7 @@ async fn a_debit_spanning_three_lots_of_different_sources_names_all_three_with_t
         ),
         ("purchase", STANDARD_AMOUNT, "usd", "1.5")
     );
-    assert_eq!(bought.value_remaining, 1500 * 950 / 1000);
+    assert_eq!((bought.remaining, bought.value_remaining), (0, 0));
     let promo = lots.iter().find(|l| l.reference == "promo").expect("grant lot");
     assert_eq!((promo.value, promo.unit_value.as_str()), (0, "0"));
 
@@ -67,19 +67,30 @@ async fn a_debit_spanning_three_lots_of_different_sources_names_all_three_with_t
         named(&lots, consumption),
         [
             ("promo".to_owned(), -100, 0, "grant".to_owned()),
-            (paid.session.clone(), -50, -75, "purchase".to_owned()),
+            (paid.session.clone(), -1000, -1500, "purchase".to_owned()),
+            ("support".to_owned(), -20, 0, "grant".to_owned()),
         ]
     );
-    // Spend it all and more: the third lot, then the overdraft is refused, so take exactly the rest.
-    app.consume("mixed", 1000, "rest").await.expect("consume");
+    // A partial debit of a paid lot takes its share of the value, rounded down; the lot's
+    // last credit takes what is left of it.
+    let second = app.buy_standard("mixed", "mixed-again").await;
+    app.consume("mixed", 131, "part").await.expect("consume");
+    let lots = app.lots("mixed", true).await;
     let entries = app.entries("mixed").await;
-    let rest = entries.iter().find(|e| e.reference == "rest").expect("rest");
+    let part = entries.iter().find(|e| e.reference == "part").expect("part");
     assert_eq!(
-        named(&lots, rest),
+        named(&lots, part),
         [
-            (paid.session.clone(), -950, -1425, "purchase".to_owned()),
-            ("support".to_owned(), -50, 0, "grant".to_owned()),
+            ("support".to_owned(), -30, 0, "grant".to_owned()),
+            (second.session.clone(), -101, -151, "purchase".to_owned()),
         ]
+    );
+    app.consume("mixed", 899, "last").await.expect("consume");
+    let entries = app.entries("mixed").await;
+    let last = entries.iter().find(|e| e.reference == "last").expect("last");
+    assert_eq!(
+        named(&lots, last),
+        [(second.session.clone(), -899, -1349, "purchase".to_owned())]
     );
     // A refund of spent credits: nothing left in the lot, so the whole of it is debt.
     app.deliver(&refunded_event("evt_refund_spent", &paid, STANDARD_AMOUNT))
