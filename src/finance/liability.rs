@@ -161,7 +161,13 @@ impl Liability {
             return;
         };
         for mv in moves {
-            let lines = self.currencies.entry(mv.currency.clone()).or_default();
+            // Looked up first: a clone of the key only for a currency not seen yet.
+            if !self.currencies.contains_key(&mv.currency) {
+                self.currencies.insert(mv.currency.clone(), Lines::default());
+            }
+            let Some(lines) = self.currencies.get_mut(&mv.currency) else {
+                continue;
+            };
             if before {
                 if mv.lot_id.is_some() {
                     lines.opening.add(mv.credits, mv.value);
@@ -175,12 +181,12 @@ impl Liability {
 
 /// Puts one move of the period into its line.
 fn classify(lines: &mut Lines, kind: EntryKind, mv: &LotMove) {
-    let source = mv.source.map_or("debt", |s| s.as_str()).to_owned();
+    let source = mv.source.as_ref().map_or("debt", |s| s.as_str());
     if mv.lot_id.is_none() {
         // A credit that paid debt: sold and, since the debt was spent credit, consumed at once.
         // A move into debt (an overdraft, a clawback past the lots) moves no lot: no value.
         if mv.credits > 0 {
-            lines.sold.entry(source).or_default().add(mv.credits, mv.value);
+            by_source(&mut lines.sold, source, |a| a.add(mv.credits, mv.value));
             lines.consumed.add(mv.credits, mv.value);
         }
         return;
@@ -194,16 +200,12 @@ fn classify(lines: &mut Lines, kind: EntryKind, mv: &LotMove) {
         return;
     }
     if mv.credits >= 0 {
-        lines.sold.entry(source).or_default().add(mv.credits, mv.value);
+        by_source(&mut lines.sold, source, |a| a.add(mv.credits, mv.value));
         return;
     }
     match kind {
         EntryKind::Consumption => lines.consumed.take(mv.credits, mv.value),
-        EntryKind::Expiry => lines
-            .expired
-            .entry(source)
-            .or_default()
-            .take(mv.credits, mv.value),
+        EntryKind::Expiry => by_source(&mut lines.expired, source, |a| a.take(mv.credits, mv.value)),
         EntryKind::Refund | EntryKind::Dispute => lines.clawed_back.take(mv.credits, mv.value),
         EntryKind::Import
         | EntryKind::Purchase
@@ -212,6 +214,17 @@ fn classify(lines: &mut Lines, kind: EntryKind, mv: &LotMove) {
         | EntryKind::Allowance
         | EntryKind::Rollover => lines.adjusted.take(mv.credits, mv.value),
     }
+}
+
+/// Changes the line of one source, made (its key allocated) the first time it is named.
+fn by_source(map: &mut BTreeMap<String, Amount>, source: &str, change: impl FnOnce(&mut Amount)) {
+    if let Some(amount) = map.get_mut(source) {
+        change(amount);
+        return;
+    }
+    let mut amount = Amount::default();
+    change(&mut amount);
+    map.insert(source.to_owned(), amount);
 }
 
 /// A period as the reports print it: `[from, to)`.
