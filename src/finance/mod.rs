@@ -71,7 +71,7 @@ pub(crate) enum ReportError {
 }
 
 /// Reads every entry before the period's end, page by page, into the liability report.
-#[tracing::instrument(skip_all, err)]
+#[tracing::instrument(skip_all)]
 pub(crate) async fn liability(db: &DatabaseConnection, period: Period) -> Result<Liability, ReportError> {
     let mut report = Liability::new(period);
     let mut after = 0;

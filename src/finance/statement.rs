@@ -49,7 +49,7 @@ pub(crate) trait StatementSink {
 }
 
 /// Streams the statement of the account named (by id or email) into `sink`.
-#[tracing::instrument(skip_all, fields(account = %account), err)]
+#[tracing::instrument(skip_all, fields(account = %account))]
 pub(crate) async fn statement(
     db: &DatabaseConnection,
     account: &str,
