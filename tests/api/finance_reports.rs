@@ -295,7 +295,12 @@ async fn reports_refuse_an_empty_period_and_an_unknown_account() {
         .await;
     assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown.stderr));
     // One line, like every CLI error.
-    assert_eq!(text(&unknown.stderr).trim().lines().count(), 1, "{}", text(&unknown.stderr));
+    assert_eq!(
+        text(&unknown.stderr).trim().lines().count(),
+        1,
+        "{}",
+        text(&unknown.stderr)
+    );
     assert!(text(&unknown.stderr).contains("nobody"));
 }
 
