@@ -38,6 +38,8 @@ pub(crate) fn billing_status(err: BillingError) -> Status {
         BillingError::PackNotFound(price) => {
             Status::not_found(format!("credit pack with price {} not found", price.as_str()))
         }
+        BillingError::PlanNotFound(plan) => Status::not_found(format!("plan {plan} not found")),
+        BillingError::SubscriptionNotFound(id) => Status::not_found(format!("subscription {id} not found")),
         BillingError::RedirectRefused { field, reason } => {
             Status::invalid_argument(format!("invalid {field}: {reason}"))
         }
