@@ -394,6 +394,6 @@ mod tests {
         assert_eq!(facts.price_id.as_deref(), Some("price_pro"));
         assert_eq!(facts.currency, "usd");
         assert_eq!(facts.payment_intent_id.as_deref(), Some("pi_up"));
-        assert!(facts.is_proration());
+        assert_eq!(facts.billing_reason, "subscription_update");
     }
 }

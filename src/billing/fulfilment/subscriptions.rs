@@ -89,7 +89,11 @@ fn named<'a>(action: &'a EventAction, now: DateTime<Utc>) -> Option<Named<'a>> {
                 account_id: f.account_id.as_deref(),
                 plan_id: f.plan_id.as_deref(),
                 price_id: f.price_id.as_deref(),
-                opened: opened(&f.subscription_id, status, Some((f.period_start, f.period_end))),
+                // As new as the invoice event: an older subscription event changes nothing.
+                opened: Subscription {
+                    state_version: f.version,
+                    ..opened(&f.subscription_id, status, Some((f.period_start, f.period_end)))
+                },
             })
         }
         _ => None,
@@ -323,10 +327,11 @@ impl Decisions {
         EventOutcome::PaymentFailed
     }
 
-    /// `invoice.paid`: grants the period's allowance unless this invoice already did. An
-    /// upgrade's proration invoice grants the new plan's allowance less what the subscription
-    /// already got for the same period (never less than nothing). Refunds or disputes that
-    /// arrived first settle in the same step.
+    /// `invoice.paid`: grants the period's allowance unless this invoice already did: its
+    /// plan's allowance less what the subscription's other invoices already granted for the
+    /// same period (an upgrade's proration tops up to the new plan; never less than nothing).
+    /// A paid invoice makes an incomplete or past-due subscription active unless a newer state
+    /// is known. Refunds or disputes that arrived first settle in the same step.
     pub(super) fn invoice_paid(
         &mut self,
         facts: &InvoiceFacts,
@@ -336,10 +341,20 @@ impl Decisions {
         report: &mut FulfilmentReport,
     ) -> EventOutcome {
         let state = &mut self.subscriptions;
-        let Some(row) = state.rows.get(&facts.subscription_id) else {
+        let Some(row) = state.rows.get_mut(&facts.subscription_id) else {
             return state.unmatched(&facts.subscription_id, facts.account_id.as_deref(), report);
         };
         report.account_id = Some(row.account_id.clone());
+        let unpaid = matches!(
+            row.status,
+            SubscriptionStatus::Incomplete | SubscriptionStatus::PastDue | SubscriptionStatus::Unpaid
+        );
+        if unpaid && facts.version >= row.state_version {
+            row.status = SubscriptionStatus::Active;
+            row.state_version = facts.version;
+            state.changed.insert(facts.subscription_id.clone());
+        }
+        let row = &*row;
         if state
             .invoices
             .get(&facts.invoice_id)
@@ -356,17 +371,15 @@ impl Decisions {
             ));
             return EventOutcome::UnmatchedPack;
         };
-        let already: i64 = if facts.is_proration() {
-            state
-                .invoices
-                .values()
-                .filter(|i| i.subscription_id == facts.subscription_id && i.id != facts.invoice_id)
-                .filter(|i| i.status.granted() && i.period_end == facts.period_end)
-                .map(|i| i.credits)
-                .fold(0, i64::saturating_add)
-        } else {
-            0
-        };
+        // A period's allowance is granted once, whatever order its invoices come in: an
+        // upgrade's proration grants the new plan's allowance less what the period already got.
+        let already: i64 = state
+            .invoices
+            .values()
+            .filter(|i| i.subscription_id == facts.subscription_id && i.id != facts.invoice_id)
+            .filter(|i| i.status.granted() && i.period_end == facts.period_end)
+            .map(|i| i.credits)
+            .fold(0, i64::saturating_add);
         let credits = plan.credits.saturating_sub(already).max(0);
         let mut invoice = new_invoice(facts, row, plan.id.clone(), InvoiceStatus::Paid, now);
         if let Some(known) = state.invoices.get(&facts.invoice_id) {

@@ -117,13 +117,6 @@ pub struct InvoiceFacts {
     pub version: i64,
 }
 
-impl InvoiceFacts {
-    /// An upgrade's (or downgrade's) proration invoice.
-    pub(crate) fn is_proration(&self) -> bool {
-        self.billing_reason == "subscription_update"
-    }
-}
-
 /// A row of `subscriptions`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Subscription {
