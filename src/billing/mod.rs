@@ -10,8 +10,8 @@
 //! - `stripe_event`: Stripe events as billing reads them; `payload`: how they are read from
 //!   Stripe's JSON (the webhook's bodies, stored events replayed).
 //! - `store`: purchases, payments, refunds and disputes.
-//! - `subscriptions`: Subscribe, Get/List/CancelSubscription, their tables; `subscription_payload`:
-//!   how subscription and invoice events are read.
+//! - `subscribe`: Subscribe, Get/List/CancelSubscription; `subscriptions`: their statuses, event
+//!   facts and tables; `subscription_payload`: how subscription and invoice events are read.
 //! - `top_up`: the auto top-up worker (off-session charges of saved cards).
 //! - `types`: prices, redirect URLs, purchase statuses and Stripe's refund and dispute statuses.
 
@@ -24,6 +24,7 @@ pub(crate) mod settings;
 pub(crate) mod settlement;
 pub(crate) mod store;
 pub(crate) mod stripe_event;
+pub(crate) mod subscribe;
 mod subscription_payload;
 pub(crate) mod subscriptions;
 pub(crate) mod top_up;

@@ -7,7 +7,8 @@ use super::{convert::timestamp, pb};
 use crate::{
     billing::{
         RedirectUrl,
-        subscriptions::{PlanId, SubscribeRequest, SubscriptionId, SubscriptionStatus, SubscriptionView},
+        subscribe::{PlanId, SubscribeRequest, SubscriptionId},
+        subscriptions::{SubscriptionStatus, SubscriptionView},
     },
     ledger::{AccountId, IdempotencyKey, InvalidInput},
 };
