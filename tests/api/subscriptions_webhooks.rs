@@ -369,3 +369,23 @@ async fn an_upgrade_tops_the_period_up_to_the_new_plan_and_a_downgrade_takes_not
     );
     app.assert_spend_invariants().await;
 }
+
+#[tokio::test]
+async fn a_failure_reported_after_its_invoice_was_paid_changes_nothing() {
+    let app = app_with_account().await;
+    let period = Period::started_days_ago(1);
+    let t = period.start;
+    app.deliver(&sub_event("evt_c", "created", t, "active", period))
+        .await;
+    let invoice = paid("in_retry", "subscription_create", period);
+    app.deliver(&event("evt_p", "invoice.paid", t + 20, invoice.clone()))
+        .await;
+    // The first attempt's failure, delivered late.
+    let mut failed = invoice;
+    failed["amount_paid"] = 0.into();
+    app.deliver(&event("evt_f", "invoice.payment_failed", t + 10, failed))
+        .await;
+    assert_eq!(status_of(&app).await, SubscriptionStatus::Active);
+    assert_eq!(app.credit_balance(ACCOUNT).await, PRO_CREDITS);
+    app.assert_spend_invariants().await;
+}

@@ -299,8 +299,8 @@ impl Decisions {
         EventOutcome::Updated
     }
 
-    /// `invoice.payment_failed`: the subscription is past due (unless it ended or a newer
-    /// state is known); the invoice is kept, granting nothing.
+    /// `invoice.payment_failed`: the subscription is past due (unless it ended, a newer state
+    /// is known or the invoice was paid since); the invoice is kept, granting nothing.
     pub(super) fn invoice_failed(
         &mut self,
         facts: &InvoiceFacts,
@@ -312,7 +312,12 @@ impl Decisions {
             return state.unmatched(&facts.subscription_id, facts.account_id.as_deref(), report);
         };
         report.account_id = Some(row.account_id.clone());
-        if !row.status.is_terminal() && facts.version >= row.state_version {
+        // A failure reported after the same invoice was paid is old news.
+        let paid = state
+            .invoices
+            .get(&facts.invoice_id)
+            .is_some_and(|i| i.status.granted());
+        if !paid && !row.status.is_terminal() && facts.version >= row.state_version {
             row.status = SubscriptionStatus::PastDue;
             row.state_version = facts.version;
             state.changed.insert(facts.subscription_id.clone());
@@ -391,11 +396,11 @@ impl Decisions {
         }
         invoice.credits = credits;
         if credits > 0 {
-            let lot = allowance_lot(
-                &invoice,
-                facts.amount_paid,
-                rollover_terms(plan, facts.period_end),
-            );
+            // An ended subscription has no next period to carry credits into.
+            let rollover = (!row.status.is_terminal())
+                .then(|| rollover_terms(plan, facts.period_end))
+                .flatten();
+            let lot = allowance_lot(&invoice, facts.amount_paid, rollover);
             invoice.lot_id = Some(lot.id.clone());
             let metadata = Metadata::from([
                 ("subscription".to_owned(), facts.subscription_id.clone()),
