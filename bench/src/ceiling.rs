@@ -415,6 +415,7 @@ pub(crate) async fn echo(concurrency: usize, duration: Duration) -> anyhow::Resu
             client
                 .get_balance(pb::GetBalanceRequest {
                     account: Some(pb::get_balance_request::Account::AccountId(format!("echo-{n}"))),
+                    as_of: None,
                 })
                 .await
                 .is_ok()

@@ -27,6 +27,9 @@ enum Scenario {
     /// PaymentIntents: `.ci/fake_stripe.py`).
     ConsumeLoop,
     ReserveCapture,
+    /// `consume` with every caller spending from ONE account: the single writer's batches on
+    /// a hot row.
+    HotAccount,
     /// Every scenario, then the ceilings.
     All,
     /// Only the ceilings (no service needed).
@@ -143,6 +146,7 @@ async fn measured(
         Scenario::Consume => scenarios::consume(target).await?,
         Scenario::ConsumeLoop => scenarios::consume_loop(target).await?,
         Scenario::ReserveCapture => scenarios::reserve_capture(target).await?,
+        Scenario::HotAccount => scenarios::hot_account(target).await?,
         Scenario::All | Scenario::Ceilings | Scenario::EchoServer => anyhow::bail!("not one scenario"),
     };
     if let Some(err) = target.first_error.get() {
@@ -197,6 +201,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             Scenario::Consume,
             Scenario::ConsumeLoop,
             Scenario::ReserveCapture,
+            Scenario::HotAccount,
         ],
         Scenario::Ceilings | Scenario::EchoServer => Vec::new(),
         one => vec![one],

@@ -120,6 +120,7 @@ impl Target {
             .client()
             .get_balance(self.request(pb::GetBalanceRequest {
                 account: Some(pb::get_balance_request::Account::AccountId(account.to_owned())),
+                as_of: None,
             }))
             .await?
             .into_inner()
@@ -280,6 +281,7 @@ pub(crate) async fn grpc_balance(target: &Target) -> anyhow::Result<Outcome> {
                 .client()
                 .get_balance(target.request(pb::GetBalanceRequest {
                     account: Some(pb::get_balance_request::Account::AccountId(account)),
+                    as_of: None,
                 }))
                 .await
                 .is_ok()
@@ -319,6 +321,22 @@ pub(crate) async fn consume(target: &Target) -> anyhow::Result<Outcome> {
     let accounts = funded_accounts(target, FUNDS).await?;
     let start = vec![FUNDS; accounts.len()];
     consume_from(target, "consume", accounts, start, json!({})).await
+}
+
+/// ConsumeCredits of 1 credit with distinct keys, every caller on the same account. The end
+/// balance must be exactly what it started with minus the debits answered OK.
+pub(crate) async fn hot_account(target: &Target) -> anyhow::Result<Outcome> {
+    let mut accounts = funded_accounts(target, FUNDS).await?;
+    accounts.truncate(1);
+    anyhow::ensure!(!accounts.is_empty(), "no account to spend from");
+    consume_from(
+        target,
+        "hot-account",
+        accounts,
+        vec![FUNDS],
+        json!({ "hot": true }),
+    )
+    .await
 }
 
 /// `consume` on accounts with the money loop on: a balance alert threshold and auto top-up,

@@ -336,7 +336,37 @@ pub(crate) fn entry(entry: EntryView) -> pb::LedgerEntry {
         reference: entry.reference,
         metadata: entry.metadata.into_iter().collect(),
         created_at: Some(timestamp(entry.created_at)),
+        allocations: entry
+            .moves
+            .into_iter()
+            .map(|m| pb::Allocation {
+                lot_id: m.lot_id.unwrap_or_default(),
+                credits: m.credits,
+                value: m.value,
+                source: m.source.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                currency: m.currency.unwrap_or_default(),
+            })
+            .collect(),
     }
+}
+
+/// A request's `as_of`: unset means now.
+pub(crate) fn as_of(at: Option<&Timestamp>) -> Result<Option<DateTime<Utc>>, Status> {
+    at.map(|at| time("as_of", at)).transpose()
+}
+
+/// Money per credit as a decimal of minor units, up to six places ("1.5", "0").
+fn unit_value(value: i64, credits: i64) -> String {
+    if credits <= 0 || value <= 0 {
+        return "0".to_owned();
+    }
+    let micros = i128::from(value) * 1_000_000 / i128::from(credits);
+    let (whole, fraction) = (micros / 1_000_000, micros % 1_000_000);
+    if fraction == 0 {
+        return whole.to_string();
+    }
+    let digits = format!("{fraction:06}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
 pub(crate) fn lot(lot: Lot) -> pb::CreditLot {
@@ -348,5 +378,24 @@ pub(crate) fn lot(lot: Lot) -> pb::CreditLot {
         remaining: lot.remaining,
         expires_at: lot.expires_at.map(timestamp),
         created_at: Some(timestamp(lot.created_at)),
+        unit_value: unit_value(lot.value.minor, lot.credits),
+        value: lot.value.minor,
+        currency: lot.value.currency.unwrap_or_default(),
+        value_remaining: lot.value_remaining,
+        rollover_cap: lot.rollover.map_or(0, |r| r.cap),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unit_value;
+
+    #[test]
+    fn a_unit_value_is_a_short_exact_decimal() {
+        assert_eq!(unit_value(1500, 1000), "1.5");
+        assert_eq!(unit_value(3000, 1000), "3");
+        assert_eq!(unit_value(1000, 3), "333.333333");
+        assert_eq!(unit_value(0, 100), "0");
+        assert_eq!(unit_value(5, 1000), "0.005");
     }
 }

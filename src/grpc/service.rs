@@ -131,8 +131,14 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
         &self,
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
-        let by = convert::account::get_balance_request(request.into_inner().account)?;
-        let balance = self.ledger.balance(&by).await.map_err(ledger_status)?;
+        let req = request.into_inner();
+        let as_of = convert::as_of(req.as_of.as_ref())?;
+        let by = convert::account::get_balance_request(req.account)?;
+        let balance = match as_of {
+            Some(at) => self.ledger.balance_as_of(&by, at).await,
+            None => self.ledger.balance(&by).await,
+        }
+        .map_err(ledger_status)?;
         Span::current().record("account_id", balance.account.id.as_str());
         Ok(Response::new(convert::balance(balance)))
     }
@@ -278,11 +284,11 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
         let req = request.into_inner();
         let by = convert::account::list_credit_lots_request(req.account)?;
         record_account(&by);
-        let lots = self
-            .ledger
-            .lots(&by, req.include_spent)
-            .await
-            .map_err(ledger_status)?;
+        let lots = match convert::as_of(req.as_of.as_ref())? {
+            Some(at) => self.ledger.lots_as_of(&by, req.include_spent, at).await,
+            None => self.ledger.lots(&by, req.include_spent).await,
+        }
+        .map_err(ledger_status)?;
         Ok(Response::new(pb::ListCreditLotsResponse {
             lots: lots.into_iter().map(convert::lot).collect(),
         }))

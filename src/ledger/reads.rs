@@ -1,7 +1,7 @@
 //! What callers read of the ledger, over the read pool: balances as of now, accounts, entries
 //! page by page, lots in burn order. No credit past its lot's expiry is ever counted.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
 
 use super::{
@@ -42,6 +42,38 @@ impl<X: Extension> Ledger<X> {
         store::reads::balance(&self.reads, by, Utc::now())
             .await?
             .ok_or_else(|| LedgerError::NotFound(by.to_string()))
+    }
+
+    /// The balance as it stood at `at`, rebuilt from the ledger.
+    pub(crate) async fn balance_as_of(
+        &self,
+        by: &AccountRef,
+        at: DateTime<Utc>,
+    ) -> Result<Balance, LedgerError> {
+        let account = store::reads::find_account(&self.reads, by)
+            .await?
+            .ok_or_else(|| LedgerError::NotFound(by.to_string()))?;
+        Ok(store::reads::then(&self.reads, account, at).await?)
+    }
+
+    /// An account's lots as they stood at `at`; spent ones too when asked.
+    pub(crate) async fn lots_as_of(
+        &self,
+        by: &AccountRef,
+        include_spent: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Lot>, LedgerError> {
+        let account_id = self.account_id(by).await?;
+        let mut lots = store::reads::lots_then(&self.reads, &account_id, at).await?;
+        for lot in &mut lots {
+            if lot.is_expired(at) {
+                lot.remaining = lot.held;
+            }
+        }
+        if !include_spent {
+            lots.retain(|l| l.remaining > 0);
+        }
+        Ok(lots)
     }
 
     /// The account as EnsureAccount describes it.

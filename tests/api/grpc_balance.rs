@@ -11,7 +11,7 @@ async fn get(
 ) -> Result<pb::GetBalanceResponse, tonic::Status> {
     app.grpc
         .clone()
-        .get_balance(pb::GetBalanceRequest { account })
+        .get_balance(pb::GetBalanceRequest { account, as_of: None })
         .await
         .map(tonic::Response::into_inner)
 }

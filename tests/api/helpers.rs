@@ -11,7 +11,7 @@ use std::{
 use credits::{
     app::Application,
     config::{LogFormat, Settings},
-    entities::{account, credit_ledger, credit_purchase, stripe_event},
+    entities::{account, credit_ledger, credit_lot, credit_purchase, stripe_event},
     grpc::pb::{self, credits_service_client::CreditsServiceClient},
 };
 use hmac::{Hmac, KeyInit, Mac};
@@ -246,6 +246,9 @@ impl Outage {
 // ---------------------------------------------------------------------------------------------
 
 /// A running service and everything a test talks to it with.
+/// A stored move: `[lot_id|null, credits, value, source|null, currency|null]`.
+type StoredMove = (Option<String>, i64, i64, Option<String>, Option<String>);
+
 pub struct TestApp {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
@@ -494,6 +497,7 @@ impl TestApp {
             .clone()
             .get_balance(pb::GetBalanceRequest {
                 account: Some(pb::get_balance_request::Account::AccountId(account_id.into())),
+                as_of: None,
             })
             .await
             .map(tonic::Response::into_inner)
@@ -554,7 +558,9 @@ impl TestApp {
             .expect("read ledger")
     }
 
-    /// Asserts the invariant: balance == sum of ledger deltas, for every account.
+    /// Asserts the invariants, for every account: balance == Σ ledger deltas == Σ lots'
+    /// remaining credits − debt; every entry's moves add up to its delta; every lot's moves add
+    /// up to its remaining credits and value.
     pub async fn assert_ledger_matches_balances(&self) {
         let db = self.db.connect().await;
         for account in account::Entity::find().all(&db).await.expect("read accounts") {
@@ -569,6 +575,40 @@ impl TestApp {
                 "ledger sum vs balance of {}",
                 account.id
             );
+            let lots = credit_lot::Entity::find()
+                .filter(credit_lot::Column::AccountId.eq(account.id.as_str()))
+                .all(&db)
+                .await
+                .expect("read lots");
+            let remaining: i64 = lots.iter().map(|l| l.remaining).sum();
+            assert_eq!(
+                remaining - account.debt,
+                account.credit_balance,
+                "lots minus debt vs balance of {}",
+                account.id
+            );
+            let mut moved: HashMap<String, (i64, i64)> = HashMap::new();
+            for entry in &entries {
+                let moves: Vec<StoredMove> =
+                    serde_json::from_str(entry.allocations.as_deref().unwrap_or("[]")).expect("stored moves");
+                let credits: i64 = moves.iter().map(|m| m.1).sum();
+                assert_eq!(credits, entry.delta, "moves of entry {entry:?}");
+                for (lot, credits, value, ..) in moves {
+                    if let Some(lot) = lot {
+                        let sum = moved.entry(lot).or_default();
+                        sum.0 += credits;
+                        sum.1 += value;
+                    }
+                }
+            }
+            for lot in &lots {
+                let (credits, value) = moved.get(&lot.id).copied().unwrap_or_default();
+                assert_eq!(
+                    (credits, value),
+                    (lot.remaining, lot.value_remaining),
+                    "moves of lot {lot:?}"
+                );
+            }
             if let Some(last) = entries.iter().max_by_key(|e| e.id) {
                 assert_eq!(
                     last.balance_after, account.credit_balance,

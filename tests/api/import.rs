@@ -55,6 +55,7 @@ async fn lots(app: &TestApp, id: &str) -> Vec<pb::CreditLot> {
         .list_credit_lots(pb::ListCreditLotsRequest {
             account: Some(pb::list_credit_lots_request::Account::AccountId(id.into())),
             include_spent: false,
+            as_of: None,
         })
         .await
         .expect("ListCreditLots")

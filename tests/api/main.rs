@@ -21,6 +21,7 @@ mod grpc_purchases;
 mod health;
 mod http_timeouts;
 mod import;
+mod ledger_history;
 mod ledger_writer;
 mod lifecycle;
 mod load_shedding;

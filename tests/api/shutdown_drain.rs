@@ -150,6 +150,7 @@ fn start_load(
                         account: Some(pb::get_balance_request::Account::AccountId(
                             FIXTURE_ACCOUNT.into(),
                         )),
+                        as_of: None,
                     })
                     .await;
                 calls.record("GetBalance", sent, answer.map(drop).map_err(|s| s.to_string()));
@@ -199,6 +200,7 @@ fn start_load(
             account: Some(pb::get_balance_request::Account::AccountId(
                 FIXTURE_ACCOUNT.into(),
             )),
+            as_of: None,
         };
         let turns = vec![
             ("PurchaseCredits", purchase.encode_to_vec()),
@@ -402,6 +404,7 @@ async fn a_stream_opened_after_the_final_goaway_does_not_cut_the_call_in_flight(
             tokio::time::sleep(Duration::from_millis(50)).await;
             let balance = pb::GetBalanceRequest {
                 account: Some(pb::get_balance_request::Account::AccountId("raw-h2".into())),
+                as_of: None,
             };
             let method = "/credits.v1.CreditsService/GetBalance";
             h2.write(&h2_raw::core_call(

@@ -150,6 +150,7 @@ async fn list_credit_lots_lists_lots_with_credits_left_or_all_of_them_in_burn_or
                 "lots@example.com".into(),
             )),
             include_spent: true,
+            as_of: None,
         })
         .await
         .expect("by email")

@@ -321,6 +321,7 @@ async fn the_account_must_be_named_well_and_exist() {
             .list_credit_lots(pb::ListCreditLotsRequest {
                 account: Some(pb::list_credit_lots_request::Account::AccountId("ghost".into())),
                 include_spent: false,
+                as_of: None,
             })
             .await
             .map(|_| ()),

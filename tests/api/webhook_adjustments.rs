@@ -1,7 +1,6 @@
 //! Refunds and disputes: proportional clawback, holds and releases, in any order, never twice.
 
 use credits::grpc::pb;
-use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::helpers::{FIXTURE_ACCOUNT, FIXTURE_SESSION, STANDARD_CREDITS, TestApp, fixture, spawn_app};
@@ -182,19 +181,10 @@ async fn a_refund_of_spent_credits_takes_the_balance_below_zero() {
     let app = spawn_app().await;
     app.fixture_buyer().await;
     complete(&app).await;
-    // Spend 1500 of the 2000 credits (ConsumeCredits is a later feature; write it as it will).
-    let db = app.db.connect().await;
-    db.execute_unprepared(&format!(
-        "UPDATE accounts SET credit_balance = credit_balance - 1500 WHERE id = '{FIXTURE_ACCOUNT}'"
-    ))
-    .await
-    .expect("spend");
-    db.execute_unprepared(&format!(
-        "INSERT INTO credit_ledger (account_id, delta, balance_after, reason, reference, created_at) \
-         VALUES ('{FIXTURE_ACCOUNT}', -1500, 500, 'consume', 'test-spend', CURRENT_TIMESTAMP)"
-    ))
-    .await
-    .expect("ledger entry");
+    // Spend 1500 of the 2000 credits.
+    app.consume(FIXTURE_ACCOUNT, 1500, "test-spend")
+        .await
+        .expect("consume");
 
     app.post_webhook(&fixture("charge_refunded.json")).await;
     assert_eq!(

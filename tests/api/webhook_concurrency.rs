@@ -118,6 +118,7 @@ async fn two_server_processes_on_one_database_credit_once() {
                 account: Some(credits::grpc::pb::get_balance_request::Account::AccountId(
                     FIXTURE_ACCOUNT.into(),
                 )),
+                as_of: None,
             })
             .await
             .expect("GetBalance on a replica")

@@ -55,6 +55,7 @@ pub(super) async fn snapshot(traffic: &Traffic, replica: usize, account: &str) -
     let balance = client
         .get_balance(target.request(pb::GetBalanceRequest {
             account: Some(pb::get_balance_request::Account::AccountId(account.to_owned())),
+            as_of: None,
         }))
         .await?
         .into_inner();

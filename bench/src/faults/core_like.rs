@@ -25,6 +25,7 @@ pub(super) async fn run(replicas: Vec<SocketAddr>, account: String, stop: Cancel
     };
     let balance = pb::GetBalanceRequest {
         account: Some(pb::get_balance_request::Account::AccountId(account)),
+        as_of: None,
     };
     let turns = Arc::new(vec![
         ("PurchaseCredits", purchase.encode_to_vec()),

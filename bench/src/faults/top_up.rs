@@ -422,6 +422,7 @@ async fn drive(
     while !stop.is_cancelled() {
         let mut request = target.request(pb::GetBalanceRequest {
             account: Some(pb::get_balance_request::Account::AccountId(id.clone())),
+            as_of: None,
         });
         request.set_timeout(Duration::from_secs(5));
         let Ok(balance) = target.client().get_balance(request).await else {

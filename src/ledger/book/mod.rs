@@ -16,18 +16,22 @@
 //!   burn order; what it cannot find becomes debt, so the balance may go below zero.
 //! - Invariant: `balance = Σ lots.remaining - debt`, and `balance` is the sum of the entries.
 
+mod as_of;
+mod clawback;
+mod expiry;
 mod opening;
 mod parts;
 mod top_up;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub(crate) use as_of::Then;
 use chrono::{DateTime, Utc};
 pub(crate) use opening::{Differences, Imported};
 pub(crate) use parts::*;
 pub(crate) use top_up::TopUpStep;
 
-use super::kinds::{EntryKind, EventType, HoldStatus, LotSource};
+use super::kinds::{EntryKind, EventType, HoldStatus};
 
 /// One account's balance, debt, live lots and the holds a batch needs, with what changed.
 #[derive(Debug, Clone)]
@@ -200,114 +204,6 @@ impl Book {
             .sum()
     }
 
-    /// Brings the book to `now`: holds past their time release themselves (no entry), then
-    /// every lot past its expiry that nothing holds expires (one `expiry` entry per lot).
-    pub(crate) fn settle(&mut self, now: DateTime<Utc>) {
-        let due: Vec<String> = self
-            .holds
-            .values()
-            .filter(|h| h.status == HoldStatus::Active && h.expires_at <= now)
-            .map(|h| h.id.clone())
-            .collect();
-        for id in due {
-            let credits = self.holds.get(&id).map_or(0, |h| h.credits);
-            self.close_hold(&id, HoldStatus::Expired, now);
-            self.happened(What::HoldExpired { hold_id: id, credits }, now);
-        }
-        let expiring: Vec<String> = self
-            .lots
-            .iter()
-            .filter(|l| l.is_expired(now) && l.held == 0 && l.remaining > 0)
-            .map(|l| l.id.clone())
-            .collect();
-        for lot_id in expiring {
-            self.roll_over(&lot_id, now);
-            let mut moves = Vec::new();
-            let mut credits = 0;
-            self.set_lot(&lot_id, |lot| {
-                credits = lot.remaining;
-                if lot.source.is_bought() {
-                    lot.expired += credits;
-                }
-                moves.push(lot.take(credits));
-            });
-            if credits == 0 {
-                continue;
-            }
-            self.append(
-                EntryKind::Expiry,
-                -credits,
-                "expiry",
-                &lot_id,
-                Metadata::new(),
-                Some(lot_id.clone()),
-                moves,
-                now,
-            );
-        }
-    }
-
-    /// Moves a lot's unspent credits, up to its rollover cap, into a new lot of their own
-    /// (one `rollover` entry naming both, delta 0) before the rest expires.
-    fn roll_over(&mut self, lot_id: &str, now: DateTime<Utc>) {
-        let Some(lot) = self.lots.iter().find(|l| l.id == lot_id) else {
-            return;
-        };
-        let Some(terms) = lot.rollover.clone().filter(|t| t.cap > 0 && t.until > now) else {
-            return;
-        };
-        let credits = lot.remaining.min(terms.cap);
-        let source_reference = lot.reference.clone();
-        let mut out = None;
-        self.set_lot(lot_id, |lot| out = Some(lot.take(credits)));
-        let Some(out) = out else { return };
-        let rolled = Lot {
-            id: uuid::Uuid::now_v7().to_string(),
-            account_id: self.account.id.clone(),
-            source: LotSource::Rollover,
-            reference: source_reference,
-            credits,
-            remaining: credits,
-            held: 0,
-            expires_at: Some(terms.until),
-            created_at: now,
-            value: LotValue {
-                minor: -out.value,
-                currency: out.currency.clone(),
-            },
-            value_remaining: -out.value,
-            expired: 0,
-            rollover: None,
-        };
-        let moves = vec![out, rolled.opening()];
-        let rolled_id = rolled.id.clone();
-        self.insert_lot(rolled);
-        self.append(
-            EntryKind::Rollover,
-            0,
-            "rollover",
-            lot_id,
-            Metadata::from([("to_lot_id".to_owned(), rolled_id.clone())]),
-            Some(rolled_id),
-            moves,
-            now,
-        );
-    }
-
-    /// Ends the rollover of the live lots opened for `reference` (a subscription that ended
-    /// has no next period to roll into).
-    pub(crate) fn stop_rollover(&mut self, reference: &str) {
-        let ids: Vec<String> = self
-            .lots
-            .iter()
-            .filter(|l| l.reference == reference && l.rollover.is_some())
-            .map(|l| l.id.clone())
-            .collect();
-        for id in ids {
-            self.set_lot(&id, |lot| lot.rollover = None);
-        }
-    }
-
     /// Adds credits: pays the debt first, keeps the rest in a new lot.
     pub(crate) fn credit(&mut self, credit: Credit, now: DateTime<Utc>) -> Posted {
         self.settle(now);
@@ -402,66 +298,6 @@ impl Book {
             lot_id: None,
             balance: self.account.balance,
         })
-    }
-
-    /// Takes credits back: what is left of the purchase's own lots first, then credits of its
-    /// lots that already expired (gone already: not taken again), then the other lots in burn
-    /// order, then debt. The entry's delta is what the balance lost.
-    pub(crate) fn claw_back(
-        &mut self,
-        clawback: Clawback,
-        now: DateTime<Utc>,
-    ) -> Result<Posted, PostingError> {
-        self.settle(now);
-        let own = |lot: &Lot| lot.source.is_bought() && lot.reference == clawback.purchase_reference;
-        let mut moves = Vec::new();
-        let left = self.take_free(clawback.credits, now, own, &mut moves);
-        let left = self.forgive_expired(left, &clawback.purchase_reference);
-        let forgiven = clawback.credits - moves.iter().map(|m| -m.credits).sum::<i64>() - left;
-        let left = self.take_free(left, now, |_| true, &mut moves);
-        if left > 0 {
-            self.account.debt += left;
-            moves.push(LotMove::debt(-left, 0, None));
-        }
-        let mut metadata = clawback.metadata;
-        if forgiven > 0 {
-            metadata.insert("expired_credits".to_owned(), forgiven.to_string());
-        }
-        let entry = self.append(
-            clawback.kind,
-            -(clawback.credits - forgiven),
-            clawback.kind.as_str(),
-            &clawback.reference,
-            metadata,
-            None,
-            moves,
-            now,
-        );
-        Ok(Posted {
-            entry,
-            lot_id: None,
-            balance: self.account.balance,
-        })
-    }
-
-    /// Accounts for up to `credits` of a clawback with the purchase's credits that already
-    /// expired (their expiry took them); returns what is left to take.
-    fn forgive_expired(&mut self, credits: i64, reference: &str) -> i64 {
-        let ids: Vec<String> = self
-            .lots
-            .iter()
-            .filter(|l| l.source.is_bought() && l.reference == reference && l.expired > 0)
-            .map(|l| l.id.clone())
-            .collect();
-        let mut left = credits;
-        for id in ids {
-            self.set_lot(&id, |lot| {
-                let take = lot.expired.min(left);
-                lot.expired -= take;
-                left -= take;
-            });
-        }
-        left
     }
 
     /// Reserves credits in a new hold: free credits of lots in burn order, the rest (up to the
@@ -726,5 +562,7 @@ impl Book {
     }
 }
 
+#[cfg(test)]
+mod moves_tests;
 #[cfg(test)]
 mod tests;

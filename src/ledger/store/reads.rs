@@ -7,12 +7,12 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect,
 };
 
-use super::{account_state, lot, metadata_from, writes};
+use super::{account_state, hold, lot, metadata_from, moves_from, writes};
 use crate::{
     db::sql::Sql,
-    entities::{account, credit_ledger, credit_lot},
+    entities::{account, credit_hold, credit_ledger, credit_lot},
     ledger::{
-        book::{AccountSettings, AccountState, AutoTopUp, Book, Lot, Metadata, burn_order},
+        book::{AccountSettings, AccountState, AutoTopUp, Book, Lot, LotMove, Metadata, Then, burn_order},
         kinds::{EntryKind, HoldStatus},
         types::AccountRef,
     },
@@ -45,6 +45,8 @@ pub(crate) struct EntryView {
     pub reference: String,
     pub metadata: Metadata,
     pub created_at: DateTime<Utc>,
+    /// The lots (and debt) the entry moved.
+    pub moves: Vec<LotMove>,
 }
 
 /// Every column of an account, as `account_from_row` reads them.
@@ -101,8 +103,13 @@ pub(crate) async fn balance<C: ConnectionTrait>(
         .param(HoldStatus::Active.as_str())
         .push(" AND h.expires_at <= ")
         .param(now)
+        .push(
+            ") AS stale_holds, (SELECT COUNT(*) FROM credit_lots l WHERE l.account_id = a.id \
+             AND l.remaining > l.held AND l.rollover_cap > 0 AND l.expires_at <= ",
+        )
+        .param(now)
         .push(&format!(
-            ") AS stale_holds, (SELECT {} FROM credit_lots l WHERE l.account_id = a.id AND l.remaining > l.held \
+            ") AS due_rollovers, (SELECT {} FROM credit_lots l WHERE l.account_id = a.id AND l.remaining > l.held \
              AND l.expires_at <= ",
             sum(free)
         ))
@@ -122,8 +129,10 @@ pub(crate) async fn balance<C: ConnectionTrait>(
     };
     let account = account_from_row(&row)?;
     let stale_holds: i64 = row.try_get("", "stale_holds")?;
-    if stale_holds > 0 {
-        // A hold ran out and nothing has written since: see the book as the writer would.
+    let due_rollovers: i64 = row.try_get("", "due_rollovers")?;
+    if stale_holds > 0 || due_rollovers > 0 {
+        // A hold ran out, or an allowance is due to roll over, and nothing has written since:
+        // see the book as the writer would.
         return Ok(Some(settled(db, account, now).await?));
     }
     let held: i64 = row.try_get("", "held")?;
@@ -226,6 +235,7 @@ pub(crate) async fn entries_page<C: ConnectionTrait>(
         .into_iter()
         .map(|e| {
             Ok(EntryView {
+                moves: moves_from(e.allocations.as_deref())?,
                 kind: EntryKind::parse(&e.kind)
                     .ok_or_else(|| DbErr::Type(format!("entry kind {:?}", e.kind)))?,
                 metadata: e
@@ -264,4 +274,70 @@ pub(crate) async fn lots<C: ConnectionTrait>(
         .collect::<Result<Vec<_>, _>>()?;
     lots.sort_by(burn_order);
     Ok(lots)
+}
+
+/// An account as it stood at `at`: its balance then (the last entry written up to `at`) and
+/// its lots and holds rewound from the moves of every entry written since.
+pub(crate) async fn then<C: ConnectionTrait>(
+    db: &C,
+    account: AccountState,
+    at: DateTime<Utc>,
+) -> Result<Balance, DbErr> {
+    let last = credit_ledger::Entity::find()
+        .filter(credit_ledger::Column::AccountId.eq(account.id.as_str()))
+        .filter(credit_ledger::Column::CreatedAt.lte(at))
+        .order_by_desc(credit_ledger::Column::Id)
+        .one(db)
+        .await?;
+    let balance_then = last.map_or(0, |e| e.balance_after);
+    let then = rewound(db, &account.id, at).await?;
+    let credit_balance = balance_then - then.dead();
+    let (next_expiry_at, expiring_credits) = then.next_expiry();
+    Ok(Balance {
+        available_balance: (credit_balance - then.held).max(0),
+        credit_balance,
+        held_credits: then.held,
+        next_expiry_at,
+        expiring_credits,
+        account,
+    })
+}
+
+/// An account's lots as they stood at `at`, in burn order.
+pub(crate) async fn lots_then<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    at: DateTime<Utc>,
+) -> Result<Vec<Lot>, DbErr> {
+    let mut lots = rewound(db, account_id, at).await?.lots;
+    lots.sort_by(burn_order);
+    Ok(lots)
+}
+
+/// The account's lots now, rewound by the moves of the entries written after `at`, with the
+/// holds live then.
+async fn rewound<C: ConnectionTrait>(db: &C, account_id: &str, at: DateTime<Utc>) -> Result<Then, DbErr> {
+    let rows = credit_ledger::Entity::find()
+        .select_only()
+        .column(credit_ledger::Column::Allocations)
+        .filter(credit_ledger::Column::AccountId.eq(account_id))
+        .filter(credit_ledger::Column::CreatedAt.gt(at))
+        .into_tuple::<Option<String>>()
+        .all(db)
+        .await?;
+    let mut later = Vec::new();
+    for raw in rows {
+        later.extend(moves_from(raw.as_deref())?);
+    }
+    let holds = credit_hold::Entity::find()
+        .filter(credit_hold::Column::AccountId.eq(account_id))
+        .filter(credit_hold::Column::CreatedAt.lte(at))
+        .filter(credit_hold::Column::ExpiresAt.gt(at))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(hold)
+        .collect::<Result<Vec<_>, _>>()?;
+    let lots = self::lots(db, account_id, true).await?;
+    Ok(Then::rewind(lots, &later, &holds, at))
 }

@@ -241,6 +241,7 @@ impl TestApp {
             .list_credit_lots(pb::ListCreditLotsRequest {
                 account: Some(pb::list_credit_lots_request::Account::AccountId(account.into())),
                 include_spent,
+                as_of: None,
             })
             .await
             .expect("ListCreditLots")
