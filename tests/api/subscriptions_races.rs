@@ -1,12 +1,13 @@
 //! Subscription events racing: the same `invoice.paid` delivered 20 times at once, 20 distinct
-//! events for one invoice, an upgrade's proration racing its period's first invoice, and a
-//! refund racing the grant it takes back. Several rounds each, on whichever database the
+//! events for one invoice (also across two more server processes on the same database), an
+//! upgrade's proration racing its period's first invoice, and a refund racing the grant it takes
+//! back. Several rounds each, on whichever database the
 //! suite runs on; after every round the ledger's invariants hold.
 
 use serde_json::Value;
 
 use crate::helpers::{
-    TestApp,
+    TestApp, WEBHOOK_SECRET, now, spawn_process, stripe_signature,
     subscriptions::{
         BASIC_AMOUNT, BASIC_PRICE, PRO_AMOUNT, PRO_CREDITS, PRO_PRICE, Period, event, invoice_json,
         invoice_refunded_event, subscription_json, with_payment,
@@ -213,6 +214,79 @@ async fn a_refund_racing_its_invoices_grant_takes_back_its_share_once() {
         assert_eq!(
             app.credit_balance(&account).await,
             PRO_CREDITS / 2,
+            "round {round}"
+        );
+        app.assert_spend_invariants().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_receiving_one_invoices_events_grant_once() {
+    let app = TestApp::spawn_subscriptions().await;
+    // Two more replicas: real processes of the binary, same database, packs and fake Stripe.
+    let first = spawn_process(&app.settings).await;
+    let second = spawn_process(&app.settings).await;
+    let urls = [app.http_addr, first.http_addr, second.http_addr]
+        .map(|a| format!("http://{a}/account/stripe-webhook/"));
+    let period = Period::started_days_ago(1);
+    for round in 0..ROUNDS {
+        let account = format!("acct_replica_{round}");
+        let sub = format!("sub_replica_{round}");
+        app.ensure(&account).await;
+        let invoice = invoice_json(
+            &format!("in_replica_{round}"),
+            &sub,
+            &account,
+            "subscription_create",
+            PRO_AMOUNT,
+            PRO_PRICE,
+            period,
+        );
+        let subscription = subscription_json(&sub, &account, PRO_PRICE, "active", period);
+        let mut deliveries = tokio::task::JoinSet::new();
+        for i in 0..12 {
+            let body = if i % 3 == 0 {
+                event(
+                    &format!("evt_rs_{round}_{i}"),
+                    "customer.subscription.updated",
+                    period.start + i,
+                    subscription.clone(),
+                )
+            } else {
+                event(
+                    &format!("evt_ri_{round}_{i}"),
+                    "invoice.paid",
+                    period.start,
+                    invoice.clone(),
+                )
+            };
+            // Each event reaches every replica, as Stripe's retries may.
+            for url in &urls {
+                let (http, url, body) = (app.http.clone(), url.clone(), body.clone());
+                deliveries.spawn(async move {
+                    loop {
+                        let status = http
+                            .post(&url)
+                            .header("Stripe-Signature", stripe_signature(&body, WEBHOOK_SECRET, now()))
+                            .body(body.clone())
+                            .send()
+                            .await
+                            .map(|r| r.status().as_u16())
+                            .unwrap_or(0);
+                        match status {
+                            200 => return,
+                            503 | 0 => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                            other => panic!("webhook answered {other}"),
+                        }
+                    }
+                });
+            }
+        }
+        deliveries.join_all().await;
+        assert_eq!(app.credit_balance(&account).await, PRO_CREDITS, "round {round}");
+        assert_eq!(
+            app.entries_of_kind(&account, "allowance").await.len(),
+            1,
             "round {round}"
         );
         app.assert_spend_invariants().await;
