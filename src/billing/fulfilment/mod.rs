@@ -235,7 +235,7 @@ impl Extension for Fulfilment {
         );
 
         // Subscriptions, then their invoices, after purchases and before accounts.
-        let subscriptions = SubscriptionState::load(txn, jobs, &claimed, &intents, now).await?;
+        let subscriptions = SubscriptionState::load(txn, jobs, &claimed, now).await?;
         let mut decisions = Decisions {
             purchases: locked.into_iter().map(|p| (p.session_id.clone(), p)).collect(),
             changed: BTreeSet::new(),

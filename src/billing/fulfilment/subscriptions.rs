@@ -110,16 +110,18 @@ fn plan_for<'p>(plans: &'p [Plan], price_id: Option<&str>, plan_id: Option<&str>
 impl SubscriptionState {
     /// Locks the subscriptions the batch's own events name (opening a row for one not seen
     /// before, when its account exists and its plan is known), then their invoices, the ones
-    /// the events name and the ones paid by `intents`, all in id order.
+    /// the events name and the ones paid by the payments the events name, all in id order. A
+    /// batch of purchases alone reads nothing here.
     pub(super) async fn load(
         txn: &DatabaseTransaction,
         jobs: &[&mut Job],
         claimed: &HashSet<usize>,
-        intents: &[&str],
         now: DateTime<Utc>,
     ) -> Result<Self, LedgerError> {
         let mut events = Vec::new();
         let mut invoice_ids = Vec::new();
+        // The payments whose refunds and disputes may be an invoice's to settle.
+        let mut intents = Vec::new();
         for (n, job) in jobs.iter().enumerate() {
             // Reconciliation carries Checkout Sessions only: an owned event is a claimed one.
             let Job::Event { event, .. } = &**job else {
@@ -128,13 +130,28 @@ impl SubscriptionState {
             if !claimed.contains(&n) {
                 continue;
             }
-            if let EventAction::InvoicePaid(f) | EventAction::InvoiceFailed(f) = &event.action {
-                invoice_ids.push(f.invoice_id.as_str());
+            match &event.action {
+                EventAction::InvoicePaid(f) | EventAction::InvoiceFailed(f) => {
+                    invoice_ids.push(f.invoice_id.as_str());
+                    intents.extend(f.payment_intent_id.as_deref());
+                }
+                EventAction::Refund {
+                    payment_intent_id, ..
+                }
+                | EventAction::Dispute {
+                    payment_intent_id, ..
+                } => intents.push(payment_intent_id.as_str()),
+                _ => {}
             }
             events.extend(named(&event.action, now));
         }
-        if events.is_empty() && intents.is_empty() {
-            return Ok(Self::default());
+        if events.is_empty() {
+            // Refunds and disputes only: the invoices their payments paid, if any.
+            let invoices = store::lock_invoices(txn, &[], &intents, &[]).await?;
+            return Ok(Self {
+                invoices: invoices.into_iter().map(|i| (i.id.clone(), i)).collect(),
+                ..Self::default()
+            });
         }
         let mut ids: Vec<&str> = events.iter().map(|e| e.id).collect();
         ids.sort_unstable();
@@ -166,7 +183,7 @@ impl SubscriptionState {
         }
         let rows = store::lock_or_open(txn, &open, now).await?;
         let subscription_ids: Vec<&str> = rows.iter().map(|s| s.id.as_str()).collect();
-        let invoices = store::lock_invoices(txn, &invoice_ids, intents, &subscription_ids).await?;
+        let invoices = store::lock_invoices(txn, &invoice_ids, &intents, &subscription_ids).await?;
         Ok(Self {
             rows: rows.into_iter().map(|s| (s.id.clone(), s)).collect(),
             changed: BTreeSet::new(),
