@@ -94,6 +94,16 @@ mod tests {
                 "credit pack with price price_nope not found",
             ),
             (
+                BillingError::PlanNotFound("pro-monthly".into()),
+                Code::NotFound,
+                "plan pro-monthly not found",
+            ),
+            (
+                BillingError::SubscriptionNotFound("sub_nope".into()),
+                Code::NotFound,
+                "subscription sub_nope not found",
+            ),
+            (
                 BillingError::RedirectRefused {
                     field: "success_url",
                     reason: "origin not allowed".into(),
