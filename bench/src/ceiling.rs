@@ -296,6 +296,12 @@ impl server::CreditsService for Echo {
     ) -> Result<Response<pb::ConsumeCreditsResponse>, Status> {
         unimplemented()
     }
+    async fn consume_credits_batch(
+        &self,
+        _: Request<pb::ConsumeCreditsBatchRequest>,
+    ) -> Result<Response<pb::ConsumeCreditsBatchResponse>, Status> {
+        unimplemented()
+    }
     async fn reserve_credits(
         &self,
         _: Request<pb::ReserveCreditsRequest>,

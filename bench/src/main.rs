@@ -30,6 +30,8 @@ enum Scenario {
     /// `consume` with every caller spending from ONE account: the single writer's batches on
     /// a hot row.
     HotAccount,
+    /// ConsumeCreditsBatch of 1,000 debits per call (a figure per call; debits/s in the notes).
+    ConsumeBatch,
     /// Every scenario, then the ceilings.
     All,
     /// Only the ceilings (no service needed).
@@ -147,6 +149,7 @@ async fn measured(
         Scenario::ConsumeLoop => scenarios::consume_loop(target).await?,
         Scenario::ReserveCapture => scenarios::reserve_capture(target).await?,
         Scenario::HotAccount => scenarios::hot_account(target).await?,
+        Scenario::ConsumeBatch => scenarios::consume_batch(target).await?,
         Scenario::All | Scenario::Ceilings | Scenario::EchoServer => anyhow::bail!("not one scenario"),
     };
     if let Some(err) = target.first_error.get() {
@@ -202,6 +205,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             Scenario::ConsumeLoop,
             Scenario::ReserveCapture,
             Scenario::HotAccount,
+            Scenario::ConsumeBatch,
         ],
         Scenario::Ceilings | Scenario::EchoServer => Vec::new(),
         one => vec![one],

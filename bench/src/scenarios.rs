@@ -339,6 +339,76 @@ pub(crate) async fn hot_account(target: &Target) -> anyhow::Result<Outcome> {
     .await
 }
 
+/// Debits per ConsumeCreditsBatch call in `consume-batch`.
+const BATCH_DEBITS: usize = 1000;
+
+/// ConsumeCreditsBatch of 1,000 debits of 1 credit (distinct keys) spread over the accounts:
+/// one call of the load is one batch. The end balances must be exact.
+pub(crate) async fn consume_batch(target: &Target) -> anyhow::Result<Outcome> {
+    let accounts = Arc::new(funded_accounts(target, FUNDS).await?);
+    let debited: Arc<Vec<AtomicU64>> = Arc::new((0..accounts.len()).map(|_| AtomicU64::new(0)).collect());
+    let measured = {
+        let (target, accounts, debited) = (target.clone(), accounts.clone(), debited.clone());
+        load::run(target.concurrency, target.duration, None, move |_, n| {
+            let (target, accounts, debited) = (target.clone(), accounts.clone(), debited.clone());
+            async move {
+                let which = |i: usize| (n as usize * BATCH_DEBITS + i) % accounts.len();
+                let debits = (0..BATCH_DEBITS)
+                    .map(|i| pb::ConsumeCreditsRequest {
+                        account: Some(pb::consume_credits_request::Account::AccountId(
+                            accounts[which(i)].clone(),
+                        )),
+                        credits: 1,
+                        idempotency_key: format!("bench-{}-{n}-{i}", target.run),
+                        reason: "usage".into(),
+                        ..Default::default()
+                    })
+                    .collect();
+                match target
+                    .client()
+                    .consume_credits_batch(target.request(pb::ConsumeCreditsBatchRequest { debits }))
+                    .await
+                {
+                    Ok(answer) => {
+                        let mut all = true;
+                        for (i, result) in answer.into_inner().results.iter().enumerate() {
+                            match &result.result {
+                                Some(pb::consume_credits_result::Result::Consumed(_)) => {
+                                    debited[which(i)].fetch_add(1, Ordering::Relaxed);
+                                }
+                                other => all = target.failed(format!("{other:?}")) && all,
+                            }
+                        }
+                        all
+                    }
+                    Err(status) => target.failed(status),
+                }
+            }
+        })
+        .await
+    };
+    let total: u64 = debited.iter().map(|n| n.load(Ordering::Relaxed)).sum();
+    let expected = accounts
+        .iter()
+        .zip(debited.iter())
+        .map(|(a, n)| (a.clone(), FUNDS - n.load(Ordering::Relaxed) as i64))
+        .collect();
+    let (exact, wrong) = target.check(&expected).await?;
+    let seconds = measured.elapsed.as_secs_f64().max(f64::EPSILON);
+    let notes = json!({
+        "accounts": accounts.len(),
+        "wrong": wrong,
+        "debits_per_call": BATCH_DEBITS,
+        "debits_per_second": (total as f64 / seconds).round(),
+    });
+    Ok(Outcome {
+        scenario: "consume-batch",
+        measured,
+        exact,
+        notes,
+    })
+}
+
 /// `consume` on accounts with the money loop on: a balance alert threshold and auto top-up,
 /// with a card kept by a signed Checkout, set just below what each account starts with, so every
 /// account crosses both early in the run (one `balance.low`, one top-up attempt charged through

@@ -231,6 +231,37 @@ pub(crate) fn consume(req: pb::ConsumeCreditsRequest) -> Result<command::Consume
     })
 }
 
+/// The most debits one ConsumeCreditsBatch takes.
+pub(crate) const MAX_BATCH_DEBITS: usize = 1000;
+
+pub(crate) fn batch_size(debits: usize) -> Result<(), Status> {
+    if debits == 0 || debits > MAX_BATCH_DEBITS {
+        return Err(invalid(InvalidInput::new("debits", "must hold 1 to 1000 debits")));
+    }
+    Ok(())
+}
+
+pub(crate) fn consumed(consumed: command::Consumed) -> pb::ConsumeCreditsResponse {
+    pb::ConsumeCreditsResponse {
+        credit_balance: consumed.credit_balance,
+        available_balance: consumed.available_balance,
+        ledger_entry_id: consumed.ledger_entry_id,
+        replayed: consumed.replayed,
+    }
+}
+
+/// One debit's answer in a batch: what ConsumeCredits would have answered.
+pub(crate) fn debit_result(result: Result<command::Consumed, Status>) -> pb::ConsumeCreditsResult {
+    let result = match result {
+        Ok(answer) => pb::consume_credits_result::Result::Consumed(consumed(answer)),
+        Err(status) => pb::consume_credits_result::Result::Refused(pb::DebitRefusal {
+            code: status.code() as i32,
+            message: status.message().to_owned(),
+        }),
+    };
+    pb::ConsumeCreditsResult { result: Some(result) }
+}
+
 pub(crate) fn reserve(req: pb::ReserveCreditsRequest) -> Result<command::Reserve, Status> {
     Ok(command::Reserve {
         credits: credits(req.credits)?,

@@ -19,7 +19,7 @@ use crate::{
 /// The RPCs of `credits.v1.CreditsService`, the only method names metrics, logs and spans
 /// carry: tonic exposes no such list, and a name taken from the request path would let any
 /// caller mint label values. A unit test keeps it equal to the proto.
-pub(crate) const RPC_METHODS: [&str; 20] = [
+pub(crate) const RPC_METHODS: [&str; 21] = [
     "ListCreditPacks",
     "PurchaseCredits",
     "GetBalance",
@@ -27,6 +27,7 @@ pub(crate) const RPC_METHODS: [&str; 20] = [
     "EnsureAccount",
     "GrantCredits",
     "ConsumeCredits",
+    "ConsumeCreditsBatch",
     "ReserveCredits",
     "CaptureHold",
     "ReleaseHold",
@@ -208,11 +209,24 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
         let consume = convert::consume(request.into_inner())?;
         record_account(&consume.account);
         let consumed = self.ledger.send(consume).await.map_err(ledger_status)?;
-        Ok(Response::new(pb::ConsumeCreditsResponse {
-            credit_balance: consumed.credit_balance,
-            available_balance: consumed.available_balance,
-            ledger_entry_id: consumed.ledger_entry_id,
-            replayed: consumed.replayed,
+        Ok(Response::new(convert::consumed(consumed)))
+    }
+
+    async fn consume_credits_batch(
+        &self,
+        request: Request<pb::ConsumeCreditsBatchRequest>,
+    ) -> Result<Response<pb::ConsumeCreditsBatchResponse>, Status> {
+        let debits = request.into_inner().debits;
+        convert::batch_size(debits.len())?;
+        // Every debit goes to the writer at once: they share its batches, and each is answered
+        // (or refused) on its own.
+        let results = futures_util::future::join_all(debits.into_iter().map(|debit| async move {
+            let consume = convert::consume(debit)?;
+            self.ledger.send(consume).await.map_err(ledger_status)
+        }))
+        .await;
+        Ok(Response::new(pb::ConsumeCreditsBatchResponse {
+            results: results.into_iter().map(convert::debit_result).collect(),
         }))
     }
 

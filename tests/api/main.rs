@@ -36,6 +36,7 @@ mod packs_sync;
 mod settlement_races;
 mod shutdown_drain;
 mod spend_accounts;
+mod spend_batch;
 mod spend_clawbacks;
 mod spend_cli;
 mod spend_consume;

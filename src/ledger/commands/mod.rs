@@ -22,7 +22,7 @@ mod settle_top_up;
 mod update_settings;
 
 pub(crate) use capture::Capture;
-pub(crate) use consume::Consume;
+pub(crate) use consume::{Consume, Consumed};
 pub(crate) use context::{Books, Context, EntryIds, KeyId, LockSet, Opener, Replay, Step};
 pub(crate) use context::{KeyUse, posting_error};
 pub(crate) use ensure::{AccountView, EnsureAccount};
