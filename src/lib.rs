@@ -14,6 +14,8 @@
 //! - `billing/`: checkout, Stripe's payloads, Stripe events into ledger postings, refund and
 //!   dispute settlement, its own error type.
 //! - `event_store/`: the Stripe event store.
+//! - `finance/`: reports finance closes the books with (liability, account statements), read
+//!   from the ledger's entries and their lot moves, streamed.
 //! - `notify/`: account events POSTed, signed, to `NOTIFY_WEBHOOK_URL` (the delivery worker,
 //!   its client, signature, backoff and store), and their retention.
 //! - `catalog/`: credit packs and subscription plans: the file, the tables, the sync to Stripe.
@@ -38,6 +40,7 @@ pub mod config;
 pub mod db;
 pub mod entities;
 pub(crate) mod event_store;
+pub(crate) mod finance;
 pub mod grpc;
 pub(crate) mod health;
 pub(crate) mod ledger;

@@ -1,12 +1,14 @@
 //! `credits-bench`: drives a running credits service and prints one JSON line per scenario, then
 //! a table. Each figure stands beside a ceiling measured in the same run (see `ceiling`), since
 //! the machine is shared and absolute numbers drift between runs. `credits-bench faults <scenario>`
-//! instead runs the service itself under a fault and checks nothing was lost (`faults`). See
+//! instead runs the service itself under a fault and checks nothing was lost (`faults`);
+//! `credits-bench reports` times the finance reports over a million entries (`reports`). See
 //! BENCHMARKS.md.
 
 mod ceiling;
 mod faults;
 mod load;
+mod reports;
 mod scenarios;
 mod webhook;
 
@@ -169,6 +171,10 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     if std::env::args().nth(1).as_deref() == Some("faults") {
         let args = faults::FaultArgs::parse_from(std::env::args().skip(1));
         return faults::main(args).await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("reports") {
+        let args = reports::ReportArgs::parse_from(std::env::args().skip(1));
+        return reports::main(args).await;
     }
     let args = Args::parse();
     if args.scenario == Scenario::EchoServer {

@@ -23,6 +23,10 @@ pub(super) async fn run(services: &Services, command: AccountsCommand) -> Result
     let ledger = &services.ledger;
     match command {
         AccountsCommand::Show { account } => show(ledger, &services.billing, &account).await,
+        // Reads only: `cli::run` prints it over a read connection, without a writer.
+        AccountsCommand::Statement { .. } => Err(CliError::Failed(anyhow::anyhow!(
+            "accounts statement is printed by cli::run"
+        ))),
         AccountsCommand::Events {
             account,
             after,

@@ -1,6 +1,7 @@
 //! The `credits` command line: what each subcommand takes (clap) and how it fails (exit codes);
 //! `commands` runs them, printing what the domain returns; `import_files` runs `credits import`,
-//! `notifications` runs `credits notifications`.
+//! `notifications` runs `credits notifications`; `report` and `statement` print the finance
+//! reports.
 
 mod accounts;
 mod commands;
@@ -8,10 +9,15 @@ mod import_files;
 mod money_loop;
 mod notifications;
 mod print;
+mod report;
+mod statement;
 
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+pub use report::ReportFormat;
+pub use statement::StatementFormat;
 
 use crate::{
     app::StartupError, catalog, config::Settings, event_store::EventOutcome, grpc::tls::TlsError,
@@ -64,11 +70,33 @@ pub enum Command {
         #[command(subcommand)]
         command: NotificationsCommand,
     },
+    /// Reports for finance: the liability of a period.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Credit paid Checkout Sessions whose webhook never arrived.
     Reconcile {
         /// How far back to look (e.g. 90m, 72h, 7d).
         #[arg(long, default_value = "72h", value_parser = parse_age)]
         since: std::time::Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Per currency, for [from, to): credits sold, consumed (recognised revenue), expired
+    /// (breakage, by lot source), clawed back, free credits granted and used, the liability at
+    /// both ends, and the identity between them (exit 1 when it does not hold).
+    Liability {
+        /// Start, inclusive: RFC 3339 (2026-12-01T00:00:00Z) or a date (midnight UTC).
+        #[arg(long, value_parser = report::parse_time)]
+        from: DateTime<Utc>,
+        /// End, exclusive.
+        #[arg(long, value_parser = report::parse_time)]
+        to: DateTime<Utc>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
     },
 }
 
@@ -143,6 +171,20 @@ pub enum AccountsCommand {
         /// At most this many (1 to 1000).
         #[arg(long, default_value_t = 50)]
         limit: u64,
+    },
+    /// The account's entries of [from, to) with the lots (and debt) each moved, between its
+    /// opening and closing balance.
+    Statement {
+        /// The account's id or email.
+        account: String,
+        /// Start, inclusive: RFC 3339 (2026-12-01T00:00:00Z) or a date (midnight UTC).
+        #[arg(long, value_parser = report::parse_time)]
+        from: DateTime<Utc>,
+        /// End, exclusive.
+        #[arg(long, value_parser = report::parse_time)]
+        to: DateTime<Utc>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: StatementFormat,
     },
     /// Grant credits (a lot of their own), as GrantCredits does; repeating a --key grants once.
     Grant {
@@ -263,7 +305,19 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
             command: PacksCommand::Sync { dry_run },
         } => commands::sync_packs(settings, dry_run).await,
         Command::Events { command } => commands::events(settings, command).await,
+        Command::Accounts {
+            command:
+                AccountsCommand::Statement {
+                    account,
+                    from,
+                    to,
+                    format,
+                },
+        } => statement::run(settings, &account, from, to, format).await,
         Command::Accounts { command } => commands::accounts(settings, command).await,
+        Command::Report {
+            command: ReportCommand::Liability { from, to, format },
+        } => report::liability(settings, from, to, format).await,
         Command::Import { command } => import_files::run(settings, command).await,
         Command::Notifications { command } => notifications::run(settings, command).await,
         Command::Reconcile { since } => commands::reconcile(settings, since).await,

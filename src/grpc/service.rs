@@ -1,5 +1,6 @@
 //! Thin RPC handlers: parse → call the ledger → convert; and the list of their names.
 
+use futures_util::StreamExt;
 use tonic::{Request, Response, Status};
 use tracing::Span;
 
@@ -218,13 +219,16 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
     ) -> Result<Response<pb::ConsumeCreditsBatchResponse>, Status> {
         let debits = request.into_inner().debits;
         convert::batch_size(debits.len())?;
-        // Every debit goes to the writer at once: they share its batches, and each is answered
-        // (or refused) on its own.
-        let results = futures_util::future::join_all(debits.into_iter().map(|debit| async move {
-            let consume = convert::consume(debit)?;
-            self.ledger.send(consume).await.map_err(ledger_status)
-        }))
-        .await;
+        // Debits go to the writer a writer batch's worth at a time: they share its batches,
+        // each is answered (or refused) on its own, and a call holds at most that many in flight.
+        let results: Vec<_> = futures_util::stream::iter(debits)
+            .map(|debit| async move {
+                let consume = convert::consume(debit)?;
+                self.ledger.send(consume).await.map_err(ledger_status)
+            })
+            .buffered(convert::BATCH_DEBITS_IN_FLIGHT)
+            .collect()
+            .await;
         Ok(Response::new(pb::ConsumeCreditsBatchResponse {
             results: results.into_iter().map(convert::debit_result).collect(),
         }))

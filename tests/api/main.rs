@@ -12,6 +12,7 @@ mod auto_top_up;
 mod cli;
 mod cli_exit_codes;
 mod database_outage;
+mod finance_reports;
 mod grpc_auth;
 mod grpc_balance;
 mod grpc_packs;
