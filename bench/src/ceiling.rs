@@ -358,6 +358,30 @@ impl server::CreditsService for Echo {
     ) -> Result<Response<pb::AccountSettings>, Status> {
         unimplemented()
     }
+    async fn subscribe(
+        &self,
+        _: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<pb::SubscribeResponse>, Status> {
+        unimplemented()
+    }
+    async fn get_subscription(
+        &self,
+        _: Request<pb::GetSubscriptionRequest>,
+    ) -> Result<Response<pb::Subscription>, Status> {
+        unimplemented()
+    }
+    async fn list_subscriptions(
+        &self,
+        _: Request<pb::ListSubscriptionsRequest>,
+    ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
+        unimplemented()
+    }
+    async fn cancel_subscription(
+        &self,
+        _: Request<pb::CancelSubscriptionRequest>,
+    ) -> Result<Response<pb::Subscription>, Status> {
+        unimplemented()
+    }
 }
 
 /// Serves the echo on `listener` until the process ends (`credits-bench echo-server`).

@@ -9,6 +9,7 @@ mod m20261201_000001_create_spend_tables;
 mod m20261206_000001_create_money_loop_tables;
 mod m20261206_000002_create_plans_table;
 mod m20261206_000003_add_lot_values_and_moves;
+mod m20261206_100000_create_subscriptions_tables;
 
 /// Every migration of the service, oldest first.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_create_money_loop_tables::Migration),
             Box::new(m20261206_000002_create_plans_table::Migration),
             Box::new(m20261206_000003_add_lot_values_and_moves::Migration),
+            Box::new(m20261206_100000_create_subscriptions_tables::Migration),
         ]
     }
 }

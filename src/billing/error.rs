@@ -17,6 +17,13 @@ pub(crate) enum BillingError {
     /// No active pack sells this Stripe price.
     #[error("credit pack with price {} not found", .0.as_str())]
     PackNotFound(PriceId),
+    /// No subscription plan with this id is on sale (unknown, inactive, or not yet synced to
+    /// Stripe).
+    #[error("plan {0} not found")]
+    PlanNotFound(String),
+    /// No subscription with this id is known.
+    #[error("subscription {0} not found")]
+    SubscriptionNotFound(String),
     /// A redirect URL leads where Checkout may not send the buyer.
     #[error("invalid {field}: {reason}")]
     RedirectRefused { field: &'static str, reason: String },
@@ -52,6 +59,8 @@ impl BillingError {
             Self::StripeUnavailable(_) | Self::DatabaseUnavailable(_) => true,
             Self::Ledger(err) => err.is_transient(),
             Self::PackNotFound(_)
+            | Self::PlanNotFound(_)
+            | Self::SubscriptionNotFound(_)
             | Self::RedirectRefused { .. }
             | Self::AccountNotFound(_)
             | Self::StripeNotConfigured

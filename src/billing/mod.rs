@@ -1,5 +1,5 @@
-//! Billing: selling credit packs through Stripe Checkout and turning Stripe's events into
-//! purchases and ledger postings.
+//! Billing: selling credit packs and subscriptions through Stripe Checkout and turning Stripe's
+//! events into purchases, subscriptions and ledger postings.
 //!
 //! - `checkout`: PurchaseCredits.
 //! - `error`: `BillingError`, into which Stripe's and the database's errors are sorted.
@@ -10,6 +10,8 @@
 //! - `stripe_event`: Stripe events as billing reads them; `payload`: how they are read from
 //!   Stripe's JSON (the webhook's bodies, stored events replayed).
 //! - `store`: purchases, payments, refunds and disputes.
+//! - `subscribe`: Subscribe, Get/List/CancelSubscription; `subscriptions`: their statuses, event
+//!   facts and tables; `subscription_payload`: how subscription and invoice events are read.
 //! - `top_up`: the auto top-up worker (off-session charges of saved cards).
 //! - `types`: prices, redirect URLs, purchase statuses and Stripe's refund and dispute statuses.
 
@@ -22,6 +24,9 @@ pub(crate) mod settings;
 pub(crate) mod settlement;
 pub(crate) mod store;
 pub(crate) mod stripe_event;
+pub(crate) mod subscribe;
+mod subscription_payload;
+pub(crate) mod subscriptions;
 pub(crate) mod top_up;
 pub(crate) mod types;
 
@@ -172,7 +177,7 @@ impl Billing {
     #[tracing::instrument(skip_all, fields(event_id = %event.id, event_type = %event.event_type, ?delivery), err)]
     pub(crate) async fn apply_event(
         &self,
-        event: StripeEvent,
+        mut event: StripeEvent,
         delivery: Delivery,
     ) -> Result<FulfilmentReport, BillingError> {
         let line_items = match self.line_items(&event, delivery).await {
@@ -197,6 +202,7 @@ impl Billing {
             }
         };
         let card = self.saved_card(&event).await?;
+        self.invoice_payment(&mut event).await?;
         let report = self
             .run(|answer| Job::Event {
                 event,

@@ -10,6 +10,8 @@ use crate::billing::{
     CheckoutFacts, DisputeStatus, EventAction, RefundReport, RefundStatus, StripeEvent,
     settlement::{DisputeFact, RefundFact},
     stripe_event::TopUpFacts,
+    subscription_payload::{invoice_facts, subscription_facts},
+    subscriptions::SubscriptionEventKind,
 };
 
 /// Why a body is not a Stripe event we can read.
@@ -30,6 +32,9 @@ struct Envelope<'a> {
     object: Option<String>,
     #[serde(rename = "type")]
     event_type: String,
+    /// Unix seconds; orders the states subscription events describe.
+    #[serde(default)]
+    created: Option<i64>,
     #[serde(borrow)]
     data: EventData<'a>,
 }
@@ -224,7 +229,7 @@ fn data_object<T: serde::de::DeserializeOwned + Tagged>(
 }
 
 /// The event types this service acts on; every other type is stored and ignored.
-pub(crate) const HANDLED_EVENT_TYPES: [&str; 12] = [
+pub(crate) const HANDLED_EVENT_TYPES: [&str; 17] = [
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
@@ -237,6 +242,11 @@ pub(crate) const HANDLED_EVENT_TYPES: [&str; 12] = [
     "charge.dispute.updated",
     "charge.dispute.closed",
     "payment_intent.succeeded",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.paid",
+    "invoice.payment_failed",
 ];
 
 /// The metrics label of an event type: a handled type, else `other`, so a sender cannot grow
@@ -330,6 +340,30 @@ pub fn parse_event(body: &[u8]) -> Result<StripeEvent, EventParseError> {
             intent
                 .into_top_up()
                 .map_or(EventAction::Ignore, EventAction::Credit)
+        }
+        "customer.subscription.created"
+        | "customer.subscription.updated"
+        | "customer.subscription.deleted" => {
+            let kind = match envelope.event_type.as_str() {
+                "customer.subscription.created" => SubscriptionEventKind::Created,
+                "customer.subscription.updated" => SubscriptionEventKind::Updated,
+                _ => SubscriptionEventKind::Deleted,
+            };
+            let created = envelope.created.unwrap_or(0);
+            EventAction::Subscription(
+                subscription_facts(object, kind, created).map_err(EventParseError::NotAnEvent)?,
+            )
+        }
+        "invoice.paid" | "invoice.payment_failed" => {
+            let paid = envelope.event_type == "invoice.paid";
+            match invoice_facts(object, paid, envelope.created.unwrap_or(0))
+                .map_err(EventParseError::NotAnEvent)?
+            {
+                Some(facts) if paid => EventAction::InvoicePaid(facts),
+                Some(facts) => EventAction::InvoiceFailed(facts),
+                // Not a subscription's invoice, or one that grants nothing.
+                None => EventAction::Ignore,
+            }
         }
         _ => EventAction::Ignore,
     };
@@ -458,7 +492,8 @@ mod tests {
     #[test]
     fn only_handled_types_label_metrics() {
         assert_eq!(event_type_label("charge.refunded"), "charge.refunded");
-        assert_eq!(event_type_label("invoice.paid"), "other");
+        assert_eq!(event_type_label("invoice.paid"), "invoice.paid");
+        assert_eq!(event_type_label("invoice.created"), "other");
         assert_eq!(event_type_label("made.up.12345"), "other");
     }
 

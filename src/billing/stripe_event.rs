@@ -2,7 +2,10 @@
 //! applying it did (`FulfilmentReport`). The webhook parses payloads into these; reconciliation
 //! builds them from listed sessions.
 
-use super::settlement::{DisputeFact, RefundFact};
+use super::{
+    settlement::{DisputeFact, RefundFact},
+    subscriptions::{InvoiceFacts, SubscriptionFacts},
+};
 use crate::event_store::EventOutcome;
 
 /// The facts of a Checkout Session that fulfilment reads.
@@ -63,6 +66,12 @@ pub enum EventAction {
         payment_intent_id: String,
         fact: DisputeFact,
     },
+    /// A subscription was created, changed or ended (`customer.subscription.*`).
+    Subscription(SubscriptionFacts),
+    /// A subscription invoice was paid: grant its period's allowance once.
+    InvoicePaid(InvoiceFacts),
+    /// A subscription invoice's payment failed: the subscription is past due.
+    InvoiceFailed(InvoiceFacts),
     /// An event type this service does not act on.
     Ignore,
 }
@@ -72,7 +81,12 @@ impl EventAction {
     pub fn facts(&self) -> Option<&CheckoutFacts> {
         match self {
             Self::Credit(f) | Self::AwaitPayment(f) | Self::MarkFailed(f) | Self::MarkExpired(f) => Some(f),
-            Self::Refund { .. } | Self::Dispute { .. } | Self::Ignore => None,
+            Self::Refund { .. }
+            | Self::Dispute { .. }
+            | Self::Subscription(_)
+            | Self::InvoicePaid(_)
+            | Self::InvoiceFailed(_)
+            | Self::Ignore => None,
         }
     }
 }

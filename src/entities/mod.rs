@@ -14,4 +14,6 @@ pub mod plan;
 pub mod stripe_dispute;
 pub mod stripe_event;
 pub mod stripe_refund;
+pub mod subscription;
+pub mod subscription_invoice;
 pub mod top_up_attempt;

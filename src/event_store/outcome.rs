@@ -23,6 +23,8 @@ text_enum!(
         UnmatchedPack => "unmatched_pack",
         /// A refund or dispute changed the purchase's credits.
         Adjusted => "adjusted",
+        /// A subscription's state changed (`customer.subscription.*`).
+        Updated => "updated",
         /// A refund or dispute for a payment not completed yet: kept, applied at completion.
         AwaitingPurchase => "awaiting_purchase",
         /// An unexpected error; the event is retried when Stripe redelivers it.

@@ -6,6 +6,7 @@ pub(crate) mod grace;
 pub(crate) mod guard;
 pub(crate) mod service;
 pub(crate) mod status;
+pub(crate) mod subscriptions;
 pub(crate) mod tls;
 
 /// Generated protobuf and tonic code for `credits.v1`.

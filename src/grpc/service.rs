@@ -7,6 +7,7 @@ use tracing::Span;
 use super::{
     convert, pb,
     status::{billing_status, ledger_status},
+    subscriptions as subs,
 };
 use crate::{
     billing::Billing,
@@ -19,7 +20,7 @@ use crate::{
 /// The RPCs of `credits.v1.CreditsService`, the only method names metrics, logs and spans
 /// carry: tonic exposes no such list, and a name taken from the request path would let any
 /// caller mint label values. A unit test keeps it equal to the proto.
-pub(crate) const RPC_METHODS: [&str; 17] = [
+pub(crate) const RPC_METHODS: [&str; 21] = [
     "ListCreditPacks",
     "PurchaseCredits",
     "GetBalance",
@@ -37,6 +38,10 @@ pub(crate) const RPC_METHODS: [&str; 17] = [
     "WatchAccountEvents",
     "GetAccountSettings",
     "UpdateAccountSettings",
+    "Subscribe",
+    "GetSubscription",
+    "ListSubscriptions",
+    "CancelSubscription",
 ];
 
 /// What any other path under the service (or a path of another service) is called.
@@ -374,6 +379,60 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
             .map_err(billing_status)?;
         let read = self.ledger.settings(&by).await.map_err(ledger_status)?;
         Ok(Response::new(convert::settings(read, self.default_threshold)))
+    }
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<pb::SubscribeResponse>, Status> {
+        let req = subs::subscribe_request(request.into_inner())?;
+        Span::current().record("account_id", req.account_id.as_str());
+        let started = self.billing.subscribe(req).await.map_err(billing_status)?;
+        Ok(Response::new(pb::SubscribeResponse {
+            checkout_url: started.checkout_url,
+            checkout_session_id: started.checkout_session_id,
+        }))
+    }
+
+    async fn get_subscription(
+        &self,
+        request: Request<pb::GetSubscriptionRequest>,
+    ) -> Result<Response<pb::Subscription>, Status> {
+        let id = subs::subscription_id(&request.into_inner().subscription_id)?;
+        let view = self.billing.subscription(&id).await.map_err(billing_status)?;
+        Span::current().record("account_id", view.subscription.account_id.as_str());
+        Ok(Response::new(subs::subscription(view)))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        request: Request<pb::ListSubscriptionsRequest>,
+    ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
+        let account = subs::account_id(&request.into_inner().account_id)?;
+        Span::current().record("account_id", account.as_str());
+        let views = self
+            .billing
+            .subscriptions(&account)
+            .await
+            .map_err(billing_status)?;
+        Ok(Response::new(pb::ListSubscriptionsResponse {
+            subscriptions: views.into_iter().map(subs::subscription).collect(),
+        }))
+    }
+
+    async fn cancel_subscription(
+        &self,
+        request: Request<pb::CancelSubscriptionRequest>,
+    ) -> Result<Response<pb::Subscription>, Status> {
+        let req = request.into_inner();
+        let id = subs::subscription_id(&req.subscription_id)?;
+        let view = self
+            .billing
+            .cancel_subscription(&id, req.at_period_end)
+            .await
+            .map_err(billing_status)?;
+        Span::current().record("account_id", view.subscription.account_id.as_str());
+        Ok(Response::new(subs::subscription(view)))
     }
 }
 

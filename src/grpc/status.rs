@@ -38,6 +38,8 @@ pub(crate) fn billing_status(err: BillingError) -> Status {
         BillingError::PackNotFound(price) => {
             Status::not_found(format!("credit pack with price {} not found", price.as_str()))
         }
+        BillingError::PlanNotFound(plan) => Status::not_found(format!("plan {plan} not found")),
+        BillingError::SubscriptionNotFound(id) => Status::not_found(format!("subscription {id} not found")),
         BillingError::RedirectRefused { field, reason } => {
             Status::invalid_argument(format!("invalid {field}: {reason}"))
         }
@@ -90,6 +92,16 @@ mod tests {
                 BillingError::PackNotFound(price),
                 Code::NotFound,
                 "credit pack with price price_nope not found",
+            ),
+            (
+                BillingError::PlanNotFound("pro-monthly".into()),
+                Code::NotFound,
+                "plan pro-monthly not found",
+            ),
+            (
+                BillingError::SubscriptionNotFound("sub_nope".into()),
+                Code::NotFound,
+                "subscription sub_nope not found",
             ),
             (
                 BillingError::RedirectRefused {

@@ -3,6 +3,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod payments;
+pub(crate) mod subscriptions;
 
 use std::collections::HashMap;
 

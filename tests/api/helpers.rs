@@ -31,6 +31,7 @@ pub mod payments;
 mod process;
 pub mod spend;
 mod stripe;
+pub mod subscriptions;
 pub use stripe::{form_of, form_value, open_session_json};
 
 pub const WEBHOOK_SECRET: &str = "whsec_test_secret";

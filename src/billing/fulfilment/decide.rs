@@ -149,6 +149,11 @@ impl Decisions {
                 }
                 self.settle(payment_intent_id, &event.id, postings, &mut report)
             }
+            EventAction::Subscription(facts) => self.subscription_event(facts, postings, &mut report),
+            EventAction::InvoicePaid(facts) => {
+                self.invoice_paid(facts, &event.id, now, postings, &mut report)
+            }
+            EventAction::InvoiceFailed(facts) => self.invoice_failed(facts, now, &mut report),
         };
         report
     }
@@ -284,7 +289,10 @@ impl Decisions {
             p.payment_intent_id.as_deref() == Some(intent)
                 && matches!(p.status, PurchaseStatus::Completed | PurchaseStatus::Refunded)
         }) else {
-            return EventOutcome::AwaitingPurchase;
+            // A subscription invoice's payment settles against its allowance instead.
+            return self
+                .settle_invoice(intent, reference, postings, report)
+                .unwrap_or(EventOutcome::AwaitingPurchase);
         };
         let Some(payment) = self.payments.get_mut(intent) else {
             return EventOutcome::AwaitingPurchase;

@@ -5,10 +5,12 @@
 //!    copy is a duplicate);
 //! 2. lock each payment intent's row, then record purchases for sessions not seen before and
 //!    lock every purchase the batch touches;
-//! 3. decide each event in order, in memory: complete a purchase (a credit posting), settle its
-//!    refunds and disputes (`settlement::plan`, clawback or release postings), or mark it;
-//! 4. after the ledger applied the postings, write purchases, payments, refunds, disputes and
-//!    each event's outcome, all set-wise.
+//! 3. lock the subscriptions the events name (opened on first sight) and their invoices;
+//! 4. decide each event in order, in memory: complete a purchase (a credit posting), settle its
+//!    refunds and disputes (`settlement::plan`, clawback or release postings), or mark it; keep
+//!    a subscription's newest state, grant a paid invoice's allowance once;
+//! 5. after the ledger applied the postings, write purchases, payments, refunds, disputes,
+//!    subscriptions, invoices and each event's outcome, all set-wise.
 //!
 //! Crediting is guarded by the purchase's status, so a session is credited once whatever events
 //! describe it. No Stripe call happens here: line items are fetched before the job is queued.
@@ -21,8 +23,10 @@ use tokio::sync::oneshot;
 
 mod decide;
 mod resolve;
+mod subscriptions;
 
 use resolve::resolve_new;
+use subscriptions::SubscriptionState;
 
 use super::{
     settlement::PaymentFacts,
@@ -170,6 +174,7 @@ pub(crate) struct Decisions {
     purchases: HashMap<String, Purchase>,
     changed: BTreeSet<String>,
     payments: HashMap<String, Payment>,
+    subscriptions: SubscriptionState,
 }
 
 struct Payment {
@@ -229,10 +234,13 @@ impl Extension for Fulfilment {
                 .filter(|p| inserted.contains(&p.session_id) && first.insert(p.session_id.clone())),
         );
 
+        // Subscriptions, then their invoices, after purchases and before accounts.
+        let subscriptions = SubscriptionState::load(txn, jobs, &claimed, now).await?;
         let mut decisions = Decisions {
             purchases: locked.into_iter().map(|p| (p.session_id.clone(), p)).collect(),
             changed: BTreeSet::new(),
             payments: payments(txn, rows).await?,
+            subscriptions,
         };
         let mut postings = Vec::with_capacity(jobs.len());
         for (n, job) in jobs.iter_mut().enumerate() {
@@ -280,6 +288,7 @@ impl Extension for Fulfilment {
         store::update_payments(txn, &rows, now).await?;
         store::upsert_refunds(txn, &refunds, now).await?;
         store::upsert_disputes(txn, &disputes, now).await?;
+        decisions.subscriptions.save(txn, now).await?;
 
         let recorded = |session: &str| {
             decisions.purchases.get(session).cloned().ok_or_else(|| {
@@ -446,6 +455,7 @@ fn lock_keys<'a>(jobs: &'a [&'a mut Job]) -> (Vec<&'a str>, Vec<&'a str>) {
                         payment_intent_id, ..
                     } => intents.push(payment_intent_id.as_str()),
                     EventAction::Credit(f) => intents.extend(f.payment_intent_id.as_deref()),
+                    EventAction::InvoicePaid(f) => intents.extend(f.payment_intent_id.as_deref()),
                     _ => {}
                 }
                 sessions.extend(event.action.facts().map(|f| f.session_id.as_str()));

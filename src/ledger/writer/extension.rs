@@ -84,6 +84,12 @@ pub(crate) enum Posting {
         payment_intent_id: String,
         credits: i64,
     },
+    /// A subscription ended: the live lots opened for `lot_reference` (an invoice's allowance
+    /// and what rolled over from it) no longer roll over at their expiry. No entry.
+    StopRollover {
+        account_id: String,
+        lot_reference: String,
+    },
 }
 
 impl Posting {
@@ -92,7 +98,8 @@ impl Posting {
             Self::Credit { account_id, .. }
             | Self::Clawback { account_id, .. }
             | Self::SaveCard { account_id, .. }
-            | Self::TopUpPaid { account_id, .. } => account_id,
+            | Self::TopUpPaid { account_id, .. }
+            | Self::StopRollover { account_id, .. } => account_id,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Billing's postings for one of its jobs, applied to the batch's books: credits (a purchase,
-//! an auto top-up), clawbacks (a refund or dispute), a saved card and a top-up's payment; and
+//! an auto top-up, an allowance), clawbacks (a refund or dispute), a saved card, a top-up's
+//! payment and the end of a subscription's rollover; and
 //! where each entry left its account once entries have ids.
 
 use chrono::{DateTime, Utc};
@@ -50,6 +51,10 @@ pub(super) fn apply(
                     s.stripe_customer_id = Some(customer_id);
                     s.payment_method_id = Some(payment_method_id);
                 });
+                continue;
+            }
+            Posting::StopRollover { lot_reference, .. } => {
+                book.stop_rollover(&lot_reference);
                 continue;
             }
             Posting::TopUpPaid {
