@@ -17,6 +17,20 @@ use sea_orm::{DatabaseConnection, DbErr};
 use crate::ledger::{book::LotMove, kinds::EntryKind};
 pub(crate) use liability::Liability;
 
+/// One entry of a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StatementEntry {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub kind: EntryKind,
+    pub delta: i64,
+    pub balance_after: i64,
+    pub reason: String,
+    pub reference: String,
+    /// `None`: written before entries kept their moves.
+    pub moves: Option<Vec<LotMove>>,
+}
+
 /// Entries read per query.
 const PAGE: u64 = 10_000;
 

@@ -2,25 +2,10 @@
 //! period with the moves it made (oldest first), and its balance at the end, handed to a sink
 //! row by row as pages of entries arrive.
 
-use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 
+pub(crate) use super::StatementEntry;
 use super::{PAGE, Period, ReportError, store};
-use crate::ledger::{book::LotMove, kinds::EntryKind};
-
-/// One entry of a statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StatementEntry {
-    pub id: i64,
-    pub created_at: DateTime<Utc>,
-    pub kind: EntryKind,
-    pub delta: i64,
-    pub balance_after: i64,
-    pub reason: String,
-    pub reference: String,
-    /// `None`: written before entries kept their moves.
-    pub moves: Option<Vec<LotMove>>,
-}
 
 /// Where a statement starts: the account and its balance before the period.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::{Flow, Period, statement::StatementEntry};
+use super::{Flow, Period, StatementEntry};
 use crate::{
     entities::{account, credit_ledger},
     ledger::{kinds::EntryKind, store::moves_from},
