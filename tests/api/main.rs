@@ -51,6 +51,7 @@ mod startup_errors;
 mod subscriptions;
 mod subscriptions_races;
 mod subscriptions_refunds;
+mod subscriptions_rollover;
 mod subscriptions_webhooks;
 mod telemetry;
 mod webhook_adjustments;
