@@ -308,47 +308,25 @@ impl Decisions {
             &payment.facts,
         );
         let metadata = Metadata::from([("payment_intent".to_owned(), intent.to_owned())]);
-        for (kind, delta) in [
-            (EntryKind::Refund, plan.refund_delta),
-            (EntryKind::Dispute, plan.dispute_delta),
-        ] {
-            if delta < 0 {
-                postings.push(Posting::Clawback {
-                    account_id: purchase.account_id.clone(),
-                    clawback: Clawback {
-                        credits: -delta,
-                        kind,
-                        reference: reference.to_owned(),
-                        metadata: metadata.clone(),
-                        purchase_reference: purchase.session_id.clone(),
-                    },
-                });
-            } else if delta > 0 {
-                postings.push(Posting::Credit {
-                    account_id: purchase.account_id.clone(),
-                    credit: Credit {
-                        credits: delta,
-                        kind,
-                        reason: kind.as_str().to_owned(),
-                        reference: reference.to_owned(),
-                        metadata: metadata.clone(),
-                        lot: LotTerms {
-                            id: uuid::Uuid::now_v7().to_string(),
-                            source: LotSource::Purchase,
-                            reference: purchase.session_id.clone(),
-                            expires_at: purchase.credits_expire_at,
-                            // Restored credits are worth what they were bought for.
-                            value: LotValue::paid(
-                                restored_value(purchase.amount, delta, purchase.credits),
-                                &purchase.currency,
-                            ),
-                            rollover: None,
-                        },
-                        ends_trial: false,
-                    },
-                });
-            }
-        }
+        postings.extend(settlement_postings(
+            &plan,
+            &purchase.account_id,
+            reference,
+            &purchase.session_id,
+            &metadata,
+            |credits| LotTerms {
+                id: uuid::Uuid::now_v7().to_string(),
+                source: LotSource::Purchase,
+                reference: purchase.session_id.clone(),
+                expires_at: purchase.credits_expire_at,
+                // Restored credits are worth what they were bought for.
+                value: LotValue::paid(
+                    settlement::proportional(purchase.amount, credits, purchase.credits),
+                    &purchase.currency,
+                ),
+                rollover: None,
+            },
+        ));
         let changed = plan.amount_refunded != purchase.amount_refunded || plan.status != purchase.status;
         purchase.amount_refunded = plan.amount_refunded;
         purchase.status = plan.status;
@@ -371,8 +349,47 @@ impl Decisions {
     }
 }
 
-/// The money `credits` of a purchase of `purchased` credits for `amount` are worth.
-fn restored_value(amount: i64, credits: i64, purchased: i64) -> i64 {
-    let share = i128::from(amount) * i128::from(credits) / i128::from(purchased.max(1));
-    i64::try_from(share).unwrap_or(amount).min(amount)
+/// The postings of a settlement plan for one payment: a clawback (the paid-for lots of
+/// `paid_reference` first) for each negative delta, a credit of the lot `restored` makes for each
+/// positive one.
+pub(super) fn settlement_postings(
+    plan: &settlement::Plan,
+    account_id: &str,
+    reference: &str,
+    paid_reference: &str,
+    metadata: &Metadata,
+    restored: impl Fn(i64) -> LotTerms,
+) -> Vec<Posting> {
+    let mut postings = Vec::new();
+    for (kind, delta) in [
+        (EntryKind::Refund, plan.refund_delta),
+        (EntryKind::Dispute, plan.dispute_delta),
+    ] {
+        if delta < 0 {
+            postings.push(Posting::Clawback {
+                account_id: account_id.to_owned(),
+                clawback: Clawback {
+                    credits: -delta,
+                    kind,
+                    reference: reference.to_owned(),
+                    metadata: metadata.clone(),
+                    purchase_reference: paid_reference.to_owned(),
+                },
+            });
+        } else if delta > 0 {
+            postings.push(Posting::Credit {
+                account_id: account_id.to_owned(),
+                credit: Credit {
+                    credits: delta,
+                    kind,
+                    reason: kind.as_str().to_owned(),
+                    reference: reference.to_owned(),
+                    metadata: metadata.clone(),
+                    lot: restored(delta),
+                    ends_trial: false,
+                },
+            });
+        }
+    }
+    postings
 }

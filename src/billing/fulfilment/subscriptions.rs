@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, Months, Utc};
 use sea_orm::DatabaseTransaction;
 
-use super::{Decisions, Job};
+use super::{Decisions, Job, decide::settlement_postings};
 use crate::{
     billing::{
         settlement::{self, Terms},
@@ -25,7 +25,7 @@ use crate::{
     event_store::EventOutcome,
     ledger::{
         LedgerError, Posting,
-        book::{Clawback, Credit, LotTerms, LotValue, Metadata, RolloverTerms},
+        book::{Credit, LotTerms, LotValue, Metadata, RolloverTerms},
         kinds::{EntryKind, LotSource},
     },
 };
@@ -483,40 +483,20 @@ impl Decisions {
             ("payment_intent".to_owned(), intent.to_owned()),
             ("invoice".to_owned(), invoice.id.clone()),
         ]);
-        for (kind, delta) in [
-            (EntryKind::Refund, plan.refund_delta),
-            (EntryKind::Dispute, plan.dispute_delta),
-        ] {
-            if delta < 0 {
-                postings.push(Posting::Clawback {
-                    account_id: invoice.account_id.clone(),
-                    clawback: Clawback {
-                        credits: -delta,
-                        kind,
-                        reference: reference.to_owned(),
-                        metadata: metadata.clone(),
-                        purchase_reference: invoice.id.clone(),
-                    },
-                });
-            } else if delta > 0 {
-                postings.push(Posting::Credit {
-                    account_id: invoice.account_id.clone(),
-                    credit: Credit {
-                        credits: delta,
-                        kind,
-                        reason: kind.as_str().to_owned(),
-                        reference: reference.to_owned(),
-                        metadata: metadata.clone(),
-                        lot: allowance_lot(
-                            invoice,
-                            share_of(invoice.amount_paid, delta, invoice.credits),
-                            None,
-                        ),
-                        ends_trial: false,
-                    },
-                });
-            }
-        }
+        postings.extend(settlement_postings(
+            &plan,
+            &invoice.account_id,
+            reference,
+            &invoice.id,
+            &metadata,
+            |credits| {
+                allowance_lot(
+                    invoice,
+                    share_of(invoice.amount_paid, credits, invoice.credits),
+                    None,
+                )
+            },
+        ));
         let status = match plan.status {
             PurchaseStatus::Refunded => InvoiceStatus::Refunded,
             _ => InvoiceStatus::Paid,
