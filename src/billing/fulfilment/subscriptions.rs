@@ -256,11 +256,6 @@ fn rollover_terms(plan: &Plan, end: DateTime<Utc>) -> Option<RolloverTerms> {
     })
 }
 
-/// The money `credits` of an invoice that granted `granted` credits for `amount` are worth.
-fn share_of(amount: i64, credits: i64, granted: i64) -> i64 {
-    settlement::proportional(amount, credits, granted)
-}
-
 impl Decisions {
     /// `customer.subscription.*`: the newest state wins (by the event's `created`, a later
     /// kind winning within one second), and an ended subscription stays ended; ending stops
@@ -492,7 +487,7 @@ impl Decisions {
             |credits| {
                 allowance_lot(
                     invoice,
-                    share_of(invoice.amount_paid, credits, invoice.credits),
+                    settlement::proportional(invoice.amount_paid, credits, invoice.credits),
                     None,
                 )
             },

@@ -105,8 +105,6 @@ impl Book {
 
     /// Ends the rollover of the live lots opened for `reference` (a subscription that ended
     /// has no next period to roll into).
-    // The subscription commands call it when a subscription ends.
-    #[allow(dead_code)]
     pub(crate) fn stop_rollover(&mut self, reference: &str) {
         let ids: Vec<String> = self
             .lots

@@ -214,8 +214,7 @@ impl Book {
         let kept = if paid == 0 {
             value
         } else {
-            let share = i128::from(value) * i128::from(remaining) / i128::from(credit.credits.max(1));
-            i64::try_from(share).unwrap_or(value)
+            share(value, remaining, credit.credits)
         };
         let lot = Lot {
             id: credit.lot.id.clone(),

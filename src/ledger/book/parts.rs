@@ -98,6 +98,13 @@ pub(crate) struct Lot {
     pub rollover: Option<RolloverTerms>,
 }
 
+/// `floor(value × part / whole)` without overflow: the money `part` of `whole` credits worth
+/// `value` are worth.
+pub(super) fn share(value: i64, part: i64, whole: i64) -> i64 {
+    let share = i128::from(value) * i128::from(part) / i128::from(whole.max(1));
+    i64::try_from(share).unwrap_or(value)
+}
+
 /// Money paid for a lot's credits, in minor units of `currency`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct LotValue {
