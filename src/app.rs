@@ -96,7 +96,7 @@ impl Services {
                 },
             },
             WriterSettings {
-                connections: settings.ledger.writer_connections,
+                connections: db::writer_tasks(settings),
                 ..WriterSettings::default()
             },
             metrics.clone(),
