@@ -11,6 +11,8 @@ mod account_events;
 mod auto_top_up;
 mod cli;
 mod cli_exit_codes;
+mod console;
+mod console_browser;
 mod database_outage;
 mod finance_reports;
 mod grpc_auth;
