@@ -2,143 +2,26 @@
 //! per name and per address and logged), the trusted proxy header, sign-out, and the checks
 //! every POST passes (CSRF token, then role).
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::net::SocketAddr;
 
-use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use axum::{
     Form,
     extract::{ConnectInfo, FromRequestParts, State},
-    http::{HeaderMap, StatusCode, header, request::Parts},
+    http::{StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::{
-    ConsoleError, ConsoleState,
+    error::ConsoleError,
+    gate::{PER_ADDRESS, PER_USER, ttl_secs},
     pages::layout,
-    session::{self, COOKIE, Session, Signer},
+    password,
+    session::{self, Session},
+    state::ConsoleState,
 };
-use crate::config::{ConsoleRole, ConsoleSettings};
-
-/// How long failed sign-ins are counted.
-const WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Failures per user name within the window before its sign-ins are refused.
-const PER_USER: u32 = 5;
-/// Failures per client address within the window.
-const PER_ADDRESS: u32 = 20;
-/// Names and addresses tracked at most; past it, expired counts are dropped first.
-const TRACKED: usize = 10_000;
-
-/// Sign-in settings and the state behind them: failure counts and signed-out sessions.
-pub(crate) struct Gate {
-    settings: ConsoleSettings,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-    /// Signed-out session ids and when their cookie would have expired (unix seconds).
-    revoked: Mutex<HashMap<String, i64>>,
-}
-
-impl Gate {
-    pub(crate) fn new(settings: ConsoleSettings) -> Self {
-        Self {
-            settings,
-            failures: Mutex::new(HashMap::new()),
-            revoked: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn blocked(&self, key: &str, limit: u32) -> bool {
-        let failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        failures
-            .get(key)
-            .is_some_and(|(count, since)| *count >= limit && since.elapsed() < WINDOW)
-    }
-
-    fn failed(&self, key: String) {
-        let mut failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if failures.len() >= TRACKED {
-            failures.retain(|_, (_, since)| since.elapsed() < WINDOW);
-        }
-        let entry = failures.entry(key).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= WINDOW {
-            *entry = (0, Instant::now());
-        }
-        entry.0 += 1;
-    }
-
-    fn clear(&self, key: &str) {
-        let mut failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        failures.remove(key);
-    }
-
-    fn revoke(&self, session: &Session) {
-        let mut revoked = self
-            .revoked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = chrono::Utc::now().timestamp();
-        revoked.retain(|_, expires| *expires > now);
-        revoked.insert(session.id.clone(), session.expires);
-    }
-
-    fn is_revoked(&self, id: &str) -> bool {
-        let revoked = self
-            .revoked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        revoked.contains_key(id)
-    }
-
-    /// The session a request carries: its cookie, or the trusted proxy header.
-    fn session(&self, headers: &HeaderMap, signer: &Signer) -> Option<Session> {
-        let now = chrono::Utc::now().timestamp();
-        let cookie = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|v| session::cookie_value(v, COOKIE))
-            .and_then(|value| signer.open(value, now))
-            .filter(|s| !self.is_revoked(&s.id));
-        if cookie.is_some() {
-            return cookie;
-        }
-        let name = headers
-            .get(self.settings.trusted_header.as_deref()?)?
-            .to_str()
-            .ok()?
-            .trim();
-        let role = self
-            .settings
-            .trusted_users
-            .iter()
-            .find(|(user, _)| user == name)
-            .map(|(_, role)| *role)?;
-        Some(Session {
-            user: name.to_owned(),
-            role,
-            expires: now + ttl_secs(&self.settings),
-            id: signer.trusted_id(name),
-        })
-    }
-}
-
-fn ttl_secs(settings: &ConsoleSettings) -> i64 {
-    i64::try_from(settings.session_ttl.as_secs()).unwrap_or(i64::MAX / 2)
-}
+use crate::config::ConsoleRole;
 
 impl FromRequestParts<ConsoleState> for Session {
     type Rejection = ConsoleError;
@@ -227,20 +110,15 @@ pub(crate) async fn sign_in(
     }
     let found = gate.settings.users.iter().find(|u| u.name == user);
     let role = found.map(|u| u.role);
-    let hash = found.map(|u| u.password_hash.expose_secret().to_owned());
-    let password = form.password;
-    let verified = tokio::task::spawn_blocking(move || {
-        let Some(hash) = hash else {
-            return false;
-        };
-        PasswordHash::new(&hash).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-    })
-    .await
-    .map_err(anyhow::Error::new)?;
+    // An unknown name is checked against a made-up hash, so it takes as long as a known one.
+    let hash = found.map_or_else(
+        || gate.dummy_hash.clone(),
+        |u| u.password_hash.expose_secret().to_owned(),
+    );
+    let given = form.password;
+    let verified = tokio::task::spawn_blocking(move || password::verify(&hash, &given))
+        .await
+        .map_err(anyhow::Error::new)?;
     let Some(role) = role.filter(|_| verified) else {
         gate.failed(user_key);
         gate.failed(addr_key);
@@ -290,15 +168,4 @@ pub(crate) fn see_other(to: &str, cookie: Option<String>) -> Response {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
-}
-
-/// An argon2id PHC string for `password` (`credits console hash-password`), with a random salt
-/// and the crate's default cost.
-pub(crate) fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
-    use argon2::PasswordHasher;
-    use password_hash::{SaltString, rand_core::OsRng};
-    let salt = SaltString::generate(&mut OsRng);
-    Ok(Argon2::default()
-        .hash_password(password.as_bytes(), &salt)?
-        .to_string())
 }

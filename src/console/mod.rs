@@ -2,86 +2,42 @@
 //! configured. A transport like `grpc/` and `webhook/`: it signs operators in, converts forms
 //! and maps errors; the ledger and billing decide, and every operator action is audited.
 //!
-//! - `session`: signed session cookies and CSRF tokens (pure); `auth`: sign-in, rate limits,
-//!   the trusted proxy header, roles.
+//! - `session`: signed session cookies and CSRF tokens (pure); `gate`: failed sign-ins counted,
+//!   signed-out sessions, the trusted proxy header; `auth`: sign-in and sign-out, CSRF and roles;
+//!   `password`: argon2id hashes.
 //! - `audit`: the audit log and its table's store.
 //! - `pages/`: one file per concern (layout, search, account, actions, events, audit).
-//! - `error`: `ConsoleError`, mapped once to an HTTP status.
+//! - `error`: `ConsoleError`, mapped once to an HTTP status; `state`: what handlers share.
 
 mod audit;
 mod auth;
 mod error;
+mod gate;
 mod pages;
+mod password;
 mod session;
-
-use std::sync::Arc;
+mod state;
 
 use axum::{
     Router,
-    http::header,
-    response::{IntoResponse, Redirect},
+    http::{HeaderValue, header},
+    middleware,
+    response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
-use sea_orm::DatabaseConnection;
 
-use self::{audit::AuditLog, auth::Gate, session::Signer};
-use crate::{
-    billing::{Billing, Fulfilment},
-    config::ConsoleSettings,
-    event_store::EventLog,
-    ledger::Ledger,
-    notify::Notifications,
-};
+use self::state::ConsoleState;
+use crate::config::ConsoleSettings;
 
-pub(crate) use auth::hash_password;
-pub(crate) use error::ConsoleError;
-
-/// The ledger as the service runs it.
-type AppLedger = Ledger<Fulfilment>;
-
-/// The domain services the console reads and acts through.
-pub(crate) struct ConsoleServices {
-    pub ledger: AppLedger,
-    pub billing: Billing,
-    pub events: EventLog,
-    pub notifications: Notifications,
-    /// The read pool, for the audit log.
-    pub db: DatabaseConnection,
-}
-
-/// What every console handler gets.
-#[derive(Clone)]
-pub(crate) struct ConsoleState {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    gate: Gate,
-    signer: Signer,
-    ledger: AppLedger,
-    billing: Billing,
-    events: EventLog,
-    notifications: Notifications,
-    audit: AuditLog,
-}
+pub(crate) use password::hash_password;
+pub(crate) use state::ConsoleServices;
 
 /// The stylesheet, the console's only asset.
 const CSS: &str = include_str!("console.css");
 
 /// The console's routes, to merge into the HTTP router.
 pub(crate) fn router(settings: ConsoleSettings, services: ConsoleServices) -> Router {
-    let signer = Signer::new(settings.session_secret.clone());
-    let state = ConsoleState {
-        inner: Arc::new(Inner {
-            gate: Gate::new(settings),
-            signer,
-            audit: AuditLog::new(services.db),
-            ledger: services.ledger,
-            billing: services.billing,
-            events: services.events,
-            notifications: services.notifications,
-        }),
-    };
+    let state = ConsoleState::new(settings, services);
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/search") }))
         .route("/console/", get(|| async { Redirect::to("/console/search") }))
@@ -110,6 +66,27 @@ pub(crate) fn router(settings: ConsoleSettings, services: ConsoleServices) -> Ro
         .route("/console/notifications/retry", post(pages::notifications::retry))
         .route("/console/audit", get(pages::audit::list))
         .with_state(state)
+        .layer(middleware::map_response(protect))
+}
+
+/// Headers on every console answer: nothing cached, no framing, only our own assets and forms.
+async fn protect(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    ] {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    response
 }
 
 async fn stylesheet() -> impl IntoResponse {

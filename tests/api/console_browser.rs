@@ -195,7 +195,10 @@ async fn the_console_works_in_a_real_browser() {
         page.contains("goodwill after outage"),
         "the entry and the audit line: {page}"
     );
+    // The whole account page: entries, lots and the audit line below the fold.
+    browser.client.set_window_size(1280, 2300).await.expect("resize");
     browser.screenshot("account").await;
+    browser.client.set_window_size(1280, 1100).await.expect("resize");
 
     // A forged CSRF token is refused, and nothing is granted.
     browser

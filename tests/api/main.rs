@@ -12,6 +12,7 @@ mod auto_top_up;
 mod cli;
 mod cli_exit_codes;
 mod console;
+mod console_actions;
 mod console_browser;
 mod database_outage;
 mod finance_reports;

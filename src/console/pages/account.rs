@@ -15,7 +15,7 @@ use super::{
     layout::{self, Viewer, when},
 };
 use crate::{
-    console::{ConsoleError, ConsoleState, session::Session},
+    console::{error::ConsoleError, session::Session, state::ConsoleState},
     ledger::{AccountId, AccountRef, EntryView, Listing, PageRequest, book::Lot},
 };
 
@@ -79,7 +79,7 @@ pub(crate) async fn account(
                 dt { "Held" } dd { (balance.held_credits) }
                 dt { "Debt" } dd { (account.debt) }
                 dt { "Trial" } dd { @if account.is_trial_user { "yes" } @else { "no" } }
-                dt { "Next expiry" } dd { (balance.expiring_credits) " on " (when(balance.next_expiry_at)) }
+                dt { "Next expiry" } dd { @if balance.next_expiry_at.is_some() { (balance.expiring_credits) " on " (when(balance.next_expiry_at)) } @else { "—" } }
                 dt { "Created" } dd { (when(Some(account.created_at))) }
             }
             dl {

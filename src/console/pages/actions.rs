@@ -15,10 +15,11 @@ use serde_json::json;
 use super::layout::{self, Viewer};
 use crate::{
     console::{
-        ConsoleError, ConsoleState,
         audit::AuditEntry,
         auth::{Need, see_other},
+        error::ConsoleError,
         session::{Session, random_id},
+        state::ConsoleState,
     },
     ledger::{
         AccountId, AccountRef, Credits, HoldId, IdempotencyKey, InvalidInput, Reason,

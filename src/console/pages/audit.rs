@@ -7,7 +7,7 @@ use axum::{
 use maud::{Markup, html};
 
 use super::layout::{self, Viewer, when};
-use crate::console::{ConsoleError, ConsoleState, audit::AuditLine, session::Session};
+use crate::console::{audit::AuditLine, error::ConsoleError, session::Session, state::ConsoleState};
 
 /// Lines the audit page shows.
 const LINES: u64 = 200;

@@ -15,7 +15,9 @@ use super::{
     layout::{self, Viewer, when},
 };
 use crate::{
-    console::{ConsoleError, ConsoleState, audit::AuditEntry, auth::see_other, session::Session},
+    console::{
+        audit::AuditEntry, auth::see_other, error::ConsoleError, session::Session, state::ConsoleState,
+    },
     event_store::{Delivery, EventOutcome},
 };
 

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::layout::{self, Viewer};
 use crate::{
-    console::{ConsoleError, ConsoleState, auth::see_other, session::Session},
+    console::{auth::see_other, error::ConsoleError, session::Session, state::ConsoleState},
     ledger::{AccountId, AccountRef, Email, LedgerError},
 };
 
