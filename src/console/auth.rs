@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use axum::{
     Form,
     extract::{ConnectInfo, FromRequestParts, State},
-    http::{StatusCode, header, request::Parts},
+    http::{HeaderMap, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use secrecy::ExposeSecret;
@@ -18,7 +18,7 @@ use super::{
     gate::{PER_ADDRESS, PER_USER, ttl_secs},
     pages::layout,
     password,
-    session::{self, Session},
+    session::{self, SIGN_IN_COOKIE, Session},
     state::ConsoleState,
 };
 use crate::config::ConsoleRole;
@@ -83,9 +83,26 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
+/// How long a sign-in form stays good.
+const SIGN_IN_FORM_SECS: i64 = 30 * 60;
+
+/// The sign-in page, with a CSRF token bound to a fresh random cookie.
 pub(crate) async fn sign_in_page(State(state): State<ConsoleState>) -> Response {
-    let passwords = !state.inner.gate.settings.users.is_empty();
-    layout::sign_in(passwords, None).into_response()
+    let gate = &state.inner.gate;
+    let passwords = !gate.settings.users.is_empty();
+    let nonce = session::random_id();
+    let token = state.inner.signer.sign_in_token(&nonce);
+    let mut response = layout::sign_in(passwords, &token, None).into_response();
+    let cookie = session::named_cookie(
+        SIGN_IN_COOKIE,
+        &nonce,
+        SIGN_IN_FORM_SECS,
+        gate.settings.secure_cookies,
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
 }
 
 #[derive(Deserialize)]
@@ -94,14 +111,29 @@ pub(crate) struct SignInForm {
     user: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    csrf: String,
 }
 
 pub(crate) async fn sign_in(
     State(state): State<ConsoleState>,
     ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Result<Response, ConsoleError> {
     let gate = &state.inner.gate;
+    let nonce = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| session::cookie_value(v, SIGN_IN_COOKIE))
+        .unwrap_or_default();
+    if !state.inner.signer.sign_in_ok(nonce, &form.csrf) {
+        tracing::warn!(client = %client, "console sign-in refused: bad CSRF token");
+        return Err(ConsoleError::Forbidden(
+            "the sign-in form's CSRF token is missing or wrong; reload the page",
+        ));
+    }
     let user = form.user.trim().to_owned();
     let (user_key, addr_key) = (format!("user:{user}"), format!("addr:{client}"));
     if gate.blocked(&user_key, PER_USER) || gate.blocked(&addr_key, PER_ADDRESS) {
@@ -123,7 +155,7 @@ pub(crate) async fn sign_in(
         gate.failed(user_key);
         gate.failed(addr_key);
         tracing::warn!(user = %user, client = %client, "console sign-in failed");
-        let page = layout::sign_in(true, Some("Wrong name or password."));
+        let page = layout::sign_in(true, &form.csrf, Some("Wrong name or password."));
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     };
     gate.clear(&user_key);

@@ -11,6 +11,8 @@ use crate::config::{ConsoleRole, is_user_name};
 
 /// The cookie's name.
 pub(crate) const COOKIE: &str = "credits_console";
+/// The cookie the sign-in form's CSRF token is bound to (before there is a session).
+pub(crate) const SIGN_IN_COOKIE: &str = "credits_console_sign_in";
 
 /// Who is signed in, until when, under which session id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +91,16 @@ impl Signer {
         equal(&self.csrf_token(session), token)
     }
 
+    /// The sign-in form's CSRF token, bound to the random value of `SIGN_IN_COOKIE`.
+    pub(crate) fn sign_in_token(&self, nonce: &str) -> String {
+        self.mac("sign-in", nonce)
+    }
+
+    /// Whether `token` is the sign-in token of `nonce`.
+    pub(crate) fn sign_in_ok(&self, nonce: &str, token: &str) -> bool {
+        !nonce.is_empty() && equal(&self.sign_in_token(nonce), token)
+    }
+
     /// A stable session id for a user a trusted proxy names (no cookie is set for them).
     pub(crate) fn trusted_id(&self, user: &str) -> String {
         self.mac("trusted", user)[..32].to_owned()
@@ -118,8 +130,13 @@ pub(crate) fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 
 /// `Set-Cookie` for a session: HttpOnly, SameSite=Strict, Path=/console, Max-Age.
 pub(crate) fn set_cookie(value: &str, max_age: i64, secure: bool) -> String {
+    named_cookie(COOKIE, value, max_age, secure)
+}
+
+/// `Set-Cookie` for cookie `name`, with the session cookie's attributes.
+pub(crate) fn named_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
-    format!("{COOKIE}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+    format!("{name}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
 }
 
 #[cfg(test)]

@@ -65,6 +65,16 @@ async fn console_sign_in_sets_a_strict_session_cookie_and_a_wrong_password_does_
 }
 
 #[tokio::test]
+async fn a_console_sign_in_without_the_forms_token_is_refused() {
+    let app = console_app().spawn().await;
+    let mut client = ConsoleClient::new(&app);
+    let form = [("user", "alice"), ("password", PASSWORD), ("csrf", "forged")];
+    let refused = client.post("/console/sign-in", &form).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.set_cookie.is_none());
+}
+
+#[tokio::test]
 async fn console_sign_ins_are_refused_after_five_failures_for_a_name() {
     let app = console_app().spawn().await;
     let mut client = ConsoleClient::new(&app);

@@ -67,7 +67,7 @@ pub(crate) fn page(viewer: &Viewer<'_>, title: &str, body: Markup) -> Html<Strin
 }
 
 /// The sign-in page; `passwords` false when only the trusted proxy header signs people in.
-pub(crate) fn sign_in(passwords: bool, error: Option<&str>) -> Html<String> {
+pub(crate) fn sign_in(passwords: bool, csrf: &str, error: Option<&str>) -> Html<String> {
     document(html! {
         (DOCTYPE)
         html lang="en" {
@@ -78,6 +78,7 @@ pub(crate) fn sign_in(passwords: bool, error: Option<&str>) -> Html<String> {
                     @if let Some(error) = error { p.error role="alert" { (error) } }
                     @if passwords {
                         form method="post" action="/console/sign-in" {
+                            input type="hidden" name="csrf" value=(csrf);
                             label { "Name" input name="user" autocomplete="username" required autofocus; }
                             label { "Password" input name="password" type="password" autocomplete="current-password" required; }
                             button type="submit" { "Sign in" }

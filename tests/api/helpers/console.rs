@@ -94,9 +94,15 @@ impl ConsoleClient {
         self.answer(request).await
     }
 
+    /// Opens the sign-in page (its cookie and token), then signs in.
     pub async fn sign_in(&mut self, user: &str, password: &str) -> Answer {
-        self.post("/console/sign-in", &[("user", user), ("password", password)])
-            .await
+        let page = self.get("/console/sign-in").await.body;
+        let csrf = field_after(&page, "/console/sign-in", "csrf");
+        self.post(
+            "/console/sign-in",
+            &[("user", user), ("password", password), ("csrf", &csrf)],
+        )
+        .await
     }
 }
 
