@@ -224,3 +224,55 @@ async fn console_hash_password_prints_an_argon2id_hash_of_stdin() {
     let empty = run_binary(&["console", "hash-password"], &[]).await;
     assert_eq!(empty.status.code(), Some(2), "no password on stdin");
 }
+
+#[tokio::test]
+async fn auto_top_up_paused_from_the_console_keeps_its_terms() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    let app = console_app().spawn().await;
+    app.ensure("acct_pause").await;
+    // Armed as a buyer would have left it (a saved card, the standard pack).
+    credits::entities::account::ActiveModel {
+        id: Set("acct_pause".into()),
+        stripe_customer_id: Set(Some("cus_test_pause".into())),
+        payment_method_id: Set(Some("pm_test_pause".into())),
+        auto_top_up_enabled: Set(true),
+        auto_top_up_threshold: Set(100),
+        auto_top_up_pack_id: Set(Some("standard".into())),
+        auto_top_up_monthly_limit: Set(6000),
+        ..Default::default()
+    }
+    .update(&app.db.connect().await)
+    .await
+    .expect("arm auto top-up");
+
+    let mut client = signed_in(&app).await;
+    let page = client.get("/console/accounts/acct_pause").await.body;
+    assert!(page.contains("on: below 100"), "{page}");
+    let form = [
+        ("csrf", field_after(&page, "/pause-top-up\"", "csrf")),
+        ("key", field_after(&page, "/pause-top-up\"", "key")),
+        ("reason", "card disputed".to_owned()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for _ in 0..2 {
+        let answer = client
+            .post("/console/accounts/acct_pause/pause-top-up", &form)
+            .await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    }
+    let settings = app
+        .grpc
+        .clone()
+        .get_account_settings(credits::grpc::pb::GetAccountSettingsRequest {
+            account: Some(
+                credits::grpc::pb::get_account_settings_request::Account::AccountId("acct_pause".into()),
+            ),
+        })
+        .await
+        .expect("GetAccountSettings")
+        .into_inner();
+    let top_up = settings.auto_top_up.expect("auto top-up terms kept");
+    assert!(!top_up.enabled);
+    assert_eq!((top_up.threshold, top_up.pack_id.as_str()), (100, "standard"));
+    assert_eq!(audit_lines(&app).await, 1);
+}
