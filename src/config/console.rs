@@ -194,25 +194,28 @@ fn parse_trusted(raw: &str) -> Result<Vec<(String, ConsoleRole)>, ConfigError> {
 
 impl ConsoleSettings {
     /// For the start-up line: counts and names, never secrets.
-    pub(super) fn shown(console: Option<&Self>) -> [(&'static str, String); 4] {
-        let Some(c) = console else {
-            let off = || "unset".to_owned();
-            return [
-                ("CONSOLE_USERS", off()),
-                ("CONSOLE_TRUSTED_HEADER", off()),
-                ("CONSOLE_SESSION_SECRET", off()),
-                ("CONSOLE_SESSION_TTL", off()),
-            ];
-        };
-        [
-            ("CONSOLE_USERS", format!("{} user(s)", c.users.len())),
-            (
-                "CONSOLE_TRUSTED_HEADER",
+    pub(super) fn shown(console: Option<&Self>) -> [(&'static str, String); 6] {
+        let names = [
+            "CONSOLE_USERS",
+            "CONSOLE_TRUSTED_HEADER",
+            "CONSOLE_TRUSTED_USERS",
+            "CONSOLE_SESSION_SECRET",
+            "CONSOLE_SESSION_TTL",
+            "CONSOLE_SECURE_COOKIES",
+        ];
+        let values = match console {
+            None => std::array::from_fn(|_| "unset".to_owned()),
+            Some(c) => [
+                format!("{} user(s)", c.users.len()),
                 c.trusted_header.clone().unwrap_or_else(|| "unset".to_owned()),
-            ),
-            ("CONSOLE_SESSION_SECRET", "set".to_owned()),
-            ("CONSOLE_SESSION_TTL", format!("{}s", c.session_ttl.as_secs())),
-        ]
+                format!("{} user(s)", c.trusted_users.len()),
+                "set".to_owned(),
+                format!("{}s", c.session_ttl.as_secs()),
+                c.secure_cookies.to_string(),
+            ],
+        };
+        let mut values = values.into_iter();
+        names.map(|name| (name, values.next().unwrap_or_default()))
     }
 }
 
