@@ -19,6 +19,7 @@ use crate::{
     billing::{Billing, Fulfilment, StripeEvent},
     catalog::{self, Catalog},
     config::{AppEnv, HttpSettings, Settings},
+    console::{self, ConsoleServices},
     db,
     event_store::EventLog,
     grpc::{CreditsApi, auth::BearerTokens, grace::GraceLayer, guard::Guarded, pb, tls},
@@ -284,6 +285,20 @@ impl Application {
                 services.reads.clone(),
                 self.settings.database_max_connections,
             ));
+        // The operator console, when configured: its own pages and limits, same port.
+        let router = match &self.settings.console {
+            Some(settings) => router.merge(console::router(
+                settings.clone(),
+                ConsoleServices {
+                    ledger: services.ledger.clone(),
+                    billing: services.billing.clone(),
+                    events: services.events.clone(),
+                    notifications: services.notifications.clone(),
+                    db: services.reads.clone(),
+                },
+            )),
+            None => router,
+        };
         let router = limits::limit_body_read(router, self.settings.http.body_read_timeout);
         let router = limits::end_at_grace(router, ended.clone());
         let router = webhook::count_answers(router, metrics.clone());
@@ -393,8 +408,8 @@ async fn serve_http(
         };
         // Reap closed connections, so the set only holds open ones.
         while connections.try_join_next().is_some() {}
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(err) => {
                 accept_failed(err).await;
                 continue;
@@ -404,8 +419,10 @@ async fn serve_http(
         let first_request = Arc::new(Notify::new());
         let service = {
             let (router, first_request) = (router.clone(), first_request.clone());
-            service_fn(move |request: hyper::Request<Incoming>| {
+            service_fn(move |mut request: hyper::Request<Incoming>| {
                 first_request.notify_one();
+                // The console rate-limits failed sign-ins per client address.
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 router.clone().call(request)
             })
         };

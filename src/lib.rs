@@ -8,6 +8,8 @@
 //!   running service (gRPC + HTTP listeners, the writer, shutdown order).
 //! - `grpc/`: `credits.v1.CreditsService`, health and reflection; converts and maps errors.
 //! - `webhook/`: `POST /account/stripe-webhook/`: signature, hand-off to billing, error answers.
+//! - `console/`: the operator console under `/console` on the HTTP port: sign-in, sessions,
+//!   CSRF, roles, pages over the ledger, billing and event store, and its audit log.
 //! - `cli/`: the command line over the same services.
 //! - `ledger/`: the only code that changes balances: one file per command, the group-commit
 //!   writer, posting rules (lots, holds, debt, expiry) and its store.
@@ -37,6 +39,7 @@ pub mod billing;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub(crate) mod console;
 pub mod db;
 pub mod entities;
 pub(crate) mod event_store;

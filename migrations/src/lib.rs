@@ -10,6 +10,7 @@ mod m20261206_000001_create_money_loop_tables;
 mod m20261206_000002_create_plans_table;
 mod m20261206_000003_add_lot_values_and_moves;
 mod m20261206_100000_create_subscriptions_tables;
+mod m20261206_230000_create_console_audit;
 
 /// Every migration of the service, oldest first.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000002_create_plans_table::Migration),
             Box::new(m20261206_000003_add_lot_values_and_moves::Migration),
             Box::new(m20261206_100000_create_subscriptions_tables::Migration),
+            Box::new(m20261206_230000_create_console_audit::Migration),
         ]
     }
 }

@@ -4,6 +4,7 @@
 //! - `checkout`: PurchaseCredits.
 //! - `error`: `BillingError`, into which Stripe's and the database's errors are sorted.
 //! - `fulfilment`: the ledger writer's extension that applies Stripe events exactly once.
+//! - `lookup`: which account a Stripe id (session, payment intent, customer) belongs to.
 //! - `past_purchases`: purchases completed before the move, recorded without crediting.
 //! - `settings`: UpdateAccountSettings's checks against the catalog.
 //! - `settlement`: refunds and disputes as a pure plan.
@@ -18,6 +19,7 @@
 pub(crate) mod checkout;
 pub(crate) mod error;
 pub(crate) mod fulfilment;
+mod lookup;
 pub(crate) mod past_purchases;
 pub mod payload;
 pub(crate) mod settings;

@@ -75,12 +75,23 @@ pub enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// The operator console's helpers.
+    Console {
+        #[command(subcommand)]
+        command: ConsoleCommand,
+    },
     /// Credit paid Checkout Sessions whose webhook never arrived.
     Reconcile {
         /// How far back to look (e.g. 90m, 72h, 7d).
         #[arg(long, default_value = "72h", value_parser = parse_age)]
         since: std::time::Duration,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsoleCommand {
+    /// Read a password from stdin (one line) and print its argon2id hash, for CONSOLE_USERS.
+    HashPassword,
 }
 
 #[derive(Debug, Subcommand)]
@@ -321,7 +332,30 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
         Command::Import { command } => import_files::run(settings, command).await,
         Command::Notifications { command } => notifications::run(settings, command).await,
         Command::Reconcile { since } => commands::reconcile(settings, since).await,
+        Command::Console {
+            command: ConsoleCommand::HashPassword,
+        } => hash_password(),
     }
+}
+
+/// `credits console hash-password`: one line from stdin in, its hash out; the password is
+/// never echoed or logged.
+fn hash_password() -> Result<(), CliError> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|err| CliError::Failed(anyhow::Error::new(err).context("reading stdin")))?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(CliError::Argument(crate::ledger::InvalidInput::new(
+            "password",
+            "empty: pipe the password on stdin",
+        )));
+    }
+    let hash = crate::console::hash_password(password)
+        .map_err(|err| CliError::Failed(anyhow::anyhow!("hashing failed: {err}")))?;
+    println!("{hash}");
+    Ok(())
 }
 
 /// Parses the command line. `--help` and `--version` are printed (`Err(0)`); a usage error is

@@ -6,11 +6,14 @@ use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+mod console;
 mod ledger;
 mod money_loop;
 mod ops;
 mod redact;
 mod redirects;
+pub use console::ConsoleRole;
+pub(crate) use console::{ConsoleSettings, is_user_name};
 pub(crate) use ledger::LedgerSettings;
 pub(crate) use money_loop::{EventSettings, TopUpSettings};
 pub use ops::TelemetrySettings;
@@ -71,6 +74,8 @@ pub struct Settings {
     pub(crate) ledger: LedgerSettings,
     pub(crate) events: EventSettings,
     pub(crate) top_up: TopUpSettings,
+    /// The operator console under `/console`; `None` when it is off.
+    pub(crate) console: Option<ConsoleSettings>,
 }
 
 /// Stripe keys and endpoints.
@@ -212,6 +217,7 @@ impl Settings {
             ledger: LedgerSettings::from_lookup(&var)?,
             events: EventSettings::from_lookup(&var)?,
             top_up: TopUpSettings::from_lookup(&var)?,
+            console: console::from_lookup(&var, app_env)?,
         })
     }
 
@@ -517,10 +523,12 @@ impl fmt::Display for Settings {
                 format!("{}s", self.top_up.unknown_delay.as_secs()),
             ),
         ];
+        let console = ConsoleSettings::shown(self.console.as_ref());
         for (n, (name, value)) in settings
             .iter()
             .chain(http.iter())
             .chain(money_loop.iter())
+            .chain(console.iter())
             .enumerate()
         {
             if n > 0 {

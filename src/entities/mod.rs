@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod account_event;
+pub mod console_audit;
 pub mod credit_hold;
 pub mod credit_ledger;
 pub mod credit_lot;

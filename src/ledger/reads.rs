@@ -204,3 +204,11 @@ pub(crate) async fn accounts_named<C: ConnectionTrait>(
 ) -> Result<Vec<AccountState>, LedgerError> {
     Ok(store::writes::find_accounts(db, ids, emails).await?)
 }
+
+impl<X: Extension> Ledger<X> {
+    /// An account's active holds (the console's account page).
+    pub(crate) async fn active_holds(&self, by: &AccountRef) -> Result<Vec<super::book::Hold>, LedgerError> {
+        let account_id = self.account_id(by).await?;
+        Ok(store::writes::holds(&self.reads, &[], &[account_id.as_str()]).await?)
+    }
+}

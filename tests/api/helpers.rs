@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use wiremock::MockServer;
 
+pub mod console;
 pub mod events;
 pub mod h2_raw;
 pub mod payments;
