@@ -1,7 +1,8 @@
 //! The console in a real browser: Debian's chromium, driven through chromedriver (started
 //! here on a free port) with fantoccini. Signs in, searches, grants with a reason, sees the
 //! entry and the audit line, meets a CSRF and a role refusal, signs out, and saves screenshots
-//! of the main pages into `docs/console/`. Without chromedriver it fails, saying what to install.
+//! of the main pages (into `target/console-screenshots/`; `CONSOLE_SCREENSHOTS=docs/console`
+//! refreshes the README's). Without chromedriver it fails, saying what to install.
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
@@ -133,8 +134,12 @@ impl Browser {
 
     async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.expect("screenshot");
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/console");
-        std::fs::create_dir_all(&dir).expect("docs/console");
+        // The committed ones are refreshed on purpose (`CONSOLE_SCREENSHOTS=docs/console`), not
+        // by every test run.
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(
+            std::env::var("CONSOLE_SCREENSHOTS").unwrap_or_else(|_| "target/console-screenshots".into()),
+        );
+        std::fs::create_dir_all(&dir).expect("screenshot directory");
         std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
     }
 
