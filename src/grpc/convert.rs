@@ -234,8 +234,9 @@ pub(crate) fn consume(req: pb::ConsumeCreditsRequest) -> Result<command::Consume
 /// The most debits one ConsumeCreditsBatch takes.
 pub(crate) const MAX_BATCH_DEBITS: usize = 1000;
 
-/// How many of a ConsumeCreditsBatch's debits wait on the writer at once (its largest batch).
-pub(crate) const BATCH_DEBITS_IN_FLIGHT: usize = 256;
+/// How many ConsumeCreditsBatch debits wait on the writer at once, over all calls: four full
+/// calls, enough to keep the writer's batches full; the calls beyond wait their turn.
+pub(crate) const BATCH_DEBITS_IN_FLIGHT: usize = 4 * MAX_BATCH_DEBITS;
 
 pub(crate) fn batch_size(debits: usize) -> Result<(), Status> {
     if debits == 0 || debits > MAX_BATCH_DEBITS {

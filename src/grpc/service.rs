@@ -1,6 +1,8 @@
 //! Thin RPC handlers: parse → call the ledger → convert; and the list of their names.
 
-use futures_util::StreamExt;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 use tracing::Span;
 
@@ -63,6 +65,8 @@ pub(crate) struct CreditsApi<X: Extension> {
     publishable_key: String,
     /// `LOW_BALANCE_THRESHOLD`, shown for accounts that set none.
     default_threshold: i64,
+    /// Batch debits at the writer, over every ConsumeCreditsBatch call: bounds their memory.
+    batch_debits: Arc<Semaphore>,
 }
 
 impl<X: Extension> CreditsApi<X> {
@@ -77,6 +81,7 @@ impl<X: Extension> CreditsApi<X> {
             billing,
             publishable_key,
             default_threshold,
+            batch_debits: Arc::new(Semaphore::new(convert::BATCH_DEBITS_IN_FLIGHT)),
         }
     }
 }
@@ -88,6 +93,7 @@ impl<X: Extension> Clone for CreditsApi<X> {
             billing: self.billing.clone(),
             publishable_key: self.publishable_key.clone(),
             default_threshold: self.default_threshold,
+            batch_debits: self.batch_debits.clone(),
         }
     }
 }
@@ -219,18 +225,35 @@ impl<X: Extension> pb::credits_service_server::CreditsService for CreditsApi<X> 
     ) -> Result<Response<pb::ConsumeCreditsBatchResponse>, Status> {
         let debits = request.into_inner().debits;
         convert::batch_size(debits.len())?;
-        // Debits go to the writer a writer batch's worth at a time: they share its batches,
-        // each is answered (or refused) on its own, and a call holds at most that many in flight.
-        let results: Vec<_> = futures_util::stream::iter(debits)
-            .map(|debit| async move {
-                let consume = convert::consume(debit)?;
-                self.ledger.send(consume).await.map_err(ledger_status)
-            })
-            .buffered(convert::BATCH_DEBITS_IN_FLIGHT)
-            .collect()
-            .await;
+        let mut results: Vec<Option<Result<_, Status>>> = Vec::with_capacity(debits.len());
+        let mut valid = Vec::with_capacity(debits.len());
+        for debit in debits {
+            match convert::consume(debit) {
+                Ok(consume) => {
+                    valid.push(consume);
+                    results.push(None);
+                }
+                Err(status) => results.push(Some(Err(status))),
+            }
+        }
+        // The call's debits go to the writer as one group, into one batch and one commit; the
+        // service holds at most `BATCH_DEBITS_IN_FLIGHT` such debits at the writer at once.
+        let _permits = self
+            .batch_debits
+            .acquire_many(u32::try_from(valid.len()).unwrap_or(u32::MAX))
+            .await
+            .map_err(|_| Status::unavailable("shutting down"))?;
+        let mut answers = self.ledger.send_all(valid).await.into_iter();
+        for slot in results.iter_mut().filter(|slot| slot.is_none()) {
+            *slot = answers.next().map(|answer| answer.map_err(ledger_status));
+        }
         Ok(Response::new(pb::ConsumeCreditsBatchResponse {
-            results: results.into_iter().map(convert::debit_result).collect(),
+            results: results
+                .into_iter()
+                .map(|result| {
+                    convert::debit_result(result.unwrap_or_else(|| Err(Status::internal("no answer"))))
+                })
+                .collect(),
         }))
     }
 

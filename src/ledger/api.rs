@@ -52,6 +52,12 @@ impl<X: Extension> Ledger<X> {
         self.writer.command(command).await
     }
 
+    /// Applies commands together, in one batch; each answered (or refused) on its own, in order.
+    #[tracing::instrument(skip_all, fields(command = C::NAME, commands = commands.len()))]
+    pub(crate) async fn send_all<C: Command>(&self, commands: Vec<C>) -> Vec<Result<C::Reply, LedgerError>> {
+        self.writer.commands(commands).await
+    }
+
     /// Queues one of billing's jobs (it carries where its answer goes).
     pub(crate) async fn submit(&self, job: X::Job) -> Result<(), LedgerError> {
         self.writer.extension(job).await

@@ -122,3 +122,68 @@ async fn racing_batches_on_one_account_take_exactly_what_there_is_and_never_over
     }
     app.assert_spend_invariants().await;
 }
+
+#[tokio::test]
+async fn a_full_batch_goes_to_the_writer_whole_while_single_debits_and_its_own_repeat_race_it() {
+    // A thousand debits over ten accounts: more than the writer's usual batch (256), queued as
+    // one group. Single ConsumeCredits calls with the same keys, and the same batch sent again,
+    // race it: every key debits once, whoever comes first, and the others replay it.
+    let app = spawn_app().await;
+    for round in 0..3 {
+        let accounts: Vec<String> = (0..10).map(|n| format!("meter-{round}-{n}")).collect();
+        for account in &accounts {
+            app.ensure(account).await;
+            app.grant(account, 150, &format!("fund-{account}")).await;
+        }
+        let debits: Vec<_> = (0..1000)
+            .map(|n| consume_request(&accounts[n % 10], 1, &format!("full-{round}-{n}")))
+            .collect();
+        let singles = (0..1000).step_by(7).map(|n| {
+            let (app, request) = (
+                &app,
+                consume_request(&accounts[n % 10], 1, &format!("full-{round}-{n}")),
+            );
+            async move {
+                app.grpc
+                    .clone()
+                    .consume_credits(request)
+                    .await
+                    .expect("ConsumeCredits")
+            }
+        });
+        let (first, second, singles) = tokio::join!(
+            batch(&app, debits.clone()),
+            batch(&app, debits),
+            futures_util::future::join_all(singles)
+        );
+        let (first, second) = (first.expect("first batch"), second.expect("second batch"));
+        assert_eq!((first.len(), second.len()), (1000, 1000));
+        let first = outcomes(&first);
+        let second = outcomes(&second);
+        // Each key debited once: its two batch answers and any single call agree on the balance
+        // it left, and at most one of them is not a replay.
+        for n in 0..1000 {
+            let (Ok((a, a_replayed)), Ok((b, b_replayed))) = (first[n], second[n]) else {
+                panic!(
+                    "round {round}: debit {n} refused: {:?} / {:?}",
+                    first[n], second[n]
+                );
+            };
+            assert_eq!(a, b, "round {round}: debit {n}");
+            assert!(a_replayed || b_replayed, "round {round}: debit {n} applied twice");
+        }
+        let fresh_singles = singles.iter().filter(|s| !s.get_ref().replayed).count();
+        let fresh_batches = (0..1000)
+            .filter(|&n| !(first[n].expect("ok").1 && second[n].expect("ok").1))
+            .count();
+        assert_eq!(
+            fresh_singles + fresh_batches,
+            1000,
+            "round {round}: one fresh answer per key"
+        );
+        for account in &accounts {
+            assert_eq!(app.credit_balance(account).await, 50, "round {round}: {account}");
+        }
+    }
+    app.assert_spend_invariants().await;
+}

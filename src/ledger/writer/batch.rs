@@ -5,6 +5,8 @@
 //! attempts and account events). The number of statements
 //! depends on which kinds of jobs the batch holds, never on how many.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
 
@@ -68,6 +70,10 @@ pub(super) async fn apply<X: Extension>(
     let taken = cx.into_taken();
     let (ids, mut stats) = flush::books(txn, &books, now).await?;
 
+    let taken: HashMap<usize, _> = taken
+        .iter()
+        .map(|(key, print, job)| (*job, (key, print)))
+        .collect();
     let mut records: Vec<Option<String>> = Vec::with_capacity(jobs.len());
     let mut kept = Vec::new();
     for (n, job) in jobs.iter_mut().enumerate() {
@@ -76,14 +82,14 @@ pub(super) async fn apply<X: Extension>(
             continue;
         };
         let record = command.resolve(&ids, &records);
-        if let Some(((account, operation, key), fingerprint, _)) = taken.iter().find(|(_, _, job)| *job == n)
+        if let Some(((account, operation, key), fingerprint)) = taken.get(&n)
             && let Some(response) = &record
         {
             kept.push(KeyRecord {
                 account_id: account.clone(),
                 operation: (*operation).to_owned(),
                 key: key.clone(),
-                fingerprint: fingerprint.clone(),
+                fingerprint: (*fingerprint).clone(),
                 response: response.clone(),
             });
         }

@@ -4,7 +4,7 @@
 //! credit reports the available credits it leaves), its active holds when it has any, and the
 //! top-up attempts the batch names.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
@@ -48,24 +48,32 @@ pub(super) async fn books(
     // Every account's lots: even a credit reports the available credits it leaves. Active holds
     // of accounts whose lots are held, or that may hold into an overdraft.
     let account_ids: Vec<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
-    let mut lots = writes::live_lots(txn, &account_ids).await?;
+    let lots = writes::live_lots(txn, &account_ids).await?;
+    let held: HashSet<&str> = lots
+        .iter()
+        .filter(|l| l.held > 0)
+        .map(|l| l.account_id.as_str())
+        .collect();
     let with_holds: Vec<&str> = accounts
         .iter()
-        .filter(|a| a.settings.overdraft_limit > 0 || lots.iter().any(|l| l.account_id == a.id && l.held > 0))
+        .filter(|a| a.settings.overdraft_limit > 0 || held.contains(a.id.as_str()))
         .map(|a| a.id.as_str())
         .collect();
-    let mut holds = writes::holds(txn, &hold_refs, &with_holds).await?;
+    let holds = writes::holds(txn, &hold_refs, &with_holds).await?;
     // Read after their accounts' locks: every change of an attempt locks its account first.
     let top_up_ids: Vec<&str> = named.top_ups.iter().map(String::as_str).collect();
-    let mut top_ups = outbox::top_ups(txn, &top_up_ids).await?;
+    let top_ups = outbox::top_ups(txn, &top_up_ids).await?;
 
+    let mut lots = by_account(lots, |l| &l.account_id);
+    let mut holds = by_account(holds, |h| &h.account_id);
+    let mut top_ups = by_account(top_ups, |a| &a.account_id);
     let mut books = HashMap::with_capacity(accounts.len() + opened.len());
     for account in accounts {
         let id = account.id.clone();
-        let own_lots = drain_where(&mut lots, |l| l.account_id == id);
-        let own_holds = drain_where(&mut holds, |h| h.account_id == id);
+        let own_lots = lots.remove(&id).unwrap_or_default();
+        let own_holds = holds.remove(&id).unwrap_or_default();
         let mut book = Book::load(account, own_lots, own_holds);
-        book.add_top_ups(drain_where(&mut top_ups, |a| a.account_id == id));
+        book.add_top_ups(top_ups.remove(&id).unwrap_or_default());
         // Unchanged since before account events: its level is what it has now. One that holds
         // nothing (just opened, never credited) sets its level with its first change instead.
         let holds_something = book.account.balance != 0 || book.account.debt != 0 || !book.lots().is_empty();
@@ -121,10 +129,14 @@ async fn open_accounts(
     Ok(opening.into_iter().filter(|a| inserted.contains(&a.id)).collect())
 }
 
-fn drain_where<T>(items: &mut Vec<T>, keep: impl Fn(&T) -> bool) -> Vec<T> {
-    let (mine, rest): (Vec<T>, Vec<T>) = std::mem::take(items).into_iter().partition(|i| keep(i));
-    *items = rest;
-    mine
+/// Rows split by their account, in their order (one pass: a batch of a thousand accounts
+/// partitioned its lots once per account before).
+fn by_account<T>(items: Vec<T>, account: impl Fn(&T) -> &String) -> HashMap<String, Vec<T>> {
+    let mut split: HashMap<String, Vec<T>> = HashMap::new();
+    for item in items {
+        split.entry(account(&item).clone()).or_default().push(item);
+    }
+    split
 }
 
 fn trial_credit(account_id: &str, trial: TrialPolicy, now: DateTime<Utc>) -> Credit {

@@ -79,6 +79,29 @@ impl<X: Extension> Queued<X> {
     }
 }
 
+/// What the queue holds: one job, or a group of commands queued together so that one batch
+/// takes them all (a group is never split, whatever `max_batch` says).
+pub(crate) enum Entry<X: Extension> {
+    One(Queued<X>),
+    Group(Vec<Box<dyn Job>>),
+}
+
+impl<X: Extension> Entry<X> {
+    fn len(&self) -> usize {
+        match self {
+            Self::One(_) => 1,
+            Self::Group(jobs) => jobs.len(),
+        }
+    }
+
+    fn into_jobs(self, jobs: &mut Vec<Queued<X>>) {
+        match self {
+            Self::One(job) => jobs.push(job),
+            Self::Group(group) => jobs.extend(group.into_iter().map(Queued::Command)),
+        }
+    }
+}
+
 /// What a committed batch moved, for the metrics.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BatchStats {
@@ -101,7 +124,7 @@ pub(crate) struct Policies {
 
 /// Submits jobs to the writer; cheap to clone.
 pub(crate) struct WriterHandle<X: Extension> {
-    queue: mpsc::Sender<Queued<X>>,
+    queue: mpsc::Sender<Entry<X>>,
 }
 
 impl<X: Extension> Clone for WriterHandle<X> {
@@ -117,16 +140,38 @@ impl<X: Extension> WriterHandle<X> {
     pub(crate) async fn command<C: Command>(&self, command: C) -> Result<C::Reply, LedgerError> {
         let (tx, rx) = oneshot::channel();
         self.queue
-            .send(Queued::Command(Box::new(Submitted::new(command, tx))))
+            .send(Entry::One(Queued::Command(Box::new(Submitted::new(command, tx)))))
             .await
             .map_err(|_| LedgerError::WriterStopped)?;
         rx.await.map_err(|_| LedgerError::WriterStopped)?
     }
 
+    /// Applies commands as one group, in one batch (with whatever else is queued); answers each
+    /// on its own, in order, once that batch is committed. A command refused fails alone.
+    pub(crate) async fn commands<C: Command>(&self, commands: Vec<C>) -> Vec<Result<C::Reply, LedgerError>> {
+        let mut answers = Vec::with_capacity(commands.len());
+        let group = commands
+            .into_iter()
+            .map(|command| {
+                let (tx, rx) = oneshot::channel();
+                answers.push(rx);
+                Box::new(Submitted::new(command, tx)) as Box<dyn Job>
+            })
+            .collect();
+        if self.queue.send(Entry::Group(group)).await.is_err() {
+            return answers.iter().map(|_| Err(LedgerError::WriterStopped)).collect();
+        }
+        let mut replies = Vec::with_capacity(answers.len());
+        for answer in answers {
+            replies.push(answer.await.unwrap_or(Err(LedgerError::WriterStopped)));
+        }
+        replies
+    }
+
     /// Queues one of billing's jobs; the job itself carries where its answer goes.
     pub(crate) async fn extension(&self, job: X::Job) -> Result<(), LedgerError> {
         self.queue
-            .send(Queued::Extension(job))
+            .send(Entry::One(Queued::Extension(job)))
             .await
             .map_err(|_| LedgerError::WriterStopped)
     }
@@ -171,7 +216,7 @@ pub(crate) fn spawn<X: Extension>(
 
 async fn run<X: Extension>(
     shared: Arc<Shared<X>>,
-    queue: Arc<Mutex<mpsc::Receiver<Queued<X>>>>,
+    queue: Arc<Mutex<mpsc::Receiver<Entry<X>>>>,
     stop: CancellationToken,
 ) {
     loop {
@@ -188,10 +233,11 @@ async fn run<X: Extension>(
             let Some(first) = first else {
                 return;
             };
-            let mut jobs = vec![first];
+            let mut jobs = Vec::with_capacity(first.len());
+            first.into_jobs(&mut jobs);
             while jobs.len() < shared.max_batch {
                 match queue.try_recv() {
-                    Ok(job) => jobs.push(job),
+                    Ok(entry) => entry.into_jobs(&mut jobs),
                     Err(_) => break,
                 }
             }
