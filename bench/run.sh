@@ -33,7 +33,21 @@ for _ in $(seq 100); do curl -sf localhost:8080/readyz >/dev/null && break; slee
 grep VmRSS /proc/$SVC/status > "$OUT/rss-idle-$DB.txt"
 ( while kill -0 $SVC 2>/dev/null; do grep VmRSS /proc/$SVC/status 2>/dev/null | awk '{print $2}'; sleep 0.2; done ) > "$OUT/rss-$DB.txt" &
 for s in $SCENARIOS; do
+  if [ "${PROFILE:-0}" = 1 ]; then
+    # Past the scenario's set-up (accounts, grants), for most of its run.
+    ( sleep 3; perf record -q -g -F 499 -p $SVC -o "$OUT/perf-$DB-$s.data" -- sleep $((DUR - 4)) ) >/dev/null 2>&1 &
+    PERF=$!
+  fi
   STRIPE_WEBHOOK_SECRET=whsec_bench "$BIN/credits-bench" "$s" -d "$DUR" --no-ceilings "${EXTRA[@]}" 2>&1 | tee -a "$OUT/bench-$DB.txt"
+  if [ "${PROFILE:-0}" = 1 ]; then
+    wait $PERF
+    { perf report -i "$OUT/perf-$DB-$s.data" --no-children --sort comm,dso -g none --stdio 2>/dev/null | grep '%' | head -12
+      echo '--- self'
+      perf report -i "$OUT/perf-$DB-$s.data" --no-children --sort symbol -g none --stdio 2>/dev/null | grep '%' | sed 's/  */ /g' | head -40
+      echo '--- with children'
+      perf report -i "$OUT/perf-$DB-$s.data" --children --sort symbol -g none --stdio 2>/dev/null | grep '%' | sed 's/  */ /g' | head -60
+    } > "$OUT/perf-$DB-$s.txt" || true
+  fi
 done
 STRIPE_WEBHOOK_SECRET=whsec_bench "$BIN/credits-bench" ceilings -d "$DUR" "${EXTRA[@]}" 2>&1 | tee -a "$OUT/bench-$DB.txt"
 echo "peak RSS kB: $(sort -n "$OUT/rss-$DB.txt" | tail -1)" | tee -a "$OUT/bench-$DB.txt"
