@@ -59,6 +59,10 @@ pub(crate) fn router(settings: ConsoleSettings, services: ConsoleServices) -> Ro
             "/console/accounts/{account}/pause-top-up",
             post(pages::actions::pause_top_up),
         )
+        .route(
+            "/console/accounts/{account}/top-ups/{attempt}/retry",
+            post(pages::actions::retry_top_up),
+        )
         .route("/console/events", get(pages::events::list))
         .route("/console/events/{event}", get(pages::events::show))
         .route("/console/events/{event}/replay", post(pages::events::replay))

@@ -276,3 +276,90 @@ async fn auto_top_up_paused_from_the_console_keeps_its_terms() {
     assert_eq!((top_up.threshold, top_up.pack_id.as_str()), (100, "standard"));
     assert_eq!(audit_lines(&app).await, 1);
 }
+
+#[tokio::test]
+async fn a_top_up_waiting_on_its_backoff_is_made_due_from_the_console_once_and_a_settled_one_is_not() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    // The worker looks only hourly here: what the test reads is the console's doing.
+    let app = console_app().env("TOP_UP_INTERVAL_MS", "3600000").spawn().await;
+    app.ensure("acct_retry").await;
+    let db = app.db.connect().await;
+    let now = chrono::Utc::now();
+    let attempt = |id: &str, state: &str| credits::entities::top_up_attempt::ActiveModel {
+        id: Set(id.into()),
+        account_id: Set("acct_retry".into()),
+        pack_id: Set("standard".into()),
+        number: Set(1),
+        state: Set(state.into()),
+        payment_intent_id: Set(None),
+        amount: Set(Some(1500)),
+        currency: Set(Some("usd".into())),
+        credits: Set(Some(1000)),
+        error: Set(Some("Stripe timed out".into())),
+        unknown_since: Set(Some(now)),
+        next_action_at: Set(now + chrono::Duration::hours(1)),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    // A lost answer, asked about again in an hour; and an older one that was declined.
+    attempt("tu_waiting", "unknown")
+        .insert(&db)
+        .await
+        .expect("waiting attempt");
+    attempt("tu_declined", "declined")
+        .insert(&db)
+        .await
+        .expect("declined attempt");
+
+    let mut client = signed_in(&app).await;
+    let page = client.get("/console/accounts/acct_retry").await.body;
+    assert!(page.contains("/top-ups/tu_waiting/retry\""), "{page}");
+    assert!(!page.contains("/top-ups/tu_declined/retry\""), "{page}");
+    let form = [
+        ("csrf", field_after(&page, "/top-ups/tu_waiting/retry\"", "csrf")),
+        ("key", field_after(&page, "/top-ups/tu_waiting/retry\"", "key")),
+        ("reason", "Stripe is back".to_owned()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for _ in 0..2 {
+        let answer = client
+            .post("/console/accounts/acct_retry/top-ups/tu_waiting/retry", &form)
+            .await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    }
+    let read = |id: &'static str| {
+        let db = db.clone();
+        async move {
+            credits::entities::top_up_attempt::Entity::find_by_id(id)
+                .one(&db)
+                .await
+                .expect("read attempt")
+                .expect("attempt")
+        }
+    };
+    let waiting = read("tu_waiting").await;
+    assert_eq!(
+        waiting.state, "unknown",
+        "same state, same key: nothing charged here"
+    );
+    assert!(waiting.next_action_at <= chrono::Utc::now(), "due now");
+    assert_eq!(audit_lines(&app).await, 1, "one audit line for a double submit");
+
+    // A declined attempt is settled: a forged retry of it is refused and changes nothing.
+    let page = client.get("/console/accounts/acct_retry").await.body;
+    let fresh_key = field_after(&page, "/grant\"", "key");
+    let forged = [
+        ("csrf", form[0].1),
+        ("key", fresh_key.as_str()),
+        ("reason", "try again"),
+    ];
+    let forged = client
+        .post("/console/accounts/acct_retry/top-ups/tu_declined/retry", &forged)
+        .await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST, "{}", forged.body);
+    assert!(forged.body.contains("is declined"), "{}", forged.body);
+    assert!(read("tu_declined").await.next_action_at > chrono::Utc::now());
+    assert_eq!(audit_lines(&app).await, 1);
+    let page = client.get("/console/accounts/acct_retry").await.body;
+    assert!(page.contains("retry_top_up"), "{page}");
+}

@@ -111,12 +111,13 @@ pub(crate) async fn account(
         h2 { "Recent top-ups" }
         @if settings.recent_top_ups.is_empty() { p.empty { "No top-ups." } } @else {
             table {
-                thead { tr { th { "Attempt" } th { "Pack" } th { "State" } th { "Amount" } th { "Credits" } th { "Error" } th { "Next step" } } }
+                thead { tr { th { "Attempt" } th { "Pack" } th { "State" } th { "Amount" } th { "Credits" } th { "Error" } th { "Next step" } @if viewer.operator() { th {} } } }
                 tbody { @for t in &settings.recent_top_ups { tr {
                     td { code { (t.id) } " #" (t.number) } td { (t.pack_id) } td { (t.state.as_str()) }
                     td.num { (t.amount.map(|a| a.to_string()).unwrap_or_default()) " " (t.currency.as_deref().unwrap_or("")) }
                     td.num { (t.credits.map(|c| c.to_string()).unwrap_or_default()) }
                     td { (t.error.as_deref().unwrap_or("")) } td { (when(Some(t.next_action_at))) }
+                    @if viewer.operator() { td { @if actions::retryable(t.state) { (actions::top_up_retry_form(&viewer, &path, &t.id)) } } }
                 } } }
             }
         }

@@ -1,6 +1,6 @@
 //! Operator actions on an account, each with a required reason and a one-time key in the form
 //! (a double submit acts once): grant credits, release a hold, change settings, pause auto
-//! top-up. Each goes through the same ledger or billing call as its RPC, then is audited.
+//! top-up, retry a top-up attempt now. Each goes through the same ledger or billing call as its RPC, then is audited.
 
 use axum::{
     Form,
@@ -23,8 +23,9 @@ use crate::{
     },
     ledger::{
         AccountId, AccountRef, Credits, HoldId, IdempotencyKey, InvalidInput, Reason,
-        book::{AccountSettings, Metadata},
-        commands::{AutoTopUpChange, Grant, Release, SettingsChange},
+        book::{AccountSettings, Metadata, TopUpStep},
+        commands::{AutoTopUpChange, Grant, Release, SettingsChange, SettleTopUp},
+        kinds::TopUpState,
     },
 };
 
@@ -113,6 +114,25 @@ pub(crate) fn release_form(viewer: &Viewer<'_>, path: &str, hold_id: &str) -> Ma
             (common(viewer))
             input name="reason" required maxlength="64" placeholder="reason";
             button type="submit" { "Release" }
+        }
+    }
+}
+
+/// Whether an attempt waits on its backoff, so that an operator may make it due now.
+pub(crate) fn retryable(state: TopUpState) -> bool {
+    matches!(
+        state,
+        TopUpState::Pending | TopUpState::Unknown | TopUpState::AwaitingPayment
+    )
+}
+
+/// The retry button of one top-up attempt.
+pub(crate) fn top_up_retry_form(viewer: &Viewer<'_>, path: &str, attempt_id: &str) -> Markup {
+    html! {
+        form.inline method="post" action={ (path) "/top-ups/" (layout::segment(attempt_id)) "/retry" } {
+            (common(viewer))
+            input name="reason" required maxlength="64" placeholder="reason";
+            button type="submit" { "Retry now" }
         }
     }
 }
@@ -355,4 +375,39 @@ pub(crate) async fn pause_top_up(
     )
     .await?;
     Ok(done(&account, "Auto top-up paused."))
+}
+
+/// A top-up attempt waiting on its backoff becomes due now: the worker takes its next step at its
+/// next pass, with the attempt's own idempotency key (no second charge). Twice acts once.
+pub(crate) async fn retry_top_up(
+    State(state): State<ConsoleState>,
+    session: Session,
+    Path((account, attempt)): Path<(String, String)>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, ConsoleError> {
+    let (account, reason, key) = prepare(&state, &session, &form, &account)?;
+    if state.inner.audit.has_key(key.as_str()).await? {
+        return Ok(done(&account, "Top-up due now."));
+    }
+    let settled = state
+        .inner
+        .ledger
+        .send(SettleTopUp {
+            account_id: account.as_str().to_owned(),
+            attempt_id: attempt.clone(),
+            step: TopUpStep::RunNow,
+        })
+        .await?;
+    if !settled.applied {
+        return Err(ConsoleError::Invalid(format!(
+            "top-up attempt {attempt} is {}: only a pending, unknown or awaiting one can be retried",
+            settled.state.as_str()
+        )));
+    }
+    let details = json!({ "attempt_id": attempt, "state": settled.state.as_str() });
+    audit(&state, &session, "retry_top_up", &account, &reason, &key, details).await?;
+    Ok(done(
+        &account,
+        "Top-up due now: the worker takes its next step at its next pass.",
+    ))
 }

@@ -112,6 +112,9 @@ pub(crate) enum TopUpStep {
     StillPaying {
         retry_at: DateTime<Utc>,
     },
+    /// An operator's retry: the attempt's next step is due now, not at its backoff's end. The
+    /// worker takes it with the attempt's own key, so nothing is charged twice.
+    RunNow,
 }
 
 impl TopUpStep {
@@ -123,6 +126,7 @@ impl TopUpStep {
             Self::NotCharged { .. } => &[Unknown],
             Self::Created { .. } | Self::Unknown { .. } => &[Charging, Unknown],
             Self::StillPaying { .. } => &[AwaitingPayment],
+            Self::RunNow => &[Pending, Unknown, AwaitingPayment],
             Self::RequiresAction { .. } | Self::Declined { .. } => &[Charging, Unknown, AwaitingPayment],
             Self::Failed { .. } => &[Pending, Charging, Unknown, AwaitingPayment],
         }
@@ -196,6 +200,10 @@ impl Book {
             TopUpStep::StillPaying { retry_at } => {
                 self.change_top_up(id, now, |a| a.next_action_at = retry_at);
                 TopUpState::AwaitingPayment
+            }
+            TopUpStep::RunNow => {
+                self.change_top_up(id, now, |a| a.next_action_at = a.next_action_at.min(now));
+                attempt.state
             }
             TopUpStep::Unknown { error, retry_at } => {
                 self.change_top_up(id, now, |a| {
