@@ -227,3 +227,25 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str, writers: &str) -> Settings {
+        let vars = [("DATABASE_URL", url), ("DATABASE_WRITER_CONNECTIONS", writers)];
+        Settings::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .expect("valid settings")
+    }
+
+    #[test]
+    fn sqlite_has_one_writer_task_whatever_the_writer_connections_say() {
+        assert_eq!(writer_tasks(&settings("sqlite://credits.db?mode=rwc", "4")), 1);
+        assert_eq!(writer_tasks(&settings("postgres://db/credits", "4")), 4);
+        assert_eq!(writer_tasks(&settings("postgres://db/credits", "1")), 1);
+    }
+}
