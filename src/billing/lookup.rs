@@ -1,5 +1,6 @@
 //! Which account a Stripe id belongs to, for operators searching by what Stripe's dashboard
-//! shows: a Checkout Session, a PaymentIntent, or a Customer (through its subscriptions).
+//! shows: a Checkout Session, a PaymentIntent, or a Customer (through its subscriptions; the
+//! console asks the ledger first for a Customer kept with a saved card).
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 

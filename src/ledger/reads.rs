@@ -98,6 +98,11 @@ impl<X: Extension> Ledger<X> {
             .ok_or_else(|| LedgerError::NotFound(by.to_string()))
     }
 
+    /// The account that saved a card as Stripe Customer `customer_id`, if any.
+    pub(crate) async fn account_of_customer(&self, customer_id: &str) -> Result<Option<String>, LedgerError> {
+        Ok(store::reads::account_of_customer(&self.reads, customer_id).await?)
+    }
+
     /// Whether any account has one of these ids or emails.
     pub(crate) async fn any_account(&self, ids: &[&str], emails: &[&str]) -> Result<bool, LedgerError> {
         Ok(!store::writes::find_accounts(&self.reads, ids, emails)

@@ -218,3 +218,26 @@ async fn console_sign_out_ends_the_session_even_for_a_kept_cookie() {
     assert_eq!(replayed.status, StatusCode::SEE_OTHER);
     assert_eq!(replayed.location.as_deref(), Some("/console/sign-in"));
 }
+
+#[tokio::test]
+async fn console_search_by_a_saved_card_customer_finds_its_account() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    let app = console_app().spawn().await;
+    app.ensure("acct_card").await;
+    // As a Checkout that kept the card leaves it (no subscription names this Customer).
+    credits::entities::account::ActiveModel {
+        id: Set("acct_card".into()),
+        stripe_customer_id: Set(Some("cus_test_card".into())),
+        payment_method_id: Set(Some("pm_test_card".into())),
+        ..Default::default()
+    }
+    .update(&app.db.connect().await)
+    .await
+    .expect("save the card");
+    let mut client = signed_in(&app, "victor").await;
+    let found = client.get("/console/search?q=cus_test_card").await;
+    assert_eq!(found.status, StatusCode::SEE_OTHER, "{}", found.body);
+    assert_eq!(found.location.as_deref(), Some("/console/accounts/acct_card"));
+    let missing = client.get("/console/search?q=cus_test_nobody").await;
+    assert!(missing.body.contains("No account matches"), "{}", missing.body);
+}

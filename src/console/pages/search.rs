@@ -64,5 +64,11 @@ async fn find(state: &ConsoleState, q: &str) -> Result<Option<String>, ConsoleEr
             Err(err) => return Err(err.into()),
         }
     }
+    // A Customer with a saved card is on its account; one made for a subscription only, on it.
+    if q.starts_with("cus_")
+        && let Some(id) = ledger.account_of_customer(q.trim()).await?
+    {
+        return Ok(Some(id));
+    }
     Ok(state.inner.billing.account_of_stripe_id(q).await?)
 }

@@ -216,6 +216,20 @@ pub(crate) async fn find_account<C: ConnectionTrait>(
     Ok(query.one(db).await?.map(account_state))
 }
 
+/// The account whose saved card belongs to Stripe Customer `customer_id`.
+pub(crate) async fn account_of_customer<C: ConnectionTrait>(
+    db: &C,
+    customer_id: &str,
+) -> Result<Option<String>, DbErr> {
+    account::Entity::find()
+        .select_only()
+        .column(account::Column::Id)
+        .filter(account::Column::StripeCustomerId.eq(customer_id))
+        .into_tuple::<String>()
+        .one(db)
+        .await
+}
+
 /// One page of an account's entries, newest first, strictly older than `before`.
 pub(crate) async fn entries_page<C: ConnectionTrait>(
     db: &C,
