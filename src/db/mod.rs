@@ -75,17 +75,19 @@ async fn open(settings: &Settings, max: u32, min: u32, role: Role) -> Result<Dat
         Role::Writer => WRITER_ACQUIRE_TIMEOUT,
     };
     let mut options = ConnectOptions::new(settings.database_url.expose_secret().to_owned());
+    if is_sqlite(settings) {
+        // A SQLite connection is a file handle nothing outside can cut, so it is not pinged
+        // before each use: that was a hand-off to its thread and back per writer batch and
+        // per read. A PostgreSQL connection still is: one a restart or a failover cut while it
+        // sat in the pool is replaced before a caller gets it.
+        options.test_before_acquire(false);
+    }
     options
         .max_connections(max.max(1))
         .min_connections(min)
         // sea-orm gives both to sqlx's one acquire timeout.
         .connect_timeout(acquire_timeout)
         .acquire_timeout(acquire_timeout)
-        // Not a ping before every acquire: it was a round trip per batch and per read (on
-        // SQLite a hand-off to the connection's thread and back; the writer's BEGIN waited
-        // 2.4 ms on average under load). A connection idle this long is pinged first, and sqlx
-        // pings every connection as it goes back to the pool.
-        .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
         .sqlx_logging(false)
         // A writer waiting longer than this on a row lock gives up with 55P03, which is
         // answered 503 / UNAVAILABLE so the caller (Stripe) retries, instead of holding a
@@ -126,10 +128,6 @@ async fn open(settings: &Settings, max: u32, min: u32, role: Role) -> Result<Dat
         });
     Database::connect(options).await
 }
-
-/// A pooled connection idle this long is pinged before use (a server restart, a proxy's or a
-/// firewall's idle cut), so a caller gets a live one.
-const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
 
 /// Set-wise statements differ by batch size: keep enough of them prepared.
 const STATEMENT_CACHE: usize = 1024;
